@@ -1,0 +1,1 @@
+"""Types, settings, errors and time: what every other package of Trellis shares."""

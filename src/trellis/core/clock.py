@@ -1,0 +1,54 @@
+"""Time as Trellis counts it: integer milliseconds since the Unix epoch, UTC."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+__all__ = ["from_datetime", "now_ms", "parse_timestamp", "to_datetime", "to_iso"]
+
+
+def now_ms() -> int:
+    """The current wall-clock time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def to_datetime(ms: int) -> datetime:
+    """An aware UTC datetime for epoch milliseconds."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_iso(ms: int) -> str:
+    """RFC 3339 text with millisecond precision and a ``Z`` suffix."""
+    return to_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_datetime(value: datetime) -> int:
+    """Epoch milliseconds for an aware datetime; a naive one is refused, not guessed."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"timestamp {value.isoformat()!r} has no UTC offset")
+    return int(value.timestamp() * 1000)
+
+
+def parse_timestamp(value: int | float | str) -> int:
+    """Epoch milliseconds from what devices send: epoch ms, or RFC 3339 with an offset.
+
+    Numbers are taken as milliseconds; a number small enough to be seconds (before
+    2001 read as ms) is refused rather than silently misread.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"timestamp must be a number or RFC 3339 text, got {value!r}")
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"timestamp {value!r} is not finite")
+        if value < 1e12:
+            raise ValueError(f"timestamp {value!r} looks like seconds; send epoch milliseconds")
+        return int(value)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"timestamp {value!r} is not RFC 3339") from None
+    return from_datetime(parsed)

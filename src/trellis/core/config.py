@@ -1,0 +1,146 @@
+"""Settings: one ``trellis.toml`` plus ``TRELLIS_*`` environment variables.
+
+Environment variables win over the file; nested settings use a double underscore,
+so ``TRELLIS_HTTP__PORT=9000`` overrides ``[http] port``. Only the composition root
+(:mod:`trellis.platform`) and the CLI call :func:`load_settings`; everything else is
+handed the values it needs.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from trellis.core.errors import ConfigError
+
+__all__ = [
+    "BusSettings",
+    "HttpSettings",
+    "IngestSettings",
+    "Settings",
+    "SimSettings",
+    "load_settings",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(_Section):
+    """Where the API and the dashboard listen."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class IngestSettings(_Section):
+    """Limits of the ingest pipeline; each one bounds memory or refuses bad input."""
+
+    queue_size: int = Field(default=20_000, ge=1, description="raw messages waiting")
+    batch_max: int = Field(default=1_000, ge=1, description="messages per batch")
+    batch_wait_ms: int = Field(default=20, ge=0, description="wait to fill a batch")
+    max_payload_bytes: int = Field(default=256 * 1024, ge=64)
+    max_future_skew_s: float = Field(default=300.0, ge=0, description="device clock ahead")
+    max_past_age_s: float = Field(default=30 * 86_400.0, ge=0, description="oldest accepted")
+
+
+class BusSettings(_Section):
+    """The in-process bus: how many batches each subscriber may have waiting."""
+
+    subscriber_queue: int = Field(default=64, ge=1)
+
+
+class SimSettings(_Section):
+    """The simulated fleet that ``trellis demo`` and ``trellis sim`` run."""
+
+    pumps: int = Field(default=8, ge=0)
+    rooms: int = Field(default=12, ge=0)
+    rate_hz: float = Field(default=1.0, gt=0, le=1000)
+    seed: int = 7
+    fault_device: str | None = "pump-0002"
+    fault_after_s: float = Field(default=15.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of a Trellis process, validated before anything starts."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRELLIS_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Path(".trellis")
+    tenant: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    http: HttpSettings = HttpSettings()
+    ingest: IngestSettings = IngestSettings()
+    bus: BusSettings = BusSettings()
+    sim: SimSettings = SimSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @property
+    def metadata_url(self) -> str:
+        """SQLAlchemy URL of the metadata database."""
+        return f"sqlite:///{self.data_dir / 'trellis.db'}"
+
+    @property
+    def timeseries_path(self) -> Path:
+        """File of the embedded time-series store."""
+        return self.data_dir / "timeseries.db"
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (or ``./trellis.toml`` when present), apply the environment.
+
+    ``overrides`` are for tests and the CLI's flags; they win over the file but not
+    over the environment. Raises :class:`ConfigError` naming each bad setting.
+    """
+    values: dict[str, Any] = {}
+    if path is None and Path("trellis.toml").is_file():
+        path = Path("trellis.toml")
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+    _merge(values, overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from exc
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f" (from {path} or TRELLIS_* environment)" if path else " (from TRELLIS_* environment)"
+    lines = [f"invalid settings{where}:"]
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"])
+        env = "TRELLIS_" + "__".join(str(part) for part in error["loc"]).upper()
+        given = error.get("input")
+        shown = "" if isinstance(given, dict) else f" = {given!r}"
+        lines.append(f"  {name}{shown}: {error['msg']} [env {env}]")
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""The ingest pipeline: raw messages in, readings stored and published, nothing lost.
+
+Sources (the simulator, HTTP, later MQTT) put raw messages on one bounded queue and
+wait when it is full. One worker takes them in batches, decodes them
+(:mod:`trellis.ingest.decode`), writes readings and quarantine entries from one
+writer thread, and only then publishes the readings on the bus. A message counts
+as taken once its batch has committed: ``submit_and_wait`` returns at that point,
+which is the acknowledgement a protocol adapter needs before it acks to a device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+from trellis.bus.base import Bus
+from trellis.core.clock import now_ms
+from trellis.core.config import IngestSettings
+from trellis.core.errors import ClosedError, TrellisError
+from trellis.core.types import RawMessage, Reading
+from trellis.devices.registry import DeviceRegistry
+from trellis.ingest.decode import Limits, Rejection, decode_telemetry
+from trellis.ingest.quarantine import Quarantine
+from trellis.store.base import TimeSeriesStore
+
+__all__ = ["IngestPipeline", "IngestResult", "IngestStats"]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    """The outcome of one message: readings taken, or the quarantine reason."""
+
+    message_id: str
+    readings: int
+    quarantined: bool
+    reason: str | None = None
+
+
+class IngestStats(msgspec.Struct, frozen=True):
+    """Counters since start; ``duplicates`` are readings whose key was already stored."""
+
+    messages: int
+    readings: int
+    stored: int
+    duplicates: int
+    quarantined: int
+    batches: int
+    queued: int
+    capacity: int
+    source_waits: int
+    write_retries: int
+
+
+@dataclass
+class _Counters:
+    messages: int = 0
+    readings: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    source_waits: int = 0
+    write_retries: int = 0
+
+
+_Item = tuple[RawMessage, "asyncio.Future[IngestResult] | None"]
+
+
+class IngestPipeline:
+    """Bounded queue → batch decode → durable write → bus."""
+
+    def __init__(
+        self,
+        store: TimeSeriesStore,
+        registry: DeviceRegistry,
+        quarantine: Quarantine,
+        bus: Bus[Reading],
+        settings: IngestSettings,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._quarantine = quarantine
+        self._bus = bus
+        self._settings = settings
+        self._clock = clock
+        self._limits = Limits(
+            max_payload_bytes=settings.max_payload_bytes,
+            max_future_skew_ms=int(settings.max_future_skew_s * 1000),
+            max_past_age_ms=int(settings.max_past_age_s * 1000),
+        )
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(settings.queue_size)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trellis-writer")
+        self._closed = False
+        self._counters = _Counters()
+
+    @property
+    def limits(self) -> Limits:
+        """The bounds every message is checked against."""
+        return self._limits
+
+    async def submit(self, raw: RawMessage) -> None:
+        """Queue a message, waiting while the queue is full (backpressure)."""
+        await self._put((raw, None))
+
+    async def submit_and_wait(self, raw: RawMessage) -> IngestResult:
+        """Queue a message and wait until it is stored or quarantined."""
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        await self._put((raw, future))
+        return await future
+
+    async def _put(self, item: _Item) -> None:
+        if self._closed:
+            raise ClosedError("the ingest pipeline is closed")
+        if self._queue.full():
+            self._counters.source_waits += 1
+        await self._queue.put(item)
+
+    def stats(self) -> IngestStats:
+        """Counters and queue depth right now."""
+        c = self._counters
+        return IngestStats(
+            messages=c.messages,
+            readings=c.readings,
+            stored=c.stored,
+            duplicates=c.duplicates,
+            quarantined=c.quarantined,
+            batches=c.batches,
+            queued=self._queue.qsize(),
+            capacity=self._settings.queue_size,
+            source_waits=c.source_waits,
+            write_retries=c.write_retries,
+        )
+
+    async def close(self) -> None:
+        """Refuse new messages; :meth:`run` drains the queue and returns."""
+        if not self._closed:
+            self._closed = True
+            await self._queue.put(None)
+
+    async def run(self) -> None:
+        """Process batches until closed and drained."""
+        try:
+            while True:
+                batch, ended = await self._next_batch()
+                if batch:
+                    await self._process(batch)
+                if ended:
+                    return
+        finally:
+            self._writer.shutdown(wait=True)
+
+    async def _next_batch(self) -> tuple[list[_Item], bool]:
+        first = await self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        deadline = asyncio.get_running_loop().time() + self._settings.batch_wait_ms / 1000
+        while len(batch) < self._settings.batch_max:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    async def _process(self, batch: list[_Item]) -> None:
+        readings: list[Reading] = []
+        rejected: list[tuple[RawMessage, str, str | None]] = []
+        outcomes: list[IngestResult] = []
+        lookup = self._registry.get
+        models = self._registry.models
+        for raw, _ in batch:
+            decoded = decode_telemetry(raw, lookup, models, self._limits)
+            if isinstance(decoded, Rejection):
+                rejected.append((raw, decoded.reason, decoded.tenant))
+                outcomes.append(IngestResult(raw.id, 0, True, decoded.reason))
+            else:
+                readings.extend(decoded)
+                outcomes.append(IngestResult(raw.id, len(decoded), False))
+
+        inserted = await self._write(readings, rejected)
+        c = self._counters
+        c.batches += 1
+        c.messages += len(batch)
+        c.readings += len(readings)
+        c.stored += inserted
+        c.duplicates += len(readings) - inserted
+        c.quarantined += len(rejected)
+
+        if readings:
+            with contextlib.suppress(ClosedError):
+                await self._bus.publish(readings)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future is not None and not future.done():
+                future.set_result(outcome)
+
+    async def _write(
+        self, readings: list[Reading], rejected: list[tuple[RawMessage, str, str | None]]
+    ) -> int:
+        inserted = await self._until_written(self._store.write, readings)
+        await self._until_written(self._quarantine.add, rejected)
+        return inserted
+
+    async def _until_written(self, write: Callable[[_T], _R], rows: _T) -> _R:
+        """Run ``write`` on the writer thread until it succeeds: a failing disk stalls
+        ingest (and, through the bounded queue, the sources) instead of losing data."""
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                result = await loop.run_in_executor(self._writer, write, rows)
+            except TrellisError as exc:
+                attempt += 1
+                self._counters.write_retries += 1
+                if attempt == 1:
+                    log.error("storage write failed, retrying until it succeeds: %s", exc)
+                await asyncio.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
+                continue
+            if attempt:
+                log.warning("storage write recovered after %d retries", attempt)
+            return result

@@ -1,0 +1,108 @@
+"""Quarantine: messages that could not become readings, kept whole with the reason.
+
+Nothing is dropped: the original bytes, topic and properties are stored so that a
+message can be inspected, and replayed once the contract or mapping is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+import sqlalchemy as sa
+
+from trellis.core.clock import now_ms
+from trellis.core.errors import NotFoundError, StoreError
+from trellis.core.types import RawMessage
+from trellis.store.metadata import quarantine
+
+__all__ = ["Quarantine", "QuarantinedMessage"]
+
+
+class QuarantinedMessage(msgspec.Struct, frozen=True):
+    """A refused message and why it was refused."""
+
+    id: int
+    tenant: str | None
+    message: RawMessage
+    reason: str
+    quarantined_ms: int
+
+
+class Quarantine:
+    """The quarantine table of the metadata database."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def add(self, entries: Sequence[tuple[RawMessage, str, str | None]]) -> None:
+        """Store ``(message, reason, tenant)`` triples in one transaction."""
+        if not entries:
+            return
+        at = now_ms()
+        rows = [
+            {
+                "tenant": tenant,
+                "message_id": raw.id,
+                "source": raw.source,
+                "topic": raw.topic,
+                "payload": raw.payload,
+                "properties": raw.properties,
+                "received_ms": raw.received_ms,
+                "reason": reason,
+                "quarantined_ms": at,
+            }
+            for raw, reason, tenant in entries
+        ]
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(quarantine.insert(), rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"quarantining {len(rows)} messages failed: {exc}") from exc
+
+    def list(
+        self, tenant: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[QuarantinedMessage]:
+        """Newest first; ``tenant=None`` includes messages whose tenant was unreadable."""
+        query = sa.select(quarantine).order_by(quarantine.c.id.desc()).limit(limit).offset(offset)
+        if tenant is not None:
+            query = query.where(quarantine.c.tenant == tenant)
+        with self._engine.connect() as connection:
+            return [_entry(row) for row in connection.execute(query).mappings()]
+
+    def get(self, entry_id: int) -> QuarantinedMessage:
+        """One entry, or :class:`NotFoundError`."""
+        with self._engine.connect() as connection:
+            row = (
+                connection.execute(sa.select(quarantine).where(quarantine.c.id == entry_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFoundError("quarantined message", entry_id)
+        return _entry(row)
+
+    def count(self, tenant: str | None = None) -> int:
+        """How many messages are in quarantine."""
+        query = sa.select(sa.func.count()).select_from(quarantine)
+        if tenant is not None:
+            query = query.where(quarantine.c.tenant == tenant)
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+
+def _entry(row: sa.RowMapping) -> QuarantinedMessage:
+    return QuarantinedMessage(
+        id=row["id"],
+        tenant=row["tenant"],
+        message=RawMessage(
+            id=row["message_id"],
+            source=row["source"],
+            topic=row["topic"],
+            payload=row["payload"],
+            received_ms=row["received_ms"],
+            properties=row["properties"],
+        ),
+        reason=row["reason"],
+        quarantined_ms=row["quarantined_ms"],
+    )

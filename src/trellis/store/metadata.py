@@ -1,0 +1,157 @@
+"""The metadata schema (devices, rules, alerts, quarantine) and its migrations.
+
+SQLAlchemy Core on SQLite in embedded mode and PostgreSQL at scale: one schema, one
+set of Alembic migrations. :func:`open_metadata` upgrades the database at start,
+idempotently, after a pre-flight check that refuses a schema this code does not know
+(a database written by a newer Trellis) instead of guessing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from trellis.core.errors import SchemaError
+
+__all__ = [
+    "alerts",
+    "devices",
+    "metadata",
+    "migrate",
+    "open_metadata",
+    "quarantine",
+    "rules",
+]
+
+metadata = sa.MetaData()
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("site", sa.String(128), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+rules = sa.Table(
+    "rules",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(128), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("type", sa.String(128), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("dedup_key", sa.String(512), nullable=False),
+    sa.Column("open_key", sa.String(512), nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("count", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("raised_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+    sa.Column("acknowledged", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("acknowledged_ms", sa.BigInteger, nullable=True),
+    sa.Column("acknowledged_by", sa.String(128), nullable=True),
+    sa.Column("cleared_ms", sa.BigInteger, nullable=True),
+    sa.Column("resolved_ms", sa.BigInteger, nullable=True),
+    sa.Column("resolved_by", sa.String(128), nullable=True),
+    # open_key is the dedup key while the alert is open and NULL once resolved, so the
+    # database itself guarantees one open alert per key (NULLs never collide).
+    sa.UniqueConstraint("tenant", "open_key", name="uq_alerts_open_key"),
+    sa.Index("ix_alerts_tenant_status", "tenant", "status", "raised_ms"),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=True),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("topic", sa.String(512), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("properties", sa.JSON, nullable=False),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("quarantined_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_quarantine_received", "received_ms"),
+)
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config(connection: sa.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: sa.Engine) -> str:
+    """Bring the schema to the newest revision and return it.
+
+    Safe to run at every start: a database already at the head is left alone.
+    """
+    with engine.begin() as connection:
+        config = _alembic_config(connection)
+        command.upgrade(config, "head")
+        head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def _check_known(engine: sa.Engine) -> None:
+    with engine.connect() as connection:
+        config = _alembic_config(connection)
+        scripts = ScriptDirectory.from_config(config)
+        known = {rev.revision for rev in scripts.walk_revisions()}
+        for revision in MigrationContext.configure(connection).get_current_heads():
+            if revision not in known:
+                raise SchemaError(
+                    f"the database is at schema revision {revision!r}, which this version "
+                    "of Trellis does not know (written by a newer release?); upgrade "
+                    "Trellis or restore a backup, nothing was changed"
+                )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_metadata(url: str) -> sa.Engine:
+    """An engine on ``url`` whose schema is checked and migrated to the head."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    _check_known(engine)
+    migrate(engine)
+    return engine
