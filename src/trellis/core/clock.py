@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 __all__ = ["from_datetime", "now_ms", "parse_timestamp", "to_datetime", "to_iso"]
+
+# Exact timedelta arithmetic: a detour through float seconds (``datetime.timestamp()``)
+# turned .087 into .086 for about one timestamp in two hundred.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def now_ms() -> int:
@@ -15,7 +20,7 @@ def now_ms() -> int:
 
 def to_datetime(ms: int) -> datetime:
     """An aware UTC datetime for epoch milliseconds."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return _EPOCH + ms * _MS
 
 
 def to_iso(ms: int) -> str:
@@ -27,7 +32,7 @@ def from_datetime(value: datetime) -> int:
     """Epoch milliseconds for an aware datetime; a naive one is refused, not guessed."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"timestamp {value.isoformat()!r} has no UTC offset")
-    return int(value.timestamp() * 1000)
+    return (value - _EPOCH) // _MS
 
 
 def parse_timestamp(value: int | float | str) -> int:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from trellis.core.clock import now_ms
 from trellis.core.errors import NotFoundError
-from trellis.core.types import Device, DeviceStatus
+from trellis.core.types import Device
 from trellis.devices.models import BUILTIN_MODELS, DeviceModel
 from trellis.store.metadata import devices
 
@@ -55,9 +55,7 @@ class DeviceRegistry:
     def register(self, device: Device) -> Device:
         """Create or update a device; its model must be known."""
         if device.model not in self.models:
-            raise ValueError(
-                f"unknown device model {device.model!r}; known: {sorted(self.models)}"
-            )
+            raise ValueError(f"unknown device model {device.model!r}; known: {sorted(self.models)}")
         existing = self.get(device.tenant, device.id)
         created = existing.created_ms if existing else (device.created_ms or now_ms())
         values = {
@@ -85,13 +83,4 @@ class DeviceRegistry:
 
 
 def _device_from_row(row: sa.RowMapping) -> Device:
-    return Device(
-        tenant=row["tenant"],
-        id=row["id"],
-        model=row["model"],
-        name=row["name"],
-        site=row["site"],
-        status=DeviceStatus(row["status"]),
-        attributes=row["attributes"],
-        created_ms=row["created_ms"],
-    )
+    return msgspec.convert(dict(row), Device)

@@ -32,11 +32,14 @@ class MemoryTimeSeriesStore:
         self._lock = threading.Lock()
         self._closed = False
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the time-series store is closed")
+
     def write(self, readings: Sequence[Reading]) -> int:
         inserted = 0
         with self._lock:
-            if self._closed:
-                raise ClosedError("the time-series store is closed")
+            self._check_open()
             for reading in readings:
                 times, rows = self._series.setdefault(
                     (reading.tenant, reading.device, reading.metric), ([], [])
@@ -57,6 +60,7 @@ class MemoryTimeSeriesStore:
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
     ) -> list[Point]:
         with self._lock:
+            self._check_open()
             window = self._window((tenant, device, metric), start, end)[:limit]
         return [Point(r.ts, r.value) for r in window]
 
@@ -73,6 +77,7 @@ class MemoryTimeSeriesStore:
         if bucket_ms <= 0:
             raise ValueError(f"bucket_ms must be positive, got {bucket_ms}")
         with self._lock:
+            self._check_open()
             window = self._window((tenant, device, metric), start, end)
         grouped: dict[int, list[float]] = {}
         for r in window:
@@ -82,6 +87,7 @@ class MemoryTimeSeriesStore:
 
     def latest(self, tenant: str, device: str) -> list[Latest]:
         with self._lock:
+            self._check_open()
             found = [
                 Latest(metric, rows[-1].ts, rows[-1].value, rows[-1].unit)
                 for (t, d, metric), (_, rows) in self._series.items()
@@ -91,6 +97,7 @@ class MemoryTimeSeriesStore:
 
     def count(self, tenant: str | None = None) -> int:
         with self._lock:
+            self._check_open()
             return sum(
                 len(times) for (t, _, _), (times, _) in self._series.items() if tenant in (None, t)
             )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from msgspec.structs import astuple
 
-from trellis.core.errors import ClosedError, StoreError
+from trellis.core.errors import ClosedError, SchemaError, StoreError
 from trellis.core.types import Reading
 from trellis.store.base import Aggregate, Bucket, Latest, Point
 
@@ -82,7 +82,8 @@ class SQLiteTimeSeriesStore:
         connection = self._connection()
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version > _SCHEMA_VERSION:
-            raise StoreError(
+            self.close()
+            raise SchemaError(
                 f"{self._path} has time-series schema version {version}, newer than "
                 f"{_SCHEMA_VERSION}; upgrade Trellis to read it"
             )
@@ -177,9 +178,11 @@ class SQLiteTimeSeriesStore:
         if tenant is None:
             row = self._connection().execute("SELECT count(*) FROM readings").fetchone()
         else:
-            row = self._connection().execute(
-                "SELECT count(*) FROM readings WHERE tenant = ?", (tenant,)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT count(*) FROM readings WHERE tenant = ?", (tenant,))
+                .fetchone()
+            )
         return int(row[0])
 
     def close(self) -> None:

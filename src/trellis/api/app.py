@@ -1,0 +1,65 @@
+"""The ASGI application: the REST API, the dashboard, and the platform's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from trellis._version import __version__
+from trellis.api import v1
+from trellis.api.encoding import install_openapi
+from trellis.core.config import Settings
+from trellis.core.errors import ClosedError, ConflictError, NotFoundError
+from trellis.platform import Platform
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
+    """The app; the platform is built and started by its lifespan, not at import."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = Platform(settings)
+        try:
+            async with platform.running(simulate=simulate):
+                app.state.platform = platform
+                yield
+        finally:
+            platform.close()
+
+    app = FastAPI(
+        title="Trellis",
+        version=__version__,
+        description="AIoT platform: devices, telemetry, rules, alerts.",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.include_router(v1.router)
+    _install_ui(app)
+    install_openapi(app)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 404)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 409)
+
+    @app.exception_handler(ClosedError)
+    async def closed(_: Request, exc: ClosedError) -> JSONResponse:
+        return JSONResponse({"detail": f"shutting down: {exc}"}, 503)
+
+    return app
+
+
+def _install_ui(app: FastAPI) -> None:
+    from trellis.ui.routes import mount  # the UI imports the API's deps
+
+    mount(app)

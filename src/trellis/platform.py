@@ -1,0 +1,135 @@
+"""The composition root: the one place that builds Trellis from its settings.
+
+Nothing else reads the configuration or constructs services; tests build a
+:class:`Platform` from :class:`~trellis.core.config.Settings` the same way the CLI
+does, so what is tested is what runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+from trellis.alerts.service import AlertService
+from trellis.bus.live import LiveHub
+from trellis.bus.memory import InProcessBus
+from trellis.core.config import Settings
+from trellis.core.types import Reading
+from trellis.devices.registry import DeviceRegistry
+from trellis.ingest.pipeline import IngestPipeline
+from trellis.ingest.quarantine import Quarantine
+from trellis.rules.engine import RuleEngine
+from trellis.rules.store import RuleStore
+from trellis.sim.demo import DEMO_RULES
+from trellis.sim.fleet import Fleet, run_realtime
+from trellis.store.metadata import open_metadata
+from trellis.store.sqlite import SQLiteTimeSeriesStore
+
+__all__ = ["Platform"]
+
+log = logging.getLogger(__name__)
+_S = TypeVar("_S")
+
+
+class Platform:
+    """Every service of one embedded Trellis process, wired together.
+
+    Constructing it opens (and migrates) the databases; :meth:`running` starts the
+    pipeline, the rule engine and the live hub, and stops them in the order that
+    loses nothing: sources first, then ingest drains, then the bus drains.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tenant = settings.tenant
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = open_metadata(settings.metadata_url)
+        self.store = SQLiteTimeSeriesStore(settings.timeseries_path)
+        self.registry = DeviceRegistry(self.engine)
+        self.quarantine = Quarantine(self.engine)
+        self.alerts = AlertService(self.engine)
+        self.rules = RuleStore(self.engine)
+        self.fleet: Fleet | None = None
+        self._bus: InProcessBus[Reading] | None = None
+        self._pipeline: IngestPipeline | None = None
+        self._engine: RuleEngine | None = None
+        self._live: LiveHub | None = None
+
+    @property
+    def bus(self) -> InProcessBus[Reading]:
+        """The bus; only while running."""
+        return _running(self._bus)
+
+    @property
+    def pipeline(self) -> IngestPipeline:
+        """The ingest pipeline; only while running."""
+        return _running(self._pipeline)
+
+    @property
+    def rule_engine(self) -> RuleEngine:
+        """The rule engine; only while running."""
+        return _running(self._engine)
+
+    @property
+    def live(self) -> LiveHub:
+        """The live hub; only while running."""
+        return _running(self._live)
+
+    def seed_demo(self) -> Fleet:
+        """Register the simulated fleet and, when the tenant has none, the demo rules."""
+        fleet = Fleet(self.settings.sim, self.tenant)
+        for device in fleet.devices():
+            self.registry.register(device)
+        if not self.rules.find(self.tenant):
+            for rule in DEMO_RULES:
+                self.rules.put(self.tenant, rule)
+        self.fleet = fleet
+        return fleet
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, simulate: bool = False) -> AsyncIterator[Platform]:
+        """Run the services for the duration of the ``async with`` block."""
+        bus: InProcessBus[Reading] = InProcessBus(self.settings.bus.subscriber_queue)
+        self._bus = bus
+        self._pipeline = IngestPipeline(
+            self.store, self.registry, self.quarantine, bus, self.settings.ingest
+        )
+        self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
+        self._live = LiveHub(bus.subscribe("live"))
+        fleet = await asyncio.to_thread(self.seed_demo) if simulate else None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                ingest = tasks.create_task(self._pipeline.run(), name="trellis.ingest")
+                tasks.create_task(self._engine.run(), name="trellis.rules")
+                tasks.create_task(self._live.run(), name="trellis.live")
+                source = None
+                if fleet is not None:
+                    source = tasks.create_task(
+                        run_realtime(fleet, self._pipeline.submit, self.settings.sim.rate_hz),
+                        name="trellis.sim",
+                    )
+                try:
+                    yield self
+                finally:
+                    if source is not None:
+                        source.cancel()
+                    await self._pipeline.close()
+                    await ingest
+                    bus.close()
+        finally:
+            self._bus = self._pipeline = self._engine = self._live = None
+            log.info("trellis stopped")
+
+    def close(self) -> None:
+        """Close the databases."""
+        self.store.close()
+        self.engine.dispose()
+
+
+def _running(service: _S | None) -> _S:
+    if service is None:
+        raise RuntimeError("the platform is not running; use `async with platform.running()`")
+    return service
