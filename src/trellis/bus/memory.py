@@ -77,6 +77,7 @@ class InProcessBus(Generic[T]):
         self._capacity = capacity
         self._subscribers: list[InProcessSubscription[T]] = []
         self._closed = False
+        self._publishing = 0
 
     def subscribe(self, name: str) -> InProcessSubscription[T]:
         if self._closed:
@@ -90,8 +91,16 @@ class InProcessBus(Generic[T]):
             raise ClosedError("cannot publish: the bus is closed")
         if not batch:
             return
-        for subscriber in self._subscribers:
-            await subscriber._put(batch)
+        # A publish that got past the check above is accepted: close() leaves ending the
+        # subscribers to it, or its batch could land behind their end and be lost.
+        self._publishing += 1
+        try:
+            for subscriber in self._subscribers:
+                await subscriber._put(batch)
+        finally:
+            self._publishing -= 1
+            if self._closed and not self._publishing:
+                self._end_subscribers()
 
     def stats(self) -> list[SubscriberStats]:
         return [subscriber.stats() for subscriber in self._subscribers]
@@ -100,5 +109,9 @@ class InProcessBus(Generic[T]):
         if self._closed:
             return
         self._closed = True
+        if not self._publishing:
+            self._end_subscribers()
+
+    def _end_subscribers(self) -> None:
         for subscriber in self._subscribers:
             subscriber._end()

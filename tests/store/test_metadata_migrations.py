@@ -1,0 +1,130 @@
+"""Schema migrations: the metadata database (Alembic) and the time-series file (user_version)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+
+from trellis.core.errors import SchemaError, StoreError
+from trellis.core.types import Device, Reading
+from trellis.devices.registry import DeviceRegistry
+from trellis.store.metadata import _MIGRATIONS, metadata, migrate, open_metadata
+from trellis.store.sqlite import SQLiteTimeSeriesStore
+
+
+def _head() -> str:
+    head = ScriptDirectory(str(_MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def _revision(engine: sa.Engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+        )
+
+
+def _dump(path: Path) -> list[str]:
+    connection = sqlite3.connect(path)
+    try:
+        return list(connection.iterdump())
+    finally:
+        connection.close()
+
+
+def test_fresh_database_is_created_at_head(tmp_path: Path) -> None:
+    """open_metadata on a missing file creates it with every table, at the head revision."""
+    path = tmp_path / "new" / "trellis.db"
+    engine = open_metadata(f"sqlite:///{path}")
+    try:
+        assert path.is_file()
+        assert _revision(engine) == [_head()]
+        tables = set(sa.inspect(engine).get_table_names())
+        assert set(metadata.tables) <= tables
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_matches_the_table_definitions(tmp_path: Path) -> None:
+    """Columns created by the migrations are the columns the code's tables declare."""
+    engine = open_metadata(f"sqlite:///{tmp_path / 'trellis.db'}")
+    try:
+        inspector = sa.inspect(engine)
+        for name, table in metadata.tables.items():
+            columns = {column["name"] for column in inspector.get_columns(name)}
+            assert columns == {column.name for column in table.columns}, name
+    finally:
+        engine.dispose()
+
+
+def test_reopening_is_idempotent_and_keeps_rows(tmp_path: Path) -> None:
+    """Running open_metadata (and migrate) again leaves the revision and the data alone."""
+    url = f"sqlite:///{tmp_path / 'trellis.db'}"
+    engine = open_metadata(url)
+    DeviceRegistry(engine).register(Device("default", "pump-0001", "pump", name="P1"))
+    engine.dispose()
+
+    again = open_metadata(url)
+    try:
+        assert migrate(again) == _head()
+        assert _revision(again) == [_head()]
+        assert DeviceRegistry(again).require("default", "pump-0001").name == "P1"
+    finally:
+        again.dispose()
+
+
+def test_unknown_revision_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    """A database at a revision this code does not know raises SchemaError and is not touched."""
+    path = tmp_path / "trellis.db"
+    engine = open_metadata(f"sqlite:///{path}")
+    DeviceRegistry(engine).register(Device("default", "pump-0001", "pump"))
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_future'"))
+    engine.dispose()
+    before = _dump(path)
+
+    with pytest.raises(SchemaError, match="9999_from_future") as caught:
+        open_metadata(f"sqlite:///{path}")
+    assert "nothing was changed" in str(caught.value)
+    assert _dump(path) == before
+
+
+def _timeseries_file(path: Path) -> None:
+    store = SQLiteTimeSeriesStore(path)
+    store.write([Reading("default", "pump-0001", "temperature", 1_764_000_000_000, 20.0, "Cel")])
+    store.close()
+
+
+def test_timeseries_store_refuses_newer_schema(tmp_path: Path) -> None:
+    """A time-series file with a newer user_version raises StoreError and keeps its data."""
+    path = tmp_path / "timeseries.db"
+    _timeseries_file(path)
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version = 2")
+    connection.close()
+
+    with pytest.raises(StoreError, match="schema version 2") as caught:
+        SQLiteTimeSeriesStore(path)
+    assert isinstance(caught.value, SchemaError)
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute("SELECT count(*) FROM readings").fetchone() == (1,)
+    finally:
+        connection.close()
+
+
+def test_timeseries_store_reopens_its_own_schema(tmp_path: Path) -> None:
+    """Opening an existing time-series file at the current version keeps its readings."""
+    path = tmp_path / "timeseries.db"
+    _timeseries_file(path)
+    store = SQLiteTimeSeriesStore(path)
+    try:
+        assert store.count() == 1
+    finally:
+        store.close()

@@ -1,0 +1,412 @@
+"""One conformance suite for every time-series backend.
+
+Each backend is a factory in :data:`BACKENDS`; PostgreSQL joins by adding its own.
+The in-memory store is the reference, and every expectation here is computed in the
+test itself, not read back from another backend.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trellis.core.errors import ClosedError
+from trellis.core.types import Reading
+from trellis.store import (
+    Aggregate,
+    Bucket,
+    Latest,
+    MemoryTimeSeriesStore,
+    Point,
+    SQLiteTimeSeriesStore,
+    TimeSeriesStore,
+)
+
+T = TypeVar("T")
+
+#: A store on a fresh, empty location inside the given directory.
+StoreFactory = Callable[[Path], TimeSeriesStore]
+
+BACKENDS: list[tuple[str, StoreFactory]] = [
+    ("memory", lambda _directory: MemoryTimeSeriesStore()),
+    ("sqlite", lambda directory: SQLiteTimeSeriesStore(directory / "timeseries.db")),
+]
+
+T0 = 1_764_000_000_000  # a multiple of 60 s, so the bucket arithmetic below is easy to read
+
+
+@pytest.fixture(params=[factory for _, factory in BACKENDS], ids=[name for name, _ in BACKENDS])
+def store_factory(request: pytest.FixtureRequest) -> StoreFactory:
+    """Each backend's factory in turn."""
+    factory: StoreFactory = request.param
+    return factory
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory, tmp_path: Path) -> Iterator[TimeSeriesStore]:
+    """A fresh, empty store of each backend, closed after the test."""
+    opened = store_factory(tmp_path)
+    yield opened
+    opened.close()
+
+
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    """Consecutive slices of ``size`` items (itertools.batched is Python 3.12)."""
+    for at in range(0, len(items), size):
+        yield items[at : at + size]
+
+
+def reading(
+    ts: int,
+    value: float = 1.0,
+    *,
+    tenant: str = "acme",
+    device: str = "pump-1",
+    metric: str = "temperature",
+    unit: str | None = "Cel",
+) -> Reading:
+    """A reading with defaults for everything but the time."""
+    return Reading(tenant, device, metric, ts, value, unit)
+
+
+def test_backend_satisfies_protocol(store: TimeSeriesStore) -> None:
+    """Every backend is a structural TimeSeriesStore."""
+    assert isinstance(store, TimeSeriesStore)
+
+
+def test_write_is_idempotent(store: TimeSeriesStore) -> None:
+    """The same batch written twice is stored once; the second write reports 0 new."""
+    batch = [reading(T0 + i * 1000, float(i)) for i in range(10)]
+    assert store.write(batch) == 10
+    assert store.write(batch) == 0
+    assert store.count() == 10
+
+
+def test_redelivery_keeps_first_value(store: TimeSeriesStore) -> None:
+    """A second reading with an existing key is ignored, not an update."""
+    store.write([reading(T0, 1.0)])
+    assert store.write([reading(T0, 99.0)]) == 0
+    assert store.query("acme", "pump-1", "temperature", T0, T0 + 1) == [Point(T0, 1.0)]
+
+
+def test_duplicates_inside_one_batch_count_once(store: TimeSeriesStore) -> None:
+    """Repeated keys within one batch are stored and counted once."""
+    assert store.write([reading(T0), reading(T0), reading(T0 + 1), reading(T0)]) == 2
+    assert store.count() == 2
+
+
+def test_empty_write_is_a_no_op(store: TimeSeriesStore) -> None:
+    """Writing an empty batch stores nothing and returns 0."""
+    assert store.write([]) == 0
+    assert store.count() == 0
+
+
+def test_out_of_order_writes_are_queried_in_time_order(store: TimeSeriesStore) -> None:
+    """Readings written in shuffled batches come back sorted by time."""
+    times = [T0 + i * 10 for i in range(200)]
+    shuffled = times[:]
+    random.Random(3).shuffle(shuffled)
+    for chunk in chunks(shuffled, 17):
+        store.write([reading(ts, float(ts - T0)) for ts in chunk])
+    points = store.query("acme", "pump-1", "temperature", T0, T0 + 10_000)
+    assert points == [Point(ts, float(ts - T0)) for ts in times]
+
+
+def test_query_start_is_inclusive_and_end_exclusive(store: TimeSeriesStore) -> None:
+    """query returns start <= ts < end."""
+    store.write([reading(T0 + i) for i in range(10)])
+    points = store.query("acme", "pump-1", "temperature", T0 + 2, T0 + 5)
+    assert [p.ts for p in points] == [T0 + 2, T0 + 3, T0 + 4]
+    assert store.query("acme", "pump-1", "temperature", T0 + 5, T0 + 5) == []
+
+
+def test_query_limit_keeps_the_oldest(store: TimeSeriesStore) -> None:
+    """limit cuts the time-ordered result after that many points."""
+    store.write([reading(T0 + i) for i in reversed(range(10))])
+    points = store.query("acme", "pump-1", "temperature", T0, T0 + 10, limit=3)
+    assert [p.ts for p in points] == [T0, T0 + 1, T0 + 2]
+
+
+def test_query_selects_one_series(store: TimeSeriesStore) -> None:
+    """query returns only the asked device and metric."""
+    store.write(
+        [
+            reading(T0, 1.0),
+            reading(T0, 2.0, metric="pressure"),
+            reading(T0, 3.0, device="pump-2"),
+        ]
+    )
+    assert store.query("acme", "pump-1", "temperature", T0, T0 + 1) == [Point(T0, 1.0)]
+    assert store.query("acme", "pump-1", "pressure", T0, T0 + 1) == [Point(T0, 2.0)]
+    assert store.query("acme", "pump-9", "temperature", T0, T0 + 1) == []
+
+
+def _expected_buckets(
+    rows: list[tuple[int, float]], start: int, end: int, bucket_ms: int, fn: Aggregate
+) -> list[Bucket]:
+    grouped: dict[int, list[float]] = {}
+    for ts, value in sorted(rows):
+        if start <= ts < end:
+            grouped.setdefault(ts - ts % bucket_ms, []).append(value)
+    reduce: dict[Aggregate, Callable[[list[float]], float]] = {
+        Aggregate.AVG: lambda v: sum(v) / len(v),
+        Aggregate.MIN: min,
+        Aggregate.MAX: max,
+        Aggregate.SUM: sum,
+        Aggregate.COUNT: lambda v: float(len(v)),
+    }
+    return [Bucket(b, reduce[fn](values)) for b, values in sorted(grouped.items())]
+
+
+def _assert_buckets_equal(got: list[Bucket], expected: list[Bucket]) -> None:
+    assert [b.start for b in got] == [b.start for b in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert g.value == pytest.approx(e.value, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("fn", list(Aggregate))
+def test_aggregate_buckets_are_epoch_aligned(store: TimeSeriesStore, fn: Aggregate) -> None:
+    """Buckets start at multiples of bucket_ms since the epoch, not at ``start``."""
+    rng = random.Random(11)
+    # Every 7 s for 10 min, starting 13 s past a minute boundary.
+    rows = [(T0 + 13_000 + i * 7_000, rng.uniform(-5.0, 50.0)) for i in range(86)]
+    store.write([reading(ts, value) for ts, value in rows])
+    start, end = T0 + 20_000, T0 + 500_000
+    got = store.aggregate("acme", "pump-1", "temperature", start, end, 60_000, fn)
+    _assert_buckets_equal(got, _expected_buckets(rows, start, end, 60_000, fn))
+    assert got[0].start == T0  # the bucket holding ``start`` begins before it
+    assert all(b.start % 60_000 == 0 for b in got)
+
+
+def test_aggregate_omits_empty_buckets(store: TimeSeriesStore) -> None:
+    """Buckets without readings are left out, not reported as zero."""
+    store.write([reading(T0 + 1_000, 1.0), reading(T0 + 3 * 60_000 + 5, 3.0)])
+    got = store.aggregate("acme", "pump-1", "temperature", T0, T0 + 600_000, 60_000)
+    assert got == [Bucket(T0, 1.0), Bucket(T0 + 3 * 60_000, 3.0)]
+
+
+def test_aggregate_accepts_plain_strings(store: TimeSeriesStore) -> None:
+    """The function may be passed as its string name, as the API receives it."""
+    store.write([reading(T0, 2.0), reading(T0 + 1, 4.0)])
+    got = store.aggregate("acme", "pump-1", "temperature", T0, T0 + 10, 10, "max")  # type: ignore[arg-type]
+    assert got == [Bucket(T0, 4.0)]
+
+
+@pytest.mark.parametrize("bucket_ms", [0, -1, -60_000])
+def test_aggregate_refuses_non_positive_bucket(store: TimeSeriesStore, bucket_ms: int) -> None:
+    """bucket_ms <= 0 raises ValueError."""
+    with pytest.raises(ValueError, match="bucket_ms"):
+        store.aggregate("acme", "pump-1", "temperature", T0, T0 + 1, bucket_ms)
+
+
+def test_latest_after_out_of_order_writes(store: TimeSeriesStore) -> None:
+    """latest returns the newest value per metric even when it was written first."""
+    store.write(
+        [
+            reading(T0 + 500, 5.0),
+            reading(T0 + 900, 0.9, metric="pressure", unit="bar"),
+        ]
+    )
+    store.write(
+        [
+            reading(T0 + 100, 1.0),
+            reading(T0 + 400, 4.0),
+            reading(T0 + 100, 0.1, metric="pressure", unit="bar"),
+        ]
+    )
+    assert store.latest("acme", "pump-1") == [
+        Latest("pressure", T0 + 900, 0.9, "bar"),
+        Latest("temperature", T0 + 500, 5.0, "Cel"),
+    ]
+
+
+def test_latest_of_unknown_device_is_empty(store: TimeSeriesStore) -> None:
+    """A device that never reported has no latest values."""
+    store.write([reading(T0)])
+    assert store.latest("acme", "pump-9") == []
+    assert store.latest("other", "pump-1") == []
+
+
+def test_count_per_tenant(store: TimeSeriesStore) -> None:
+    """count() counts all tenants; count(tenant) only that tenant."""
+    store.write([reading(T0 + i, tenant="acme") for i in range(3)])
+    store.write([reading(T0 + i, tenant="globex") for i in range(5)])
+    assert store.count() == 8
+    assert store.count("acme") == 3
+    assert store.count("globex") == 5
+    assert store.count("initech") == 0
+
+
+def test_tenants_are_isolated(store: TimeSeriesStore) -> None:
+    """The same device, metric and time in two tenants are two readings that never mix."""
+    assert store.write([reading(T0, 1.0, tenant="acme"), reading(T0, 2.0, tenant="globex")]) == 2
+    assert store.query("acme", "pump-1", "temperature", T0, T0 + 1) == [Point(T0, 1.0)]
+    assert store.query("globex", "pump-1", "temperature", T0, T0 + 1) == [Point(T0, 2.0)]
+    assert store.aggregate("globex", "pump-1", "temperature", T0, T0 + 1, 1000) == [Bucket(T0, 2.0)]
+    assert store.latest("acme", "pump-1") == [Latest("temperature", T0, 1.0, "Cel")]
+
+
+def test_large_batch(store: TimeSeriesStore) -> None:
+    """One batch of 100,000 readings over 10 series is stored whole."""
+    batch = [
+        reading(T0 + i, float(i), device=f"pump-{i % 10}", metric="vibration")
+        for i in range(100_000)
+    ]
+    assert store.write(batch) == 100_000
+    assert store.count() == 100_000
+    points = store.query("acme", "pump-3", "vibration", T0, T0 + 100_000, limit=100_000)
+    assert len(points) == 10_000
+    assert points[:2] == [Point(T0 + 3, 3.0), Point(T0 + 13, 13.0)]
+
+
+def test_concurrent_writers_lose_and_duplicate_nothing(store: TimeSeriesStore) -> None:
+    """Threads writing overlapping batches at once store every key exactly once."""
+    writers, per_writer, batch_size = 4, 3_000, 250
+    # Each writer covers its own range plus half of the next writer's: overlapping keys.
+    plans = [
+        [
+            reading(T0 + n, float(n))
+            for n in range(w * per_writer, w * per_writer + per_writer * 3 // 2)
+        ]
+        for w in range(writers)
+    ]
+    distinct = {r.ts for plan in plans for r in plan}
+    start = threading.Barrier(writers)
+
+    def write_all(plan: list[Reading]) -> int:
+        start.wait()
+        return sum(store.write(chunk) for chunk in chunks(plan, batch_size))
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        inserted = sum(pool.map(write_all, plans))
+    assert inserted == len(distinct)
+    assert store.count() == len(distinct)
+    points = store.query("acme", "pump-1", "temperature", T0, T0 + 10**9, limit=10**9)
+    assert [p.ts for p in points] == sorted(distinct)
+    assert all(p.value == float(p.ts - T0) for p in points)
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        pytest.param(lambda s: s.write([reading(T0)]), id="write"),
+        pytest.param(lambda s: s.query("acme", "pump-1", "temperature", T0, T0 + 1), id="query"),
+        pytest.param(
+            lambda s: s.aggregate("acme", "pump-1", "temperature", T0, T0 + 1, 1000),
+            id="aggregate",
+        ),
+        pytest.param(lambda s: s.latest("acme", "pump-1"), id="latest"),
+        pytest.param(lambda s: s.count(), id="count"),
+    ],
+)
+def test_closed_store_raises(
+    store: TimeSeriesStore, use: Callable[[TimeSeriesStore], object]
+) -> None:
+    """Every method of a closed store raises ClosedError."""
+    store.write([reading(T0)])
+    store.close()
+    with pytest.raises(ClosedError):
+        use(store)
+
+
+# Few tenants, devices, metrics and instants, so generated readings collide often.
+readings_strategy = st.lists(
+    st.builds(
+        Reading,
+        tenant=st.sampled_from(["acme", "globex"]),
+        device=st.sampled_from(["d1", "d2"]),
+        metric=st.sampled_from(["m1", "m2"]),
+        ts=st.integers(T0, T0 + 40),
+        value=st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    max_size=60,
+)
+
+
+@pytest.mark.parametrize(
+    "factory", [factory for _, factory in BACKENDS], ids=[name for name, _ in BACKENDS]
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(readings=readings_strategy, cuts=st.lists(st.integers(0, 60), max_size=4))
+def test_property_distinct_keys_first_write_wins(
+    factory: StoreFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+    readings: list[Reading],
+    cuts: list[int],
+) -> None:
+    """For any readings in any batches, count is the number of distinct keys and query
+    returns each series sorted by time with the first value written for each key."""
+    store = factory(tmp_path_factory.mktemp("prop"))
+    try:
+        bounds = [0, *sorted(cuts), len(readings)]
+        inserted = sum(store.write(readings[a:b]) for a, b in itertools.pairwise(bounds) if a < b)
+        first: dict[tuple[str, str, str, int], float] = {}
+        for r in readings:
+            first.setdefault((r.tenant, r.device, r.metric, r.ts), r.value)
+        assert inserted == len(first)
+        assert store.count() == len(first)
+        for tenant in ("acme", "globex"):
+            assert store.count(tenant) == sum(1 for key in first if key[0] == tenant)
+        for tenant, device, metric in itertools.product(
+            ("acme", "globex"), ("d1", "d2"), ("m1", "m2")
+        ):
+            expected = sorted(
+                (ts, value)
+                for (t, d, m, ts), value in first.items()
+                if (t, d, m) == (tenant, device, metric)
+            )
+            got = store.query(tenant, device, metric, T0, T0 + 41)
+            assert [(p.ts, p.value) for p in got] == expected
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "factory", [factory for _, factory in BACKENDS], ids=[name for name, _ in BACKENDS]
+)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.dictionaries(
+        st.integers(T0, T0 + 10_000),
+        st.floats(-1e6, 1e6, allow_nan=False),
+        max_size=80,
+    ),
+    bucket_ms=st.integers(1, 5_000),
+    window=st.tuples(st.integers(T0 - 100, T0 + 10_100), st.integers(0, 10_000)),
+    fn=st.sampled_from(list(Aggregate)),
+)
+def test_property_aggregate_matches_reference(
+    factory: StoreFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: dict[int, float],
+    bucket_ms: int,
+    window: tuple[int, int],
+    fn: Aggregate,
+) -> None:
+    """For any readings, bucket size and window, aggregate equals the computation here."""
+    start, length = window
+    store = factory(tmp_path_factory.mktemp("agg"))
+    try:
+        store.write([reading(ts, value) for ts, value in rows.items()])
+        got = store.aggregate("acme", "pump-1", "temperature", start, start + length, bucket_ms, fn)
+        expected = _expected_buckets(list(rows.items()), start, start + length, bucket_ms, fn)
+        assert [b.start for b in got] == [b.start for b in expected]
+        for g, e in zip(got, expected, strict=True):
+            # Sums of values up to 1e6 in magnitude: compare with an absolute tolerance.
+            assert math.isclose(g.value, e.value, rel_tol=1e-9, abs_tol=1e-3)
+    finally:
+        store.close()
