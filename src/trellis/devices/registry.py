@@ -83,4 +83,5 @@ class DeviceRegistry:
 
 
 def _device_from_row(row: sa.RowMapping) -> Device:
-    return msgspec.convert(dict(row), Device)
+    # SQLAlchemy's keys are ``quoted_name`` (a str subclass) and msgspec wants exact str.
+    return msgspec.convert({str(key): value for key, value in row.items()}, Device)
