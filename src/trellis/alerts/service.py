@@ -23,9 +23,9 @@ import sqlalchemy as sa
 
 from trellis.core.broadcast import Broadcaster
 from trellis.core.clock import now_ms
-from trellis.core.errors import ConflictError, NotFoundError
+from trellis.core.errors import NotFoundError
 from trellis.core.types import Alert, AlertSeverity, AlertStatus
-from trellis.store.metadata import alerts
+from trellis.store.metadata import alerts, row_dict
 
 __all__ = ["AlertService", "dedup_key"]
 
@@ -131,13 +131,12 @@ class AlertService:
         return alert
 
     def acknowledge(self, tenant: str, alert_id: int, by: str) -> Alert:
-        """Record that ``by`` has seen the alert; repeating it changes nothing."""
+        """Record that ``by`` has seen the alert; repeating it changes nothing (a
+        resolved alert is always acknowledged, see :meth:`resolve`)."""
         with self._lock, self._engine.begin() as connection:
             alert = self._get(connection, tenant, alert_id)
             if alert.acknowledged:
                 return alert
-            if alert.status is AlertStatus.RESOLVED:
-                raise ConflictError(f"alert {alert_id} is resolved; it cannot be acknowledged")
             now = now_ms()
             connection.execute(
                 alerts.update()
@@ -224,4 +223,4 @@ class AlertService:
 
 
 def _alert(row: sa.RowMapping) -> Alert:
-    return msgspec.convert(dict(row), Alert)
+    return msgspec.convert(row_dict(row), Alert)

@@ -16,7 +16,7 @@ from trellis.core.clock import now_ms
 from trellis.core.errors import NotFoundError
 from trellis.core.types import Device
 from trellis.devices.models import BUILTIN_MODELS, DeviceModel
-from trellis.store.metadata import devices
+from trellis.store.metadata import devices, row_dict
 
 __all__ = ["DeviceRegistry"]
 
@@ -83,5 +83,4 @@ class DeviceRegistry:
 
 
 def _device_from_row(row: sa.RowMapping) -> Device:
-    # SQLAlchemy's keys are ``quoted_name`` (a str subclass) and msgspec wants exact str.
-    return msgspec.convert({str(key): value for key, value in row.items()}, Device)
+    return msgspec.convert(row_dict(row), Device)

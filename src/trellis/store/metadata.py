@@ -26,6 +26,7 @@ __all__ = [
     "migrate",
     "open_metadata",
     "quarantine",
+    "row_dict",
     "rules",
 ]
 
@@ -100,6 +101,12 @@ quarantine = sa.Table(
 )
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def row_dict(row: sa.RowMapping) -> dict[str, Any]:
+    """A row as a plain dict; SQLAlchemy's keys are ``str`` subclasses that msgspec
+    (rightly) refuses as object keys."""
+    return {str(key): value for key, value in row.items()}
 
 
 def _alembic_config(connection: sa.Connection) -> Config:

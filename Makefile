@@ -1,0 +1,44 @@
+# Two commands matter: `make demo` and `make test`. Everything else serves them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+ASSETS := src/trellis/ui/static/vendor/.installed-$(shell cat package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint typecheck pytest install assets bench clean
+
+demo: install assets  ## install, then run the platform with a simulated fleet and the dashboard
+	$(BIN)/trellis demo
+
+test: install assets lint typecheck pytest  ## ruff, mypy --strict on src/, pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+assets: $(ASSETS)
+
+$(ASSETS): package.json package-lock.json scripts/copy_assets.py
+	npm ci --ignore-scripts --no-audit --no-fund
+	$(BIN)/python scripts/copy_assets.py
+	rm -f src/trellis/ui/static/vendor/.installed-* && touch $@
+
+lint: install
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install assets
+	$(BIN)/pytest
+
+bench: install  ## print benchmark figures as JSON lines (quick mode)
+	$(BIN)/python bench/ingest_embedded.py --quick
+
+clean:
+	rm -rf $(VENV) node_modules src/trellis/ui/static/vendor .trellis .mypy_cache .ruff_cache .pytest_cache
