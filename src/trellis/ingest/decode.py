@@ -60,6 +60,9 @@ class Limits(msgspec.Struct, frozen=True):
 
 
 _decoder = msgspec.json.Decoder(TelemetryPayload)
+# Untyped, for error messages only; ``float_hook`` turns 1e400 into inf instead of
+# failing again, so the metric holding it can be named.
+_loose_decoder = msgspec.json.Decoder(float_hook=float)
 
 
 def telemetry_topic(tenant: str, device: str) -> str:
@@ -164,7 +167,7 @@ def _explain(exc: msgspec.ValidationError, payload: bytes) -> str:
     if "$.values[...]" not in message:
         return message
     try:
-        loose: Any = msgspec.json.decode(payload)
+        loose: Any = _loose_decoder.decode(payload)
     except msgspec.DecodeError:
         return message
     values = loose.get("values") if isinstance(loose, dict) else None
