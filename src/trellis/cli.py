@@ -13,6 +13,7 @@ import msgspec
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trellis._version import __version__
@@ -47,7 +48,7 @@ def _settings(config: Path | None, host: str | None = None, port: int | None = N
     try:
         return load_settings(config, **({"http": http} if http else {}))
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

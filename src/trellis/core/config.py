@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from trellis.core.errors import ConfigError
@@ -62,8 +69,29 @@ class SimSettings(_Section):
     rooms: int = Field(default=12, ge=0)
     rate_hz: float = Field(default=1.0, gt=0, le=1000)
     seed: int = 7
-    fault_device: str | None = "pump-0002"
+    fault_device: str | None = Field(
+        default="pump-0002", description="device that develops a fault; empty for none"
+    )
     fault_after_s: float = Field(default=15.0, ge=0)
+
+    @field_validator("fault_device", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _fault_device_exists(self) -> SimSettings:
+        if self.fault_device is None:
+            return self
+        kind, _, number = self.fault_device.rpartition("-")
+        count = {"pump": self.pumps, "room": self.rooms}.get(kind, 0)
+        if not (number.isdigit() and 1 <= int(number) <= count):
+            raise ValueError(
+                f"fault_device {self.fault_device!r} is not in a fleet of {self.pumps} pumps "
+                f"and {self.rooms} rooms (pump-0001…, room-0001…); set it to one of them, "
+                "or to an empty string for no fault"
+            )
+        return self
 
 
 class Settings(BaseSettings):
