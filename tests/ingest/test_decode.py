@@ -196,6 +196,12 @@ def test_timestamp_text_that_is_not_rfc3339() -> None:
     assert rejection.reason == "invalid payload: timestamp 'yesterday' is not RFC 3339"
 
 
+def test_epoch_ms_sent_as_text_is_refused() -> None:
+    """Milliseconds in a string are refused as not RFC 3339, not read as the year 1764."""
+    rejection = rejected(telemetry("pump-0001", {"temperature": 20}, ts=str(NOW_MS)))
+    assert rejection.reason == f"invalid payload: timestamp '{NOW_MS}' is not RFC 3339"
+
+
 def test_unknown_device() -> None:
     """A device the registry does not know is refused, naming device and tenant."""
     rejection = rejected(telemetry("pump-9999", {"temperature": 20}))

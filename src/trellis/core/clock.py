@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,12 @@ __all__ = ["from_datetime", "now_ms", "parse_timestamp", "to_datetime", "to_iso"
 # turned .087 into .086 for about one timestamp in two hundred.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+# RFC 3339 date-time (offset optional here so a missing one gets its own message);
+# datetime.fromisoformat alone also takes ISO 8601 forms such as "1764042000000",
+# which it reads as 1764-04-20.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+)
 
 
 def now_ms() -> int:
@@ -50,6 +57,8 @@ def parse_timestamp(value: int | float | str) -> int:
             raise ValueError(f"timestamp {value!r} looks like seconds; send epoch milliseconds")
         return int(value)
     text = value.strip()
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(f"timestamp {value!r} is not RFC 3339")
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
