@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ import msgspec
 from trellis.bus.base import Bus
 from trellis.core.clock import now_ms
 from trellis.core.config import IngestSettings
-from trellis.core.errors import ClosedError, TrellisError
+from trellis.core.errors import ClosedError
+from trellis.core.retry import retry_until_done
 from trellis.core.types import RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.decode import Limits, Rejection, decode_telemetry
@@ -223,20 +223,14 @@ class IngestPipeline:
         return inserted
 
     async def _until_written(self, write: Callable[[_T], _R], rows: _T) -> _R:
-        """Run ``write`` on the writer thread until it succeeds: a failing disk stalls
-        ingest (and, through the bounded queue, the sources) instead of losing data."""
         loop = asyncio.get_running_loop()
-        attempt = 0
-        while True:
-            try:
-                result = await loop.run_in_executor(self._writer, write, rows)
-            except TrellisError as exc:
-                attempt += 1
-                self._counters.write_retries += 1
-                if attempt == 1:
-                    log.error("storage write failed, retrying until it succeeds: %s", exc)
-                await asyncio.sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
-                continue
-            if attempt:
-                log.warning("storage write recovered after %d retries", attempt)
-            return result
+
+        def count_retry() -> None:
+            self._counters.write_retries += 1
+
+        return await retry_until_done(
+            lambda: loop.run_in_executor(self._writer, write, rows),
+            what="storage write",
+            logger=log,
+            on_retry=count_retry,
+        )

@@ -9,10 +9,12 @@ event loop; while they run, the bus queue fills and backpressure reaches ingest.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from trellis.alerts.service import AlertService
 from trellis.bus.base import Subscription
+from trellis.core.retry import retry_until_done
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.rules.evaluate import SeriesState, Transition, evaluate
@@ -72,27 +74,31 @@ class RuleEngine:
                     continue
                 readings = batch if len(tenants) == 1 else [r for r in batch if r.tenant == tenant]
                 transitions += evaluate(rules, self._states, readings, self._model_of)
-            if transitions:
-                self.transitions += len(transitions)
-                await asyncio.to_thread(self._apply, transitions)
+            for transition in transitions:
+                # One at a time: a retried raise must not count twice.
+                await retry_until_done(
+                    functools.partial(asyncio.to_thread, self._apply, transition),
+                    what="alert write",
+                    logger=log,
+                )
+                self.transitions += 1
 
-    def _apply(self, transitions: list[Transition]) -> None:
-        for t in transitions:
-            if t.kind == "raise":
-                self._alerts.raise_alert(
-                    tenant=t.tenant,
-                    device=t.device,
-                    rule=t.rule.id,
-                    type=t.rule.title,
-                    severity=t.rule.severity,
-                    message=(
-                        f"{t.rule.metric} = {t.value:g} {t.rule.op} {t.rule.threshold:g}"
-                        + (f" for {t.rule.for_s:g} s" if t.rule.for_s else "")
-                    ),
-                    value=t.value,
-                    at_ms=t.ts,
-                )
-            else:
-                self._alerts.clear(
-                    tenant=t.tenant, rule=t.rule.id, device=t.device, value=t.value, at_ms=t.ts
-                )
+    def _apply(self, t: Transition) -> None:
+        if t.kind == "raise":
+            self._alerts.raise_alert(
+                tenant=t.tenant,
+                device=t.device,
+                rule=t.rule.id,
+                type=t.rule.title,
+                severity=t.rule.severity,
+                message=(
+                    f"{t.rule.metric} = {t.value:g} {t.rule.op} {t.rule.threshold:g}"
+                    + (f" for {t.rule.for_s:g} s" if t.rule.for_s else "")
+                ),
+                value=t.value,
+                at_ms=t.ts,
+            )
+        else:
+            self._alerts.clear(
+                tenant=t.tenant, rule=t.rule.id, device=t.device, value=t.value, at_ms=t.ts
+            )
