@@ -346,8 +346,7 @@ def test_property_distinct_keys_first_write_wins(
     readings: list[Reading],
     cuts: list[int],
 ) -> None:
-    """For any readings in any batches, count is the number of distinct keys and query
-    returns each series sorted by time with the first value written for each key."""
+    """Any batches store each distinct key once, first value wins, queried in time order."""
     store = factory(tmp_path_factory.mktemp("prop"))
     try:
         bounds = [0, *sorted(cuts), len(readings)]
