@@ -143,3 +143,12 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.tenant = "other"  # type: ignore[misc]
+
+
+def test_misspelt_environment_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TRELLIS_* variable that names no setting is an error with a suggestion."""
+    monkeypatch.setenv("TRELLIS_HTTP_PORT", "9000")
+    with pytest.raises(
+        ConfigError, match=r"TRELLIS_HTTP_PORT \(did you mean TRELLIS_HTTP__PORT\?\)"
+    ):
+        load_settings()

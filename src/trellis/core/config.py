@@ -8,7 +8,10 @@ handed the values it needs.
 
 from __future__ import annotations
 
+import difflib
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,10 +151,42 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
     _merge(values, overrides)
+    _refuse_unknown_environment(os.environ)
     try:
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from exc
+
+
+#: ``TRELLIS_*`` variables that are not settings: the test suite's switch.
+_NOT_SETTINGS = frozenset({"TRELLIS_REQUIRE_SERVICES"})
+
+
+def _setting_names(model: type[BaseModel], prefix: str) -> set[str]:
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        names.add(env)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names |= _setting_names(annotation, env + "__")
+    return names
+
+
+def _refuse_unknown_environment(environ: Mapping[str, str]) -> None:
+    """pydantic-settings ignores a misspelt variable; a typo in a port must not be."""
+    known = _setting_names(Settings, "TRELLIS_")
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith("TRELLIS_") and name.upper() not in known | _NOT_SETTINGS
+    )
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hints.append(f"  {name}" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise ConfigError("unknown TRELLIS_* environment variables:\n" + "\n".join(hints))
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ from typing import TypeVar
 import msgspec
 
 from trellis.bus.base import Bus
-from trellis.core.clock import now_ms
 from trellis.core.config import IngestSettings
 from trellis.core.errors import ClosedError
 from trellis.core.retry import retry_until_done
@@ -87,14 +86,12 @@ class IngestPipeline:
         quarantine: Quarantine,
         bus: Bus[Reading],
         settings: IngestSettings,
-        clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store = store
         self._registry = registry
         self._quarantine = quarantine
         self._bus = bus
         self._settings = settings
-        self._clock = clock
         self._limits = Limits(
             max_payload_bytes=settings.max_payload_bytes,
             max_future_skew_ms=int(settings.max_future_skew_s * 1000),
