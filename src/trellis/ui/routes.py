@@ -30,8 +30,9 @@ from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, Device
 from trellis.platform import Platform
 from trellis.ui import streams, views
+from trellis.ui.streams import end_streams
 
-__all__ = ["mount"]
+__all__ = ["end_streams", "mount"]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 #: Who the dashboard records as acting on an alert until authentication arrives.
@@ -316,3 +317,4 @@ def mount(app: FastAPI) -> None:
     app.include_router(pages)
     app.include_router(live)
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")
+    streams.stop_event(app)  # created here, before any thread may ask for it

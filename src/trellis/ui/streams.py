@@ -4,22 +4,25 @@ A device page gets one stream carrying its device's readings and alert changes; 
 alert inbox gets one carrying every alert change of the tenant. Each stream owns
 its listeners and closes them however it ends: the browser leaving (starlette
 cancels the response), the browser gone without a word (noticed at the next idle
-poll), or the stream reaching its lifetime. The lifetime bounds how long a server
-that is shutting down waits for open pages (uvicorn drains connections before the
-app's lifespan ends, so the app cannot see the shutdown); ``EventSource``
-reconnects by itself, and ``Last-Event-ID`` lets a device stream backfill the gap
-from the store.
+poll), the server stopping, or the stream reaching its lifetime.
+
+uvicorn drains open connections *before* the app's lifespan ends, so an app cannot
+see a shutdown coming: whoever runs the server calls :func:`end_streams` when asked
+to exit (``trellis serve`` does), and every stream ends within a second. Without
+that call, the lifetime bounds the wait. ``EventSource`` reconnects by itself, and
+``Last-Event-ID`` lets a device stream backfill the gap from the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import msgspec
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.sse import ServerSentEvent
 
 from trellis.core.broadcast import Listener
@@ -28,7 +31,7 @@ from trellis.core.types import Alert, Device, Reading
 from trellis.platform import Platform
 from trellis.ui.views import CHART_MAX_POINTS, CHART_WINDOW_MS
 
-__all__ = ["alert_events", "device_events"]
+__all__ = ["alert_events", "device_events", "end_streams", "stop_event"]
 
 #: How long a stream waits for an item before it checks that the browser is there.
 IDLE_POLL_S = 1.0
@@ -37,6 +40,25 @@ MAX_STREAM_S = 120.0
 RECONNECT_MS = 1_500
 
 _encoder = msgspec.json.Encoder()
+_STOP = "trellis_ui_streams_stop"
+
+
+def stop_event(app: FastAPI) -> threading.Event:
+    """The event that tells the streams of ``app`` to end (see :func:`end_streams`)."""
+    event: threading.Event | None = getattr(app.state, _STOP, None)
+    if event is None:
+        event = threading.Event()
+        setattr(app.state, _STOP, event)
+    return event
+
+
+def end_streams(app: FastAPI) -> None:
+    """End every live stream of ``app`` within a second, and refuse new ones.
+
+    Safe to call from a signal handler or another thread; call it when the server
+    is asked to exit, so open dashboards do not hold up the shutdown.
+    """
+    stop_event(app).set()
 
 
 class _Merged:
@@ -82,12 +104,13 @@ async def _stream(
     first: list[ServerSentEvent],
 ) -> AsyncGenerator[ServerSentEvent, None]:
     merged = _Merged(sources)
+    stop = stop_event(request.app)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + MAX_STREAM_S
     try:
         for event in first:
             yield event
-        while loop.time() < deadline:
+        while loop.time() < deadline and not stop.is_set():
             item = await merged.next(min(IDLE_POLL_S, max(0.0, deadline - loop.time())))
             if item is None:
                 if await request.is_disconnected():
