@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import httpx
@@ -52,8 +54,26 @@ def _settings(config: Path | None, host: str | None = None, port: int | None = N
         raise typer.Exit(2) from None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn that runs ``on_exit`` as soon as it is asked to stop.
+
+    uvicorn waits for open connections before the app's lifespan ends, so the app
+    cannot see the shutdown coming; without this, every open dashboard page (a live
+    stream) would hold Ctrl-C up until the graceful timeout cancels it.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
+
+
 def _serve(settings: Settings, *, simulate: bool) -> None:
     from trellis.api.app import create_app  # keep `trellis version` fast
+    from trellis.ui.routes import end_streams
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     url = f"http://{settings.http.host}:{settings.http.port}"
@@ -67,15 +87,17 @@ def _serve(settings: Settings, *, simulate: bool) -> None:
     console.print(f"dashboard  [link={url}/]{url}/[/link]")
     console.print(f"API docs   {url}/api/v1/docs")
     console.print("press Ctrl-C to stop")
-    server = uvicorn.Server(
+    application = create_app(settings, simulate=simulate)
+    server = _Server(
         uvicorn.Config(
-            create_app(settings, simulate=simulate),
+            application,
             host=settings.http.host,
             port=settings.http.port,
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=5,
-        )
+        ),
+        on_exit=lambda: end_streams(application),
     )
     server.run()
 
