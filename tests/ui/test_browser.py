@@ -1,0 +1,99 @@
+"""The dashboard in a real browser (Debian's chromium): live charts, the phone inbox."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, ViewportSize, expect, sync_playwright
+
+from tests.ui.conftest import Demo, raise_alert
+from trellis.ui import views
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+pytestmark = pytest.mark.browser
+
+
+def _unavailable(reason: str) -> None:
+    """Skip on a laptop; fail where the services are required (CI)."""
+    if os.environ.get("TRELLIS_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (TRELLIS_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Chromium driven by Playwright, without ``playwright install``."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing; install Debian's chromium package")
+    missing = views.missing_assets()
+    if missing:
+        _unavailable(f"vendored JS is missing ({', '.join(missing)}); run `make assets`")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def test_live_chart_and_acknowledging_an_alert_on_a_phone(
+    browser: Browser, demo: Demo, client: httpx.Client
+) -> None:
+    """A device chart draws and grows from the stream; on a phone-sized inbox a new
+    alert appears by itself, Acknowledge marks it, and the API agrees."""
+    errors: list[str] = []
+
+    desktop = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = desktop.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{demo.url}/devices/pump-0001")
+    chart = page.locator('figure[data-metric="vibration"]')
+    expect(chart.locator("canvas")).to_be_visible()
+    seeded = int(chart.get_attribute("data-points") or 0)
+    page.wait_for_function(
+        """n => (window.trellis.charts.vibration.received > 3
+                 && Number(document.querySelector('figure[data-metric="vibration"]')
+                    .dataset.points) > n)""",
+        arg=seeded,
+        timeout=15_000,
+    )
+    desktop.close()
+
+    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    inbox = phone.new_page()
+    inbox.on("pageerror", lambda exc: errors.append(str(exc)))
+    inbox.goto(f"{demo.url}/alerts")
+    expect(inbox.locator("[data-alert-stream]")).to_be_attached()
+    inbox.wait_for_function("() => !!window.htmx")
+    _, alert_id = raise_alert(client)
+    card = inbox.locator(f"#alert-{alert_id}")
+    expect(card).to_be_visible(timeout=15_000)  # pushed by the alert stream, no reload
+    expect(card).to_have_attribute("data-acknowledged", "false")
+    card.get_by_role("button", name="Acknowledge").click()
+    expect(card).to_have_attribute("data-acknowledged", "true")
+    expect(card.locator(".ack-badge")).to_have_text("acknowledged")
+    expect(card.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    box = card.bounding_box()
+    assert box is not None
+    assert box["width"] <= PHONE["width"]
+    phone.close()
+
+    alert = client.get(f"/api/v1/alerts/{alert_id}").json()
+    assert (alert["acknowledged"], alert["acknowledged_by"]) == (True, "operator")
+    assert errors == []
