@@ -55,13 +55,18 @@ def browser() -> Iterator[Browser]:
 def test_live_chart_and_acknowledging_an_alert_on_a_phone(
     browser: Browser, demo: Demo, client: httpx.Client
 ) -> None:
-    """A device chart draws and grows from the stream; on a phone-sized inbox a new
-    alert appears by itself, Acknowledge marks it, and the API agrees."""
+    """The fleet overview redraws from its polled table; a device chart draws and
+    grows from the stream; on a phone-sized inbox a new alert appears by itself,
+    Acknowledge marks it, and the API agrees."""
     errors: list[str] = []
 
     desktop = browser.new_context(viewport={"width": 1280, "height": 900})
     page = desktop.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(demo.url)
+    expect(page.locator("#chart-severity canvas")).to_be_visible()
+    page.wait_for_function("() => window.trellis.fleetCharts.history.length >= 2", timeout=15_000)
+
     page.goto(f"{demo.url}/devices/pump-0001")
     chart = page.locator('figure[data-metric="vibration"]')
     expect(chart.locator("canvas")).to_be_visible()
@@ -92,6 +97,7 @@ def test_live_chart_and_acknowledging_an_alert_on_a_phone(
     box = card.bounding_box()
     assert box is not None
     assert box["width"] <= PHONE["width"]
+    assert inbox.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     phone.close()
 
     alert = client.get(f"/api/v1/alerts/{alert_id}").json()
