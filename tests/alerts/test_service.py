@@ -130,3 +130,18 @@ def test_filters_by_status_and_device(metadata_engine: sa.Engine) -> None:
     assert [x.id for x in service.find(TENANT, statuses={AlertStatus.ACTIVE})] == [b.id]
     assert [x.id for x in service.find(TENANT, device="pump-0001")] == [a.id]
     assert service.open_keys() == [(TENANT, "hot", "pump-0002")]
+
+
+def test_open_counts_group_open_alerts_by_device_and_severity(metadata_engine: sa.Engine) -> None:
+    """Open (active or cleared) alerts are counted per device and severity; resolved are not."""
+    service = AlertService(metadata_engine)
+    _raise(service, device="pump-0001")
+    cleared = _raise(service, device="pump-0002")
+    service.clear(tenant=TENANT, rule="hot", device="pump-0002", value=1.0, at_ms=NOW_MS)
+    service.resolve(TENANT, _raise(service, device="pump-0003").id, "ana")
+    assert cleared.severity is AlertSeverity.MAJOR
+    assert sorted(service.open_counts(TENANT)) == [
+        ("pump-0001", AlertSeverity.MAJOR, 1),
+        ("pump-0002", AlertSeverity.MAJOR, 1),
+    ]
+    assert service.open_counts("other") == []

@@ -173,3 +173,10 @@ def test_invalid_rule_is_refused(client: httpx.Client) -> None:
     assert all(r["id"] != "x" for r in client.get("/api/v1/rules").json())
     mismatch = {**bad, "op": ">", "id": "y"}
     assert client.put("/api/v1/rules/x", json=mismatch).status_code == 422
+
+
+def test_responses_are_compressed_for_clients_that_ask(client: httpx.Client) -> None:
+    """Large responses are gzip-encoded when the client accepts it."""
+    response = client.get("/api/v1/openapi.json", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.json()["info"]["title"] == "Trellis"

@@ -25,7 +25,7 @@ def test_devices_survive_a_restart(registry: DeviceRegistry, metadata_engine: sa
         )
     )
     reloaded = DeviceRegistry(metadata_engine)
-    assert reloaded.list(TENANT) == registry.list(TENANT)
+    assert reloaded.find(TENANT) == registry.find(TENANT)
     device = reloaded.require(TENANT, "pump-0003")
     assert device.status is DeviceStatus.REVOKED
     assert device.attributes == {"serial": "A-1", "rated_kw": 7.5}
@@ -35,8 +35,8 @@ def test_devices_survive_a_restart(registry: DeviceRegistry, metadata_engine: sa
 def test_list_is_per_tenant_and_sorted(registry: DeviceRegistry) -> None:
     """list returns only the tenant's devices, ordered by id."""
     registry.register(Device("other", "pump-0009", "pump"))
-    assert [d.id for d in registry.list(TENANT)] == sorted(PUMPS + ROOMS)
-    assert [d.id for d in registry.list("other")] == ["pump-0009"]
+    assert [d.id for d in registry.find(TENANT)] == sorted(PUMPS + ROOMS)
+    assert [d.id for d in registry.find("other")] == ["pump-0009"]
 
 
 def test_update_keeps_creation_time(registry: DeviceRegistry) -> None:

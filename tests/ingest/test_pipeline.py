@@ -184,7 +184,7 @@ def test_bad_messages_are_quarantined_whole_with_reason(
 
     run(scenario())
     assert store.count() == 0
-    entries = {entry.message.id: entry for entry in quarantine.list(limit=100)}
+    entries = {entry.message.id: entry for entry in quarantine.find(limit=100)}
     assert len(entries) == len(bad)
     for raw, reason in bad:
         entry = entries[raw.id]

@@ -198,6 +198,20 @@ class AlertService:
         with self._engine.connect() as connection:
             return [_alert(row) for row in connection.execute(query).mappings()]
 
+    def open_counts(self, tenant: str) -> list[tuple[str, AlertSeverity, int]]:
+        """``(device, severity, count)`` of the tenant's open alerts, counted in SQL so a
+        dashboard summary stays one small query however many alerts are open."""
+        query = (
+            sa.select(alerts.c.device, alerts.c.severity, sa.func.count())
+            .where(alerts.c.tenant == tenant, alerts.c.open_key.is_not(None))
+            .group_by(alerts.c.device, alerts.c.severity)
+        )
+        with self._engine.connect() as connection:
+            return [
+                (device, AlertSeverity(severity), int(count))
+                for device, severity, count in connection.execute(query)
+            ]
+
     def open_keys(self, tenant: str | None = None) -> list[tuple[str, str, str]]:
         """``(tenant, rule, device)`` of every active alert, for a rule engine restarting."""
         query = sa.select(alerts.c.tenant, alerts.c.rule, alerts.c.device).where(

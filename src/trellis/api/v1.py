@@ -70,7 +70,7 @@ def health(platform: PlatformDep) -> Response:
         Health(
             status="ok",
             version=__version__,
-            devices=len(platform.registry.list(platform.tenant)),
+            devices=len(platform.registry.find(platform.tenant)),
             ingest_queued=platform.pipeline.stats().queued,
             readings_per_s=round(platform.live.rate(), 1),
         )
@@ -93,7 +93,7 @@ def stats(platform: PlatformDep) -> Response:
 @router.get("/devices", responses=documented(list[Device]), tags=["devices"])
 def list_devices(platform: PlatformDep) -> Response:
     """Every device of the tenant, ordered by id."""
-    return json_response(platform.registry.list(platform.tenant))
+    return json_response(platform.registry.find(platform.tenant))
 
 
 @router.get("/devices/{device_id}", responses=documented(Device), tags=["devices"])
@@ -251,7 +251,7 @@ def list_quarantine(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     """Refused messages, newest first, with the reason and the original bytes (base64)."""
-    return json_response(platform.quarantine.list(platform.tenant, limit=limit, offset=offset))
+    return json_response(platform.quarantine.find(platform.tenant, limit=limit, offset=offset))
 
 
 @router.post(

@@ -45,7 +45,7 @@ class DeviceRegistry:
             raise NotFoundError("device", device_id)
         return device
 
-    def list(self, tenant: str) -> list[Device]:
+    def find(self, tenant: str) -> list[Device]:
         """The tenant's devices, ordered by id."""
         return sorted(
             (device for (t, _), device in self._cache.items() if t == tenant),

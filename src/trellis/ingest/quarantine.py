@@ -60,7 +60,7 @@ class Quarantine:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"quarantining {len(rows)} messages failed: {exc}") from exc
 
-    def list(
+    def find(
         self, tenant: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[QuarantinedMessage]:
         """Newest first; ``tenant=None`` includes messages whose tenant was unreadable."""
