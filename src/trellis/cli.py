@@ -76,6 +76,7 @@ def _serve(settings: Settings, *, simulate: bool) -> None:
     from trellis.ui.routes import end_streams
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # store.metadata says what changed
     url = f"http://{settings.http.host}:{settings.http.port}"
     fleet = settings.sim.pumps + settings.sim.rooms
     console.print(f"[bold green]Trellis {__version__}[/bold green] data in {settings.data_dir}/")

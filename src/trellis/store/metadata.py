@@ -8,6 +8,7 @@ idempotently, after a pre-flight check that refuses a schema this code does not 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ quarantine = sa.Table(
     sa.Index("ix_quarantine_received", "received_ms"),
 )
 
+log = logging.getLogger(__name__)
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -123,9 +125,12 @@ def migrate(engine: sa.Engine) -> str:
     """
     with engine.begin() as connection:
         config = _alembic_config(connection)
+        before = MigrationContext.configure(connection).get_current_revision()
         command.upgrade(config, "head")
         head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
+    if before != head:
+        log.info("metadata schema upgraded from %s to %s", before or "empty", head)
     return head
 
 
