@@ -10,7 +10,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 
 from trellis._version import __version__
-from trellis.api import v1
+from trellis.api import routes
 from trellis.api.encoding import install_openapi
 from trellis.core.config import Settings
 from trellis.core.errors import ClosedError, ConflictError, NotFoundError
@@ -43,7 +43,7 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
     )
     # Pages, JSON and static JS compress 3-5x; starlette leaves event streams alone.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.include_router(v1.router)
+    app.include_router(routes.router)
     _install_ui(app)
     install_openapi(app)
 

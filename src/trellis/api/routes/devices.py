@@ -1,0 +1,57 @@
+"""Device routes: the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from trellis.api.deps import PlatformDep
+from trellis.api.encoding import documented, json_response
+from trellis.core.types import Device
+
+__all__ = ["DeviceIn", "router"]
+
+router = APIRouter(tags=["devices"])
+
+
+class DeviceIn(BaseModel):
+    """A device to register or update."""
+
+    model: str = Field(examples=["pump"])
+    name: str = ""
+    site: str = ""
+    attributes: dict[str, Any] = {}
+
+
+@router.get("/devices", responses=documented(list[Device]))
+def list_devices(platform: PlatformDep) -> Response:
+    """Every device of the tenant, ordered by id."""
+    return json_response(platform.registry.find(platform.tenant))
+
+
+@router.get("/devices/{device_id}", responses=documented(Device))
+def get_device(device_id: str, platform: PlatformDep) -> Response:
+    """One device."""
+    return json_response(platform.registry.require(platform.tenant, device_id))
+
+
+@router.put("/devices/{device_id}", responses=documented(Device))
+def put_device(device_id: str, body: DeviceIn, platform: PlatformDep) -> Response:
+    """Register a device, or update it; the model must be known."""
+    try:
+        device = platform.registry.register(
+            Device(
+                tenant=platform.tenant,
+                id=device_id,
+                model=body.model,
+                name=body.name,
+                site=body.site,
+                attributes=body.attributes,
+            )
+        )
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return json_response(device)

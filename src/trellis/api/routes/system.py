@@ -1,0 +1,63 @@
+"""System routes: liveness and the counters an operator checks first."""
+
+from __future__ import annotations
+
+import msgspec
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from trellis._version import __version__
+from trellis.api.deps import PlatformDep
+from trellis.api.encoding import documented, json_response
+from trellis.bus.base import SubscriberStats
+from trellis.ingest.pipeline import IngestStats
+
+__all__ = ["Health", "Stats", "router"]
+
+router = APIRouter(tags=["system"])
+
+
+class Health(msgspec.Struct, frozen=True):
+    """Liveness and the few numbers an operator checks first."""
+
+    status: str
+    version: str
+    devices: int
+    ingest_queued: int
+    readings_per_s: float
+
+
+class Stats(msgspec.Struct, frozen=True):
+    """Pipeline counters and the state of every bus subscriber."""
+
+    ingest: IngestStats
+    bus: list[SubscriberStats]
+    readings_per_s: float
+    stored_readings: int
+
+
+@router.get("/health", responses=documented(Health))
+def health(platform: PlatformDep) -> Response:
+    """Liveness, version, and the ingest queue."""
+    return json_response(
+        Health(
+            status="ok",
+            version=__version__,
+            devices=len(platform.registry.find(platform.tenant)),
+            ingest_queued=platform.pipeline.stats().queued,
+            readings_per_s=round(platform.live.rate(), 1),
+        )
+    )
+
+
+@router.get("/stats", responses=documented(Stats))
+def stats(platform: PlatformDep) -> Response:
+    """Counters of ingest and the bus: throughput, duplicates, quarantine, waits."""
+    return json_response(
+        Stats(
+            ingest=platform.pipeline.stats(),
+            bus=platform.bus.stats(),
+            readings_per_s=round(platform.live.rate(), 1),
+            stored_readings=platform.store.count(platform.tenant),
+        )
+    )

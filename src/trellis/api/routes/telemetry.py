@@ -1,0 +1,67 @@
+"""Telemetry routes: latest values, raw ranges, time buckets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+
+from trellis.api.deps import PlatformDep, time_range
+from trellis.api.encoding import documented, json_response
+from trellis.store.base import Aggregate, Bucket, Latest, Point
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["telemetry"])
+
+
+@router.get("/devices/{device_id}/latest", responses=documented(list[Latest]))
+def latest(device_id: str, platform: PlatformDep) -> Response:
+    """The newest stored value of every metric of the device."""
+    platform.registry.require(platform.tenant, device_id)
+    return json_response(platform.store.latest(platform.tenant, device_id))
+
+
+@router.get(
+    "/devices/{device_id}/telemetry/{metric}", responses=documented(list[Point]), tags=["telemetry"]
+)
+def telemetry(
+    device_id: str,
+    metric: str,
+    platform: PlatformDep,
+    start: Annotated[str | None, Query(description="epoch ms or RFC 3339; default end-1h")] = None,
+    end: Annotated[str | None, Query(description="epoch ms or RFC 3339; default now")] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> Response:
+    """Raw values in ``[start, end)``, oldest first, as ``[ts, value]`` pairs."""
+    platform.registry.require(platform.tenant, device_id)
+    start_ms, end_ms = time_range(start, end)
+    return json_response(
+        platform.store.query(platform.tenant, device_id, metric, start_ms, end_ms, limit)
+    )
+
+
+@router.get(
+    "/devices/{device_id}/telemetry/{metric}/aggregate",
+    responses=documented(list[Bucket]),
+)
+def aggregate(
+    device_id: str,
+    metric: str,
+    platform: PlatformDep,
+    start: Annotated[str | None, Query(description="epoch ms or RFC 3339; default end-1h")] = None,
+    end: Annotated[str | None, Query(description="epoch ms or RFC 3339; default now")] = None,
+    bucket_ms: Annotated[int, Query(ge=1000, le=31 * 86_400_000)] = 60_000,
+    fn: Aggregate = Aggregate.AVG,
+) -> Response:
+    """Values reduced per time bucket (``[bucket_start, value]`` pairs)."""
+    platform.registry.require(platform.tenant, device_id)
+    start_ms, end_ms = time_range(start, end)
+    if (end_ms - start_ms) // bucket_ms > 100_000:
+        raise HTTPException(422, "more than 100000 buckets; widen bucket_ms or narrow the range")
+    return json_response(
+        platform.store.aggregate(
+            platform.tenant, device_id, metric, start_ms, end_ms, bucket_ms, fn
+        )
+    )

@@ -1,0 +1,31 @@
+"""The ``trellis`` command. Each group of sub-commands lives in its own module and is
+registered here, so adding one touches one line of this file."""
+
+from __future__ import annotations
+
+import typer
+
+from trellis._version import __version__
+from trellis.cli import serve, sim
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Trellis: an AIoT platform from pilot to production.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(serve.demo)
+app.command()(serve.serve)
+app.command("sim")(sim.simulate)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point of the ``trellis`` script."""
+    app()
