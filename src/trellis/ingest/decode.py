@@ -157,7 +157,8 @@ def decode_telemetry(
         if ts - raw.received_ms > limits.max_future_skew_ms:
             return Rejection(
                 f"timestamp {ts_given!r} is {(ts - raw.received_ms) / 1000:.0f} s ahead of the "
-                f"receive time (device clock wrong? limit {limits.max_future_skew_ms / 1000:.0f} s)",
+                "receive time (device clock wrong? limit "
+                f"{limits.max_future_skew_ms / 1000:.0f} s)",
                 tenant,
             )
         if raw.received_ms - ts > limits.max_past_age_ms:
@@ -200,6 +201,8 @@ def _json_samples(raw: RawMessage, seq: int | None) -> list[_Sample] | str:
         return f"invalid payload: {_explain(exc, raw.payload)}"
     except msgspec.DecodeError as exc:
         return f"malformed JSON: {exc}"
+    except UnicodeDecodeError as exc:
+        return f"malformed JSON: a string is not UTF-8 ({exc.reason})"
     payloads = decoded if isinstance(decoded, list) else [decoded]
     if not payloads:
         return "invalid payload: the batch is empty"
@@ -256,7 +259,7 @@ def _explain(exc: msgspec.ValidationError, payload: bytes) -> str:
         return message
     try:
         loose: Any = _loose_decoder.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return message
     values = loose.get("values") if isinstance(loose, dict) else None
     if isinstance(values, dict):

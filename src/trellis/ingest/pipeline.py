@@ -203,7 +203,13 @@ class IngestPipeline:
         lookup = self._registry.get
         models = self._registry.models
         for raw, _ in batch:
-            decoded = decode_telemetry(raw, lookup, models, self._limits)
+            try:
+                decoded: list[Reading] | Rejection = decode_telemetry(
+                    raw, lookup, models, self._limits
+                )
+            except Exception as exc:  # a decoder bug must cost one message, not the pipeline
+                log.exception("decoding %s failed", raw.id)
+                decoded = Rejection(f"internal error while decoding: {exc!r}")
             if isinstance(decoded, Rejection):
                 rejected.append((raw, decoded.reason, decoded.tenant))
                 outcomes.append(IngestResult(raw.id, 0, True, decoded.reason))

@@ -89,6 +89,8 @@ def parse_senml_json(data: bytes, now_ms: int) -> list[SenMLRecord]:
         raise SenMLError(f"not a SenML pack: {exc}") from None
     except msgspec.DecodeError as exc:
         raise SenMLError(f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SenMLError(f"malformed JSON: text is not UTF-8 ({exc.reason})") from None
     if any(key.endswith("_") for record in _loose_json.decode(data) for key in record):
         raise SenMLError("the pack uses a must-understand field (name ending in '_')")
     return _resolve(records, now_ms)
@@ -160,8 +162,8 @@ def _resolve(records: list[_Record], now_ms: int) -> list[SenMLRecord]:
         seconds = base_time + (record.t or 0.0)
         if not math.isfinite(seconds):
             raise SenMLError(f"record {index}: time of {name!r} is not finite")
-        time_ms = now_ms + round(seconds * 1000) if seconds < _RELATIVE_LIMIT else round(
-            seconds * 1000
+        time_ms = (
+            now_ms + round(seconds * 1000) if seconds < _RELATIVE_LIMIT else round(seconds * 1000)
         )
         out.append(SenMLRecord(name, time_ms, value, record.u or base_unit))
     if not out:
