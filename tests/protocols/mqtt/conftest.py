@@ -44,10 +44,10 @@ def devices(count: int, model: str = "pump", tenant: str = "default") -> list[De
     return [Device(tenant, f"dev-{i:04d}", model) for i in range(1, count + 1)]
 
 
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+async def eventually(check: Callable[[], bool], what: str, within: float = 30.0) -> None:
     """Yield to the loop until ``check`` holds; the effect happens on other tasks/threads."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.02)
