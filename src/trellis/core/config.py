@@ -73,7 +73,11 @@ class MqttSettings(_Section):
     cert_file: Path | None = None
     key_file: Path | None = None
     client_id: str = Field(default="trellis-ingest-1", min_length=1, max_length=128)
-    share_group: str = Field(default="trellis-ingest", pattern=r"^[A-Za-z0-9_-]+$")
+    share_group: str = Field(
+        default="trellis-ingest",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="$share group of the ingest workers; empty for one exclusive subscriber",
+    )
     session_expiry_s: int = Field(default=3600, ge=0, description="broker keeps the session")
     receive_maximum: int = Field(default=1000, ge=1, le=65535, description="QoS 1 in flight")
     keepalive_s: int = Field(default=30, ge=5)

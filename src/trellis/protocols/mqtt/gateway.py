@@ -115,7 +115,14 @@ class MqttGateway:
         self.address = address
         self.settings = settings
         self._pipeline = pipeline
-        self._subscription = shared_subscription(settings.share_group, TopicKind.TELEMETRY, tenant)
+        # Mosquitto 2.0.11 forgets $share subscriptions when it restarts (its persistent
+        # sessions come back without them; measured), so a single worker that must not
+        # lose what is published before it resubscribes can use a plain subscription.
+        self._subscription = (
+            shared_subscription(settings.share_group, TopicKind.TELEMETRY, tenant)
+            if settings.share_group
+            else device_topic(tenant, "+", TopicKind.TELEMETRY)
+        )
         self._boot = secrets.token_hex(4)
         self._count = 0
         self._inbox: collections.deque[_Inbound] = collections.deque()
