@@ -44,10 +44,10 @@ def test_fault_device_outside_the_fleet_is_refused(monkeypatch: pytest.MonkeyPat
 
 
 def test_sim_requires_exactly_one_output() -> None:
-    """Without --url or --out the simulator refuses to guess."""
+    """Without --url, --out or --mqtt the simulator refuses to guess."""
     result = runner.invoke(app, ["sim"])
     assert result.exit_code == 2
-    assert "exactly one of --url or --out" in result.output
+    assert "exactly one of --url, --out or --mqtt" in result.output
 
 
 def test_sim_writes_raw_messages_to_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

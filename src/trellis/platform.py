@@ -21,6 +21,14 @@ from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
+from trellis.protocols.mqtt import (
+    MosquittoProcess,
+    MqttGateway,
+    MqttPublisher,
+    mosquitto_binary,
+    parse_broker_url,
+)
+from trellis.protocols.mqtt.fleet import publish_fleet
 from trellis.rules.engine import RuleEngine
 from trellis.rules.store import RuleStore
 from trellis.sim.demo import DEMO_RULES
@@ -57,6 +65,7 @@ class Platform:
         self._pipeline: IngestPipeline | None = None
         self._engine: RuleEngine | None = None
         self._live: LiveHub | None = None
+        self._mqtt: MqttGateway | None = None
 
     @property
     def bus(self) -> InProcessBus[Reading]:
@@ -77,6 +86,24 @@ class Platform:
     def live(self) -> LiveHub:
         """The live hub; only while running."""
         return _running(self._live)
+
+    @property
+    def mqtt(self) -> MqttGateway | None:
+        """The MQTT 5 gateway, when this process talks to a broker."""
+        return self._mqtt
+
+    def _start_broker(self, simulate: bool) -> MosquittoProcess | None:
+        """A private Mosquitto for the demo, when no broker is configured and one exists."""
+        mqtt = self.settings.mqtt
+        if mqtt.url is not None or not simulate or not mqtt.embedded_broker:
+            return None
+        if mosquitto_binary() is None:
+            log.info("no mosquitto on the PATH: the simulated fleet feeds ingest in process")
+            return None
+        broker = MosquittoProcess(self.settings.data_dir / "mosquitto")
+        broker.start()
+        log.info("started mosquitto on %s for the simulated fleet", broker.url)
+        return broker
 
     def seed_demo(self) -> Fleet:
         """Register the simulated fleet and, when the tenant has none, the demo rules."""
@@ -100,13 +127,30 @@ class Platform:
         self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
         self._live = LiveHub(bus.subscribe("live"))
         fleet = await asyncio.to_thread(self.seed_demo) if simulate else None
+        broker = await asyncio.to_thread(self._start_broker, simulate)
+        url = self.settings.mqtt.url or (broker.url if broker is not None else None)
+        publisher: MqttPublisher | None = None
         try:
             async with asyncio.TaskGroup() as tasks:
                 ingest = tasks.create_task(self._pipeline.run(), name="trellis.ingest")
                 tasks.create_task(self._engine.run(), name="trellis.rules")
                 tasks.create_task(self._live.run(), name="trellis.live")
+                gateway = None
+                if url is not None:
+                    address = parse_broker_url(url, self.settings.mqtt)
+                    self._mqtt = MqttGateway(
+                        address, self.settings.mqtt, self._pipeline, tenant=self.tenant
+                    )
+                    gateway = tasks.create_task(self._mqtt.run(), name="trellis.mqtt")
                 source = None
-                if fleet is not None:
+                if fleet is not None and self._mqtt is not None:
+                    publisher = MqttPublisher(address, f"trellis-sim-{self.tenant}")
+                    await asyncio.to_thread(publisher.connect)
+                    source = tasks.create_task(
+                        publish_fleet(fleet, publisher, self.settings.sim.rate_hz),
+                        name="trellis.sim",
+                    )
+                elif fleet is not None:
                     source = tasks.create_task(
                         run_realtime(fleet, self._pipeline.submit, self.settings.sim.rate_hz),
                         name="trellis.sim",
@@ -114,13 +158,21 @@ class Platform:
                 try:
                     yield self
                 finally:
-                    if source is not None:
-                        source.cancel()
+                    # Sources first (unacknowledged MQTT messages stay with the broker),
+                    # then ingest drains, then the bus.
+                    for task in (source, gateway):
+                        if task is not None:
+                            task.cancel()
                     await self._pipeline.close()
                     await ingest
                     bus.close()
         finally:
             self._bus = self._pipeline = self._engine = self._live = None
+            self._mqtt = None
+            if publisher is not None:
+                await asyncio.to_thread(publisher.close)
+            if broker is not None:
+                await asyncio.to_thread(broker.stop)
             log.info("trellis stopped")
 
     def close(self) -> None:

@@ -115,8 +115,11 @@ def test_missing_values() -> None:
 
 
 def test_body_that_is_not_an_object() -> None:
-    """A JSON array is refused with the type it should have been."""
-    assert rejected(pump(b"[1, 2]")).reason == "invalid payload: Expected `object`, got `array`"
+    """A JSON scalar is refused; an array must be a batch of objects, and says where not."""
+    assert rejected(pump(b"3")).reason == "invalid payload: Expected `object | array`, got `int`"
+    assert rejected(pump(b"[1, 2]")).reason == (
+        "invalid payload: Expected `object`, got `int` - at `$[0]`"
+    )
 
 
 def test_string_where_a_number_belongs_names_the_metric() -> None:

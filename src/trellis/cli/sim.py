@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import msgspec
@@ -14,7 +14,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trellis.cli._common import ConfigOption, console, load_or_exit
 from trellis.core.clock import now_ms
+from trellis.core.config import Settings
+from trellis.core.errors import ConfigError
 from trellis.ingest.decode import parse_topic
+from trellis.protocols.mqtt import MqttPublisher, parse_broker_url
 from trellis.sim.fleet import Fleet
 
 __all__ = ["simulate"]
@@ -25,15 +28,18 @@ def simulate(
         str | None, typer.Option(help="a running Trellis to send telemetry to over HTTP")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="write JSON lines to this file instead")] = None,
+    mqtt: Annotated[
+        str | None, typer.Option(help="publish over MQTT 5 (QoS 1) to this broker URL instead")
+    ] = None,
     duration: Annotated[float, typer.Option(min=0.1, help="simulated seconds")] = 60.0,
     realtime: Annotated[
         bool, typer.Option("--realtime/--fast", help="pace at the wall clock, or run flat out")
     ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Run the simulated fleet on its own, into a running Trellis or a file."""
-    if (url is None) == (out is None):
-        console.print("[red]error:[/red] give exactly one of --url or --out")
+    """Run the simulated fleet on its own: into a running Trellis, a broker, or a file."""
+    if sum(target is not None for target in (url, out, mqtt)) != 1:
+        console.print("[red]error:[/red] give exactly one of --url, --out or --mqtt")
         raise typer.Exit(2)
     settings = load_or_exit(config)
     fleet = Fleet(settings.sim, settings.tenant)
@@ -56,6 +62,11 @@ def simulate(
                         sink.write(msgspec.json.encode(message) + b"\n")
                         sent += 1
                     progress.update(task, advance=1, sent=sent)
+        elif mqtt is not None:
+            sent = _send_mqtt(
+                mqtt, settings, fleet, start, period_ms, ticks, realtime, progress, task
+            )
+            console.print(f"{sent} messages acknowledged by {mqtt}")
         else:
             assert url is not None
             asyncio.run(_send_http(url, fleet, start, period_ms, ticks, realtime, progress, task))
@@ -94,3 +105,38 @@ async def _send_http(
                 await asyncio.sleep(max(0.0, period_ms / 1000 - (time.monotonic() - began)))
         if refused:
             console.print(f"[yellow]{refused} messages were quarantined by the platform[/yellow]")
+
+
+def _send_mqtt(
+    url: str,
+    settings: Settings,
+    fleet: Fleet,
+    start: int,
+    period_ms: int,
+    ticks: int,
+    realtime: bool,
+    progress: Progress,
+    task: Any,
+) -> int:
+    """Publish every tick at QoS 1; returns how many messages the broker acknowledged."""
+    try:
+        address = parse_broker_url(url, settings.mqtt)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    publisher = MqttPublisher(address, f"trellis-sim-{settings.tenant}")
+    publisher.connect()
+    try:
+        sent = 0
+        for tick in range(ticks):
+            began = time.monotonic()
+            for message in fleet.messages(start + tick * period_ms):
+                publisher.publish(message.topic, message.payload)
+                sent += 1
+            progress.update(task, advance=1, sent=sent)
+            if realtime:
+                time.sleep(max(0.0, period_ms / 1000 - (time.monotonic() - began)))
+        publisher.flush()
+        return publisher.acknowledged
+    finally:
+        publisher.close()

@@ -31,6 +31,7 @@ __all__ = [
     "BusSettings",
     "HttpSettings",
     "IngestSettings",
+    "MqttSettings",
     "Settings",
     "SimSettings",
     "load_settings",
@@ -57,6 +58,42 @@ class IngestSettings(_Section):
     max_payload_bytes: int = Field(default=256 * 1024, ge=64)
     max_future_skew_s: float = Field(default=300.0, ge=0, description="device clock ahead")
     max_past_age_s: float = Field(default=30 * 86_400.0, ge=0, description="oldest accepted")
+
+
+class MqttSettings(_Section):
+    """The MQTT 5 gateway: which broker, and the bounds of the session with it.
+
+    ``url`` wins over everything; without it ``trellis demo`` starts a private
+    ``mosquitto`` when the binary is on the PATH (``embedded_broker``), and otherwise
+    the simulator feeds ingest in process.
+    """
+
+    url: str | None = Field(default=None, description="mqtt://host:1883 or mqtts://host:8883")
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_id: str = Field(default="trellis-ingest-1", min_length=1, max_length=128)
+    share_group: str = Field(
+        default="trellis-ingest",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="$share group of the ingest workers; empty for one exclusive subscriber",
+    )
+    session_expiry_s: int = Field(default=3600, ge=0, description="broker keeps the session")
+    receive_maximum: int = Field(default=1000, ge=1, le=65535, description="QoS 1 in flight")
+    keepalive_s: int = Field(default=30, ge=5)
+    max_device_rate_hz: float | None = Field(
+        default=None, gt=0, description="per-device flood limit in messages/s; none by default"
+    )
+    rate_limit_grace_s: float = Field(
+        default=30.0, ge=0, description="after each connect, let the session's backlog drain"
+    )
+    embedded_broker: bool = True
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> MqttSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (the client certificate)")
+        return self
 
 
 class BusSettings(_Section):
@@ -110,6 +147,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     bus: BusSettings = BusSettings()
     sim: SimSettings = SimSettings()
+    mqtt: MqttSettings = MqttSettings()
 
     @classmethod
     def settings_customise_sources(

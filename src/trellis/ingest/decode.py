@@ -9,7 +9,17 @@ Telemetry travels on ``trellis/v1/{tenant}/{device}/telemetry`` with a JSON body
     {"ts": 1764042000000, "seq": 42, "values": {"temperature": 71.5, "vibration": 2.1}}
 
 ``ts`` is epoch milliseconds or RFC 3339 text with an offset (receive time when
-absent), ``seq`` the device's message sequence number.
+absent), ``seq`` the device's message sequence number. The payload format comes from
+the MQTT 5 content type (``properties["content-type"]``):
+
+- ``application/json`` (the default): one object as above, or a batch, a JSON array
+  of such objects;
+- ``application/senml+json`` and ``application/senml+cbor``: a SenML pack (RFC 8428,
+  :mod:`trellis.ingest.senml`); names are metrics, optionally under the base name
+  ``"{device}:"``.
+
+``properties["seq"]`` (an MQTT 5 user property) gives the sequence number for every
+format; ``properties["schema-version"]`` must be a version this decoder knows.
 """
 
 from __future__ import annotations
@@ -23,8 +33,11 @@ import msgspec
 from trellis.core.clock import parse_timestamp
 from trellis.core.types import Device, DeviceStatus, Quality, RawMessage, Reading
 from trellis.devices.models import DeviceModel
+from trellis.ingest.senml import SenMLError, parse_senml_cbor, parse_senml_json
 
 __all__ = [
+    "CONTENT_TYPES",
+    "SCHEMA_VERSIONS",
     "Limits",
     "Rejection",
     "TelemetryPayload",
@@ -34,6 +47,13 @@ __all__ = [
 ]
 
 TOPIC_PREFIX = "trellis/v1/"
+JSON = "application/json"
+SENML_JSON = "application/senml+json"
+SENML_CBOR = "application/senml+cbor"
+#: The payload formats telemetry may use, by MQTT 5 content type.
+CONTENT_TYPES = (JSON, SENML_JSON, SENML_CBOR)
+#: Values of the ``schema-version`` user property this decoder understands.
+SCHEMA_VERSIONS = frozenset({"1"})
 
 
 class TelemetryPayload(msgspec.Struct, frozen=True):
@@ -59,7 +79,7 @@ class Limits(msgspec.Struct, frozen=True):
     max_past_age_ms: int = 30 * 86_400_000
 
 
-_decoder = msgspec.json.Decoder(TelemetryPayload)
+_decoder = msgspec.json.Decoder(TelemetryPayload | list[TelemetryPayload])
 # Untyped, for error messages only; ``float_hook`` turns 1e400 into inf instead of
 # failing again, so the metric holding it can be named.
 _loose_decoder = msgspec.json.Decoder(float_hook=float)
@@ -106,38 +126,47 @@ def decode_telemetry(
         return Rejection(f"unknown device {device_id!r} in tenant {tenant!r}", tenant)
     if device.status is not DeviceStatus.ACTIVE:
         return Rejection(f"device {device_id!r} is {device.status.value}", tenant)
-    try:
-        payload = _decoder.decode(raw.payload)
-    except msgspec.ValidationError as exc:
-        return Rejection(f"invalid payload: {_explain(exc, raw.payload)}", tenant)
-    except msgspec.DecodeError as exc:
-        return Rejection(f"malformed JSON: {exc}", tenant)
-
-    if payload.ts is None:
-        ts = raw.received_ms
+    version = raw.properties.get("schema-version", "1")
+    if version not in SCHEMA_VERSIONS:
+        return Rejection(
+            f"schema-version {version!r} is not supported; known: {sorted(SCHEMA_VERSIONS)}",
+            tenant,
+        )
+    seq: int | None = None
+    if "seq" in raw.properties:
+        text = raw.properties["seq"]
+        if not (text.isascii() and text.isdigit()):
+            return Rejection(f"user property seq={text!r} is not a non-negative integer", tenant)
+        seq = int(text)
+    content_type = raw.properties.get("content-type", JSON).split(";", 1)[0].strip().lower()
+    if content_type == JSON:
+        samples = _json_samples(raw, seq)
+    elif content_type in (SENML_JSON, SENML_CBOR):
+        samples = _senml_samples(raw, device_id, content_type == SENML_CBOR, seq)
     else:
-        try:
-            ts = parse_timestamp(payload.ts)
-        except ValueError as exc:
-            return Rejection(f"invalid payload: {exc}", tenant)
-    if ts - raw.received_ms > limits.max_future_skew_ms:
         return Rejection(
-            f"timestamp {payload.ts!r} is {(ts - raw.received_ms) / 1000:.0f} s ahead of the "
-            f"receive time (device clock wrong? limit {limits.max_future_skew_ms / 1000:.0f} s)",
+            f"content type {content_type!r} is not supported; use one of {list(CONTENT_TYPES)}",
             tenant,
         )
-    if raw.received_ms - ts > limits.max_past_age_ms:
-        return Rejection(
-            f"timestamp {payload.ts!r} is {(raw.received_ms - ts) / 1000:.0f} s older than the "
-            f"receive time (limit {limits.max_past_age_ms / 1000:.0f} s)",
-            tenant,
-        )
-    if not payload.values:
-        return Rejection("invalid payload: 'values' is empty", tenant)
+    if isinstance(samples, str):
+        return Rejection(samples, tenant)
 
     model = models[device.model]
     readings: list[Reading] = []
-    for metric, value in payload.values.items():
+    for ts_given, ts, metric, value, sample_seq in samples:
+        if ts - raw.received_ms > limits.max_future_skew_ms:
+            return Rejection(
+                f"timestamp {ts_given!r} is {(ts - raw.received_ms) / 1000:.0f} s ahead of the "
+                "receive time (device clock wrong? limit "
+                f"{limits.max_future_skew_ms / 1000:.0f} s)",
+                tenant,
+            )
+        if raw.received_ms - ts > limits.max_past_age_ms:
+            return Rejection(
+                f"timestamp {ts_given!r} is {(raw.received_ms - ts) / 1000:.0f} s older than the "
+                f"receive time (limit {limits.max_past_age_ms / 1000:.0f} s)",
+                tenant,
+            )
         spec = model.metrics.get(metric)
         if spec is None:
             return Rejection(
@@ -155,10 +184,72 @@ def decode_telemetry(
             )
         readings.append(
             Reading(
-                tenant, device_id, metric, ts, value, spec.unit, Quality.GOOD, payload.seq, raw.id
+                tenant, device_id, metric, ts, value, spec.unit, Quality.GOOD, sample_seq, raw.id
             )
         )
     return readings
+
+
+#: (timestamp as given, timestamp in epoch ms, metric, value, sequence number)
+_Sample = tuple[object, int, str, float, int | None]
+
+
+def _json_samples(raw: RawMessage, seq: int | None) -> list[_Sample] | str:
+    try:
+        decoded = _decoder.decode(raw.payload)
+    except msgspec.ValidationError as exc:
+        return f"invalid payload: {_explain(exc, raw.payload)}"
+    except msgspec.DecodeError as exc:
+        return f"malformed JSON: {exc}"
+    except UnicodeDecodeError as exc:
+        return f"malformed JSON: a string is not UTF-8 ({exc.reason})"
+    payloads = decoded if isinstance(decoded, list) else [decoded]
+    if not payloads:
+        return "invalid payload: the batch is empty"
+    samples: list[_Sample] = []
+    for index, payload in enumerate(payloads):
+        where = f"[{index}] " if isinstance(decoded, list) else ""
+        if payload.ts is None:
+            ts = raw.received_ms
+        else:
+            try:
+                ts = parse_timestamp(payload.ts)
+            except ValueError as exc:
+                return f"invalid payload: {where}{exc}"
+        if not payload.values:
+            return f"invalid payload: {where}'values' is empty"
+        sample_seq = payload.seq if payload.seq is not None else seq
+        samples.extend(
+            (payload.ts, ts, metric, value, sample_seq) for metric, value in payload.values.items()
+        )
+    return samples
+
+
+def _senml_samples(
+    raw: RawMessage, device_id: str, cbor: bool, seq: int | None
+) -> list[_Sample] | str:
+    try:
+        if cbor:
+            records = parse_senml_cbor(raw.payload, raw.received_ms)
+        else:
+            records = parse_senml_json(raw.payload, raw.received_ms)
+    except SenMLError as exc:
+        return f"invalid SenML pack: {exc}"
+    samples: list[_Sample] = []
+    for record in records:
+        metric = record.name
+        for prefix in (f"{device_id}:", f"{device_id}/"):
+            if metric.startswith(prefix):
+                metric = metric[len(prefix) :]
+                break
+        else:
+            if ":" in metric or "/" in metric:
+                return (
+                    f"invalid SenML pack: name {record.name!r} is not under this device's "
+                    f"base name {device_id + ':'!r}"
+                )
+        samples.append((record.time_ms, record.time_ms, metric, record.value, seq))
+    return samples
 
 
 def _explain(exc: msgspec.ValidationError, payload: bytes) -> str:
@@ -168,7 +259,7 @@ def _explain(exc: msgspec.ValidationError, payload: bytes) -> str:
         return message
     try:
         loose: Any = _loose_decoder.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return message
     values = loose.get("values") if isinstance(loose, dict) else None
     if isinstance(values, dict):

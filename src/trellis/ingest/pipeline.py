@@ -5,7 +5,9 @@ wait when it is full. One worker takes them in batches, decodes them
 (:mod:`trellis.ingest.decode`), writes readings and quarantine entries from one
 writer thread, and only then publishes the readings on the bus. A message counts
 as taken once its batch has committed: ``submit_and_wait`` returns at that point,
-which is the acknowledgement a protocol adapter needs before it acks to a device.
+which is the acknowledgement a protocol adapter needs before it acks to a device;
+``submit_then`` calls back at that point instead, so an adapter with thousands of
+messages in flight (MQTT) needs no future and no task per message.
 """
 
 from __future__ import annotations
@@ -38,12 +40,16 @@ _R = TypeVar("_R")
 
 
 class IngestResult(msgspec.Struct, frozen=True):
-    """The outcome of one message: readings taken, or the quarantine reason."""
+    """The outcome of one message: readings taken, or the quarantine reason.
+
+    ``seq`` is the device's sequence number of the message, when it carried one.
+    """
 
     message_id: str
     readings: int
     quarantined: bool
     reason: str | None = None
+    seq: int | None = None
 
 
 class IngestStats(msgspec.Struct, frozen=True):
@@ -73,7 +79,8 @@ class _Counters:
     write_retries: int = 0
 
 
-_Item = tuple[RawMessage, "asyncio.Future[IngestResult] | None"]
+_Done = Callable[[IngestResult], object]
+_Item = tuple[RawMessage, "asyncio.Future[IngestResult] | _Done | None"]
 
 
 class IngestPipeline:
@@ -116,6 +123,14 @@ class IngestPipeline:
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         await self._put((raw, future))
         return await future
+
+    async def submit_then(self, raw: RawMessage, done: _Done) -> None:
+        """Queue a message; ``done`` runs on the event loop once it is stored or quarantined.
+
+        Callbacks run in submission order, batch after batch, which is the order MQTT
+        wants acknowledgements in.
+        """
+        await self._put((raw, done))
 
     async def _put(self, item: _Item) -> None:
         if self._closed:
@@ -188,13 +203,20 @@ class IngestPipeline:
         lookup = self._registry.get
         models = self._registry.models
         for raw, _ in batch:
-            decoded = decode_telemetry(raw, lookup, models, self._limits)
+            try:
+                decoded: list[Reading] | Rejection = decode_telemetry(
+                    raw, lookup, models, self._limits
+                )
+            except Exception as exc:  # a decoder bug must cost one message, not the pipeline
+                log.exception("decoding %s failed", raw.id)
+                decoded = Rejection(f"internal error while decoding: {exc!r}")
             if isinstance(decoded, Rejection):
                 rejected.append((raw, decoded.reason, decoded.tenant))
                 outcomes.append(IngestResult(raw.id, 0, True, decoded.reason))
             else:
                 readings.extend(decoded)
-                outcomes.append(IngestResult(raw.id, len(decoded), False))
+                seq = decoded[0].seq if decoded else None
+                outcomes.append(IngestResult(raw.id, len(decoded), False, seq=seq))
 
         inserted = await self._write(readings, rejected)
         c = self._counters
@@ -208,9 +230,15 @@ class IngestPipeline:
         if readings:
             with contextlib.suppress(ClosedError):
                 await self._bus.publish(readings)
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future is not None and not future.done():
-                future.set_result(outcome)
+        for (_, waiter), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(waiter, asyncio.Future):
+                if not waiter.done():
+                    waiter.set_result(outcome)
+            elif waiter is not None:
+                try:
+                    waiter(outcome)
+                except Exception:  # one adapter's bug must not stall the pipeline
+                    log.exception("ingest completion callback failed for %s", outcome.message_id)
 
     async def _write(
         self, readings: list[Reading], rejected: list[tuple[RawMessage, str, str | None]]

@@ -1,0 +1,1 @@
+"""Protocol adapters: how devices reach Trellis (MQTT 5 first)."""
