@@ -50,7 +50,7 @@ class Platform:
         self.store = SQLiteTimeSeriesStore(settings.timeseries_path)
         self.registry = DeviceRegistry(self.engine)
         self.quarantine = Quarantine(self.engine)
-        self.alerts = AlertService(self.engine)
+        self.alerts = AlertService(self.engine, root_causes=settings.alerts.root_causes)
         self.rules = RuleStore(self.engine)
         self.fleet: Fleet | None = None
         self._bus: InProcessBus[Reading] | None = None

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from trellis.core.errors import ConfigError
 
 __all__ = [
+    "AlertSettings",
     "BusSettings",
     "HttpSettings",
     "IngestSettings",
@@ -97,6 +98,19 @@ class SimSettings(_Section):
         return self
 
 
+class AlertSettings(_Section):
+    """The operator loop: escalation timing and the root causes offered per alert type."""
+
+    escalate_after_s: float = Field(
+        default=900.0, gt=0, description="escalate an active alert not acknowledged this long"
+    )
+    escalation_check_s: float = Field(default=15.0, gt=0, description="how often to look")
+    root_causes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="alert type -> root causes an operator picks from (default list otherwise)",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of a Trellis process, validated before anything starts."""
 
@@ -110,6 +124,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     bus: BusSettings = BusSettings()
     sim: SimSettings = SimSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(
