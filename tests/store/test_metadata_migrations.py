@@ -177,10 +177,7 @@ def test_upgrade_from_0001_keeps_every_row_and_rebuilds_timelines(tmp_path: Path
             "ana",
             9000,
         )
-        assert (new.status.value, new.open_key if hasattr(new, "open_key") else None) == (
-            "active",
-            None,
-        )
+        assert (new.status.value, new.message, new.count) == ("active", "new", 1)
         assert (old.site, new.site) == ("plant-a", "plant-a")
         old_events = service.timeline("default", old.id)
         assert [e.kind for e in old_events] == [
