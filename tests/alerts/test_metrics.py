@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import NOW_MS, TENANT
+from tests.helpers import TENANT
 from trellis.alerts import AlertService
 from trellis.alerts.feedback import Feedback, Verdict
 from trellis.alerts.metrics import (
