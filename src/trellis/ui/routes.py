@@ -214,6 +214,38 @@ async def alerts_page(
     return _render(request, "alerts.html", _alerts_context(platform, view))
 
 
+@pages.get("/alerts/metrics")
+async def alert_metrics_page(
+    request: Request,
+    platform: PlatformDep,
+    days: Annotated[int, Query(ge=1, le=366)] = 7,
+) -> HTMLResponse:
+    """MTTA, MTTR, false alert rate, HITL ratio and their trends (docs/metrics.md)."""
+    view = await asyncio.to_thread(views.metrics_view, platform, days, now_ms())
+    return _render(
+        request,
+        "metrics.html",
+        {"view": view, "chart": view.chart_data(), "periods": views.METRIC_PERIODS},
+    )
+
+
+@pages.get("/alerts/{alert_id:int}")
+async def alert_page(alert_id: int, request: Request, platform: PlatformDep) -> HTMLResponse:
+    """One alert: the card with its actions, the readings around it, its timeline."""
+    try:
+        view = await asyncio.to_thread(views.alert_detail_view, platform, alert_id, now_ms())
+    except NotFoundError:
+        return _not_found(request, f"There is no alert {alert_id}.")
+    context = {
+        "view": view,
+        "alert": view.alert,
+        "names": _names(platform, [view.alert]),
+        "now": view.now_ms,
+        "chart": view.chart_data(),
+    }
+    return _render(request, "alert.html", context)
+
+
 @pages.get("/ui/alerts/list")
 async def alerts_fragment(
     request: Request,
