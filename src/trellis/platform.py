@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
+from trellis.alerts.escalation import Escalator
 from trellis.alerts.service import AlertService
 from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
@@ -50,7 +51,12 @@ class Platform:
         self.store = SQLiteTimeSeriesStore(settings.timeseries_path)
         self.registry = DeviceRegistry(self.engine)
         self.quarantine = Quarantine(self.engine)
-        self.alerts = AlertService(self.engine, root_causes=settings.alerts.root_causes)
+        self.alerts = AlertService(
+            self.engine,
+            root_causes=settings.alerts.root_causes,
+            storm_limit=settings.alerts.storm_limit,
+            storm_window_ms=int(settings.alerts.storm_window_s * 1000),
+        )
         self.rules = RuleStore(self.engine)
         self.fleet: Fleet | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -99,12 +105,18 @@ class Platform:
         )
         self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
         self._live = LiveHub(bus.subscribe("live"))
+        escalator = Escalator(
+            self.alerts,
+            after_s=self.settings.alerts.escalate_after_s,
+            every_s=self.settings.alerts.escalation_check_s,
+        )
         fleet = await asyncio.to_thread(self.seed_demo) if simulate else None
         try:
             async with asyncio.TaskGroup() as tasks:
                 ingest = tasks.create_task(self._pipeline.run(), name="trellis.ingest")
                 tasks.create_task(self._engine.run(), name="trellis.rules")
                 tasks.create_task(self._live.run(), name="trellis.live")
+                tasks.create_task(escalator.run(), name="trellis.alerts.escalation")
                 source = None
                 if fleet is not None:
                     source = tasks.create_task(
@@ -119,6 +131,7 @@ class Platform:
                     await self._pipeline.close()
                     await ingest
                     bus.close()
+                    escalator.stop()
         finally:
             self._bus = self._pipeline = self._engine = self._live = None
             log.info("trellis stopped")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.serving import serve, wait_until
-from tests.ui.conftest import Demo, raise_alert
+from tests.ui.conftest import HOT_RULE, Demo, raise_alert
 from trellis._version import __version__
 from trellis.api.app import create_app
 from trellis.core.config import load_settings
@@ -341,6 +341,27 @@ def test_alert_page_and_metrics_page(client: httpx.Client) -> None:
         assert f'id="{figure}"' in metrics.text
     assert 'id="metrics-data"' in metrics.text
     assert client.get("/alerts/metrics", params={"days": 0}).status_code == 422
+
+
+def test_inbox_filtered_by_site_shows_that_site_devices(client: httpx.Client) -> None:
+    """``/alerts?site=`` shows the alerts of the devices at that site, and only those."""
+    body = {"model": "pump", "site": "north yard"}
+    assert client.put("/api/v1/devices/site-pump", json=body).status_code == 200
+    _, other = raise_alert(client)
+    client.put("/api/v1/rules/ui-test-pressure", json=HOT_RULE)
+    client.post("/api/v1/telemetry/site-pump", json={"values": {"pressure": 70.0}})
+    wait_until(
+        lambda: bool(client.get("/api/v1/alerts", params={"device": "site-pump"}).json()),
+        what="the site-pump alert",
+    )
+    mine = client.get("/api/v1/alerts", params={"device": "site-pump"}).json()[0]["id"]
+    page = client.get("/alerts", params={"site": "north yard"}).text
+    assert f'id="alert-{mine}"' in page
+    assert f'id="alert-{other}"' not in page
+    assert "site=north%20yard" in page
+    fragment = client.get("/ui/alerts/list", params={"site": "north yard"}).text
+    assert f'id="alert-{mine}"' in fragment
+    assert "No open alerts." in client.get("/alerts", params={"site": "elsewhere"}).text
 
 
 def test_device_page_lists_the_device_alerts(client: httpx.Client) -> None:

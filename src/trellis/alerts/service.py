@@ -38,10 +38,12 @@ from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, AlertSeverity, AlertStatus
 from trellis.store.metadata import alert_events, alert_labels, alerts, devices, row_dict
 
-__all__ = ["LABEL_MARGIN_MS", "AlertOutcome", "AlertService", "dedup_key"]
+__all__ = ["LABEL_MARGIN_MS", "STORM_DEVICE", "AlertOutcome", "AlertService", "dedup_key"]
 
 #: Readings this long before the raise and after the clear belong to a label's window.
 LABEL_MARGIN_MS = 5 * 60_000
+#: The device of a storm alert, which stands for every device the storm swept up.
+STORM_DEVICE = "*"
 _OPEN = (AlertStatus.ACTIVE.value, AlertStatus.CLEARED.value)
 
 
@@ -68,13 +70,20 @@ class AlertService:
         engine: sa.Engine,
         *,
         root_causes: Mapping[str, Sequence[str]] | None = None,
+        storm_limit: int | None = None,
+        storm_window_ms: int = 60_000,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._engine = engine
         self._lock = threading.Lock()
         self._root_causes: Mapping[str, Sequence[str]] = root_causes or {}
+        self._storm_limit = storm_limit
+        self._storm_window_ms = storm_window_ms
         self._clock = clock
         self.events: Broadcaster[Alert] = Broadcaster()
+        #: Called (from the writing thread, after commit) for each new or escalated
+        #: alert; the notifier sets it. It must not block.
+        self.on_notify: Callable[[Alert, EventKind], None] | None = None
 
     # -- written by rules ------------------------------------------------------------
 
@@ -92,10 +101,22 @@ class AlertService:
         metric: str | None = None,
         model_version: str | None = None,
     ) -> Alert:
-        """Open an alert, or count a repeat on the open one with the same key."""
+        """Open an alert, or count a repeat on the open one with the same key.
+
+        In an alert storm (more than ``storm_limit`` new alerts of one rule within
+        ``storm_window_ms``), further devices are counted on one storm alert of the
+        rule instead of each opening an alert: the count shows the storm's size.
+        """
+        original = device
         key = dedup_key(rule, device)
         now = self._clock()
         with self._lock, self._engine.begin() as c:
+            if self._storm_limit is not None and self._in_storm(c, tenant, rule, key, at_ms):
+                device, key = STORM_DEVICE, dedup_key(rule, STORM_DEVICE)
+                message = (
+                    f"alert storm: more than {self._storm_limit} devices tripped {rule} within "
+                    f"{self._storm_window_ms / 1000:g} s; further trips are counted here"
+                )
             repeated = c.execute(
                 alerts.update()
                 .where(alerts.c.tenant == tenant, alerts.c.open_key == key)
@@ -113,6 +134,8 @@ class AlertService:
             if repeated is not None:
                 alert_id = int(repeated.id)
                 detail: dict[str, Any] = {"count": int(repeated[1]), "value": value}
+                if device == STORM_DEVICE:
+                    detail["device"] = original
                 _event(c, tenant, alert_id, EventKind.REPEATED, SYSTEM, at_ms, detail)
             else:
                 site = (
@@ -146,7 +169,28 @@ class AlertService:
                 _event(c, tenant, alert_id, EventKind.RAISED, SYSTEM, at_ms, detail)
             alert = self._get(c, tenant, alert_id)
         self.events.publish_threadsafe(alert)
+        if repeated is None and self.on_notify is not None:
+            self.on_notify(alert, EventKind.RAISED)
         return alert
+
+    def _in_storm(self, c: sa.Connection, tenant: str, rule: str, key: str, at_ms: int) -> bool:
+        """Whether a new alert of ``rule`` would exceed the storm limit (a trip on an
+        already open alert is a repeat, never a storm)."""
+        assert self._storm_limit is not None
+        open_now = c.execute(
+            sa.select(alerts.c.id).where(alerts.c.tenant == tenant, alerts.c.open_key == key)
+        ).first()
+        if open_now is not None:
+            return False
+        recent = c.execute(
+            sa.select(sa.func.count()).where(
+                alerts.c.tenant == tenant,
+                alerts.c.raised_ms >= at_ms - self._storm_window_ms,
+                alerts.c.rule == rule,
+                alerts.c.device != STORM_DEVICE,
+            )
+        ).scalar_one()
+        return int(recent) >= self._storm_limit
 
     def clear(
         self, *, tenant: str, rule: str, device: str, value: float | None, at_ms: int
@@ -325,6 +369,8 @@ class AlertService:
                 escalated.append(self._get(c, row.tenant, row.id))
         for alert in escalated:
             self.events.publish_threadsafe(alert)
+            if self.on_notify is not None:
+                self.on_notify(alert, EventKind.ESCALATED)
         return escalated
 
     # -- reading ----------------------------------------------------------------------

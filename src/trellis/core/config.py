@@ -105,6 +105,10 @@ class AlertSettings(_Section):
         default=900.0, gt=0, description="escalate an active alert not acknowledged this long"
     )
     escalation_check_s: float = Field(default=15.0, gt=0, description="how often to look")
+    storm_limit: int | None = Field(
+        default=50, ge=1, description="new alerts of one rule per window before grouping"
+    )
+    storm_window_s: float = Field(default=60.0, gt=0)
     root_causes: dict[str, list[str]] = Field(
         default_factory=dict,
         description="alert type -> root causes an operator picks from (default list otherwise)",

@@ -144,6 +144,7 @@ async def _fleet(platform: Platform, query: str, page: int) -> views.FleetView:
 PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
 SearchQuery = Annotated[str, Query(max_length=200)]
 OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000)]
+SiteQuery = Annotated[str, Query(max_length=128)]
 
 
 @pages.get("/")
@@ -208,9 +209,11 @@ async def alerts_page(
     platform: PlatformDep,
     status: StatusTab = "open",
     offset: OffsetQuery = 0,
+    site: SiteQuery = "",
 ) -> HTMLResponse:
-    """The alert inbox: cards an operator can acknowledge and resolve from a phone."""
-    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms())
+    """The alert inbox: cards an operator can acknowledge and resolve from a phone;
+    ``site`` shows the alerts of every device at one site."""
+    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms(), site)
     return _render(request, "alerts.html", _alerts_context(platform, view))
 
 
@@ -252,9 +255,10 @@ async def alerts_fragment(
     platform: PlatformDep,
     status: StatusTab = "open",
     offset: OffsetQuery = 0,
+    site: SiteQuery = "",
 ) -> HTMLResponse:
     """The inbox's list, reloaded on every alert change."""
-    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms())
+    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms(), site)
     return _render(request, "_alert_list.html", _alerts_context(platform, view))
 
 
@@ -264,7 +268,8 @@ def _alerts_context(platform: Platform, view: views.AlertsView) -> dict[str, Any
         "alerts": view.alerts,
         "names": _names(platform, view.alerts),
         "now": view.now_ms,
-        "refresh_url": f"/ui/alerts/list?status={view.status}&offset={view.offset}",
+        "refresh_url": f"/ui/alerts/list?status={view.status}&offset={view.offset}"
+        + (f"&site={quote(view.site, safe='')}" if view.site else ""),
     }
 
 

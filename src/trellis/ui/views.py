@@ -206,6 +206,7 @@ class AlertsView:
     offset: int
     more: bool
     now_ms: int
+    site: str = ""
 
 
 def _metric_order(model: DeviceModel | None, metrics: Iterable[str]) -> list[str]:
@@ -352,7 +353,9 @@ def device_view(
     )
 
 
-def alerts_view(platform: Platform, status: str, offset: int, now_ms: int) -> AlertsView:
+def alerts_view(
+    platform: Platform, status: str, offset: int, now_ms: int, site: str = ""
+) -> AlertsView:
     """One page of the inbox; ``status`` is ``open`` (most severe first) or ``all``
     (newest first), in a thread."""
     open_only = status == "open"
@@ -360,6 +363,7 @@ def alerts_view(platform: Platform, status: str, offset: int, now_ms: int) -> Al
         platform.tenant,
         statuses=set(OPEN_STATUSES) if open_only else None,
         by_severity=open_only,
+        site=site or None,
         limit=ALERT_PAGE_SIZE + 1,
         offset=offset,
     )
@@ -369,6 +373,7 @@ def alerts_view(platform: Platform, status: str, offset: int, now_ms: int) -> Al
         offset=offset,
         more=len(found) > ALERT_PAGE_SIZE,
         now_ms=now_ms,
+        site=site,
     )
 
 
