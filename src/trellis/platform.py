@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from trellis.alerts.escalation import Escalator
+from trellis.alerts.notify import Channel, EmailChannel, Notifier, WebhookChannel
 from trellis.alerts.service import AlertService
 from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
@@ -59,6 +60,7 @@ class Platform:
         )
         self.rules = RuleStore(self.engine)
         self.fleet: Fleet | None = None
+        self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
         self._pipeline: IngestPipeline | None = None
         self._engine: RuleEngine | None = None
@@ -105,6 +107,14 @@ class Platform:
         )
         self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
         self._live = LiveHub(bus.subscribe("live"))
+        notifier = Notifier(
+            self.engine,
+            _channels(self.settings),
+            attempts=self.settings.alerts.notify_attempts,
+            backoff_s=self.settings.alerts.notify_backoff_s,
+        )
+        self.notifier = notifier
+        self.alerts.on_notify = notifier.submit
         escalator = Escalator(
             self.alerts,
             after_s=self.settings.alerts.escalate_after_s,
@@ -117,6 +127,7 @@ class Platform:
                 tasks.create_task(self._engine.run(), name="trellis.rules")
                 tasks.create_task(self._live.run(), name="trellis.live")
                 tasks.create_task(escalator.run(), name="trellis.alerts.escalation")
+                tasks.create_task(notifier.run(), name="trellis.alerts.notify")
                 source = None
                 if fleet is not None:
                     source = tasks.create_task(
@@ -132,6 +143,8 @@ class Platform:
                     await ingest
                     bus.close()
                     escalator.stop()
+                    self.alerts.on_notify = None
+                    notifier.stop()
         finally:
             self._bus = self._pipeline = self._engine = self._live = None
             log.info("trellis stopped")
@@ -140,6 +153,29 @@ class Platform:
         """Close the databases."""
         self.store.close()
         self.engine.dispose()
+
+
+def _channels(settings: Settings) -> list[Channel]:
+    """The notification channels the settings name."""
+    alerts = settings.alerts
+    channels: list[Channel] = [
+        WebhookChannel(hook.url, timeout_s=hook.timeout_s, headers=hook.headers)
+        for hook in alerts.webhooks
+    ]
+    if alerts.email is not None:
+        mail = alerts.email
+        channels.append(
+            EmailChannel(
+                host=mail.host,
+                port=mail.port,
+                sender=mail.sender,
+                recipients=mail.recipients,
+                starttls=mail.starttls,
+                username=mail.username,
+                password=mail.password,
+            )
+        )
+    return channels
 
 
 def _running(service: _S | None) -> _S:

@@ -151,6 +151,8 @@ def test_metrics_and_labels_refuse_bad_queries(client: httpx.Client) -> None:
     assert backwards.status_code == 422
     assert client.get("/api/v1/alerts/labels", params={"format": "xml"}).status_code == 422
     assert client.get("/api/v1/alerts/987654/timeline").status_code == 404
+    assert client.get("/api/v1/alerts/dead-letters").json() == []  # no channels configured
+    assert client.get("/api/v1/alerts/dead-letters", params={"limit": 0}).status_code == 422
 
 
 def test_actions_on_a_resolved_alert_and_site_filter(client: httpx.Client) -> None:

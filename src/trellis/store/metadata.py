@@ -27,6 +27,7 @@ __all__ = [
     "devices",
     "metadata",
     "migrate",
+    "notification_dead_letters",
     "open_metadata",
     "quarantine",
     "row_dict",
@@ -137,6 +138,22 @@ alert_labels = sa.Table(
     sa.Column("labelled_ms", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("alert_id", name="uq_alert_labels_alert"),
     sa.Index("ix_alert_labels_tenant", "tenant", "labelled_ms"),
+)
+
+#: Notifications no channel accepted after every retry, kept for an operator to see.
+notification_dead_letters = sa.Table(
+    "notification_dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("alert_id", sa.Integer, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_dead_letters_tenant", "tenant", "created_ms"),
 )
 
 quarantine = sa.Table(

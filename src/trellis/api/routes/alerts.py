@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from trellis.alerts.export import labels_csv, labels_jsonl
 from trellis.alerts.feedback import ACTIONS, Feedback, Label, Verdict, root_causes_for
 from trellis.alerts.metrics import AlertMetrics, GroupBy
+from trellis.alerts.notify import DeadLetter
 from trellis.alerts.reports import alert_metrics
 from trellis.alerts.service import AlertOutcome
 from trellis.alerts.timeline import AlertEvent
@@ -157,6 +158,15 @@ def root_causes(platform: PlatformDep, type: str) -> Response:
     """What an operator may answer for alerts of ``type``: root causes and actions."""
     causes = root_causes_for(type, platform.settings.alerts.root_causes)
     return json_response({"root_causes": list(causes), "actions": list(ACTIONS)})
+
+
+@router.get("/alerts/dead-letters", responses=documented(list[DeadLetter]))
+def dead_letters(
+    platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Response:
+    """Notifications no channel accepted after every retry, newest first."""
+    notifier = platform.notifier
+    return json_response(notifier.dead_letters(platform.tenant, limit) if notifier else [])
 
 
 @router.get("/alerts/{alert_id}", responses=documented(Alert))

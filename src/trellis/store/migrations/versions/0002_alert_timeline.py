@@ -1,4 +1,4 @@
-"""Alert timeline, operator feedback (labels), assignment, snooze, escalation.
+"""Alert timeline, feedback labels, assignment, snooze, escalation, dead letters.
 
 Revision ID: 0002
 Revises: 0001
@@ -75,6 +75,19 @@ def upgrade() -> None:
         sa.UniqueConstraint("alert_id", name="uq_alert_labels_alert"),
     )
     op.create_index("ix_alert_labels_tenant", "alert_labels", ["tenant", "labelled_ms"])
+    op.create_table(
+        "notification_dead_letters",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("tenant", sa.String(64), nullable=False),
+        sa.Column("channel", sa.String(128), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("alert_id", sa.Integer, nullable=False),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("created_ms", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_dead_letters_tenant", "notification_dead_letters", ["tenant", "created_ms"])
     _backfill_events()
 
 
@@ -104,6 +117,8 @@ def _backfill_events() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dead_letters_tenant", "notification_dead_letters")
+    op.drop_table("notification_dead_letters")
     op.drop_index("ix_alert_labels_tenant", "alert_labels")
     op.drop_table("alert_labels")
     op.drop_index("ix_alert_events_alert", "alert_events")
