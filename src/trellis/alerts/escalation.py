@@ -32,12 +32,11 @@ class Escalator:
     def check(self, now_ms: int) -> int:
         """One pass (in a thread): escalate what is overdue at ``now_ms``."""
         found = self._alerts.escalate_overdue(None, now_ms - self._after_ms)
-        for alert in found:
+        if found:  # one line per pass, not per alert: a backlog must not flood the log
+            shown = ", ".join(str(a.id) for a in found[:10])
+            more = f" and {len(found) - 10} more" if len(found) > 10 else ""
             log.warning(
-                "alert %s (%s on %s) escalated: not acknowledged in time",
-                alert.id,
-                alert.rule,
-                alert.device,
+                "%d alerts escalated (not acknowledged in time): %s%s", len(found), shown, more
             )
         self.escalated += len(found)
         return len(found)
