@@ -42,15 +42,18 @@ class Escalator:
         return len(found)
 
     async def run(self) -> None:
-        """Check every ``every_s`` until :meth:`stop`; a failing check is logged and
-        retried at the next tick rather than ending escalation for good."""
-        while not self._stop.is_set():
+        """Check every ``every_s`` until :meth:`stop`, the first time one interval after
+        start (a process that starts and stops at once escalates nothing); a failing
+        check is logged and retried at the next tick rather than ending escalation."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self._every_s)
+            if self._stop.is_set():
+                return
             try:
                 await asyncio.to_thread(self.check, now_ms())
             except Exception:
                 log.exception("escalation check failed; retrying in %s s", self._every_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self._every_s)
 
     def stop(self) -> None:
         """End :meth:`run` at its next wait."""
