@@ -13,6 +13,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
+from trellis.alerts.escalation import Escalator
+from trellis.alerts.notify import Channel, EmailChannel, Notifier, WebhookChannel
 from trellis.alerts.service import AlertService
 from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
@@ -58,9 +60,15 @@ class Platform:
         self.store = SQLiteTimeSeriesStore(settings.timeseries_path)
         self.registry = DeviceRegistry(self.engine)
         self.quarantine = Quarantine(self.engine)
-        self.alerts = AlertService(self.engine)
+        self.alerts = AlertService(
+            self.engine,
+            root_causes=settings.alerts.root_causes,
+            storm_limit=settings.alerts.storm_limit,
+            storm_window_ms=int(settings.alerts.storm_window_s * 1000),
+        )
         self.rules = RuleStore(self.engine)
         self.fleet: Fleet | None = None
+        self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
         self._pipeline: IngestPipeline | None = None
         self._engine: RuleEngine | None = None
@@ -126,6 +134,19 @@ class Platform:
         )
         self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
         self._live = LiveHub(bus.subscribe("live"))
+        notifier = Notifier(
+            self.engine,
+            _channels(self.settings),
+            attempts=self.settings.alerts.notify_attempts,
+            backoff_s=self.settings.alerts.notify_backoff_s,
+        )
+        self.notifier = notifier
+        self.alerts.on_notify = notifier.submit
+        escalator = Escalator(
+            self.alerts,
+            after_s=self.settings.alerts.escalate_after_s,
+            every_s=self.settings.alerts.escalation_check_s,
+        )
         fleet = await asyncio.to_thread(self.seed_demo) if simulate else None
         broker = await asyncio.to_thread(self._start_broker, simulate)
         url = self.settings.mqtt.url or (broker.url if broker is not None else None)
@@ -135,6 +156,8 @@ class Platform:
                 ingest = tasks.create_task(self._pipeline.run(), name="trellis.ingest")
                 tasks.create_task(self._engine.run(), name="trellis.rules")
                 tasks.create_task(self._live.run(), name="trellis.live")
+                tasks.create_task(escalator.run(), name="trellis.alerts.escalation")
+                tasks.create_task(notifier.run(), name="trellis.alerts.notify")
                 gateway = None
                 if url is not None:
                     address = parse_broker_url(url, self.settings.mqtt)
@@ -166,6 +189,9 @@ class Platform:
                     await self._pipeline.close()
                     await ingest
                     bus.close()
+                    escalator.stop()
+                    self.alerts.on_notify = None
+                    notifier.stop()
         finally:
             self._bus = self._pipeline = self._engine = self._live = None
             self._mqtt = None
@@ -179,6 +205,29 @@ class Platform:
         """Close the databases."""
         self.store.close()
         self.engine.dispose()
+
+
+def _channels(settings: Settings) -> list[Channel]:
+    """The notification channels the settings name."""
+    alerts = settings.alerts
+    channels: list[Channel] = [
+        WebhookChannel(hook.url, timeout_s=hook.timeout_s, headers=hook.headers)
+        for hook in alerts.webhooks
+    ]
+    if alerts.email is not None:
+        mail = alerts.email
+        channels.append(
+            EmailChannel(
+                host=mail.host,
+                port=mail.port,
+                sender=mail.sender,
+                recipients=mail.recipients,
+                starttls=mail.starttls,
+                username=mail.username,
+                password=mail.password,
+            )
+        )
+    return channels
 
 
 def _running(service: _S | None) -> _S:

@@ -57,22 +57,32 @@ def test_clear_without_active_alert_is_a_no_op(metadata_engine: sa.Engine) -> No
 
 
 def test_acknowledge_and_resolve(metadata_engine: sa.Engine) -> None:
-    """Acknowledge records who and when, is idempotent; resolve closes the alert."""
+    """Acknowledge records who and when; repeats change nothing and say who was first."""
     service = AlertService(metadata_engine)
     alert = _raise(service)
     acked = service.acknowledge(TENANT, alert.id, "ana")
-    assert (acked.acknowledged, acked.acknowledged_by) == (True, "ana")
-    assert service.acknowledge(TENANT, alert.id, "bob").acknowledged_by == "ana"
+    assert acked.changed
+    assert (acked.alert.acknowledged, acked.alert.acknowledged_by) == (True, "ana")
+    again = service.acknowledge(TENANT, alert.id, "bob")
+    assert not again.changed
+    assert again.alert.acknowledged_by == "ana"
+    assert again.detail.startswith("already acknowledged by ana at ")
     resolved = service.resolve(TENANT, alert.id, "ana")
-    assert resolved.status is AlertStatus.RESOLVED
-    assert resolved.resolved_by == "ana"
-    assert service.acknowledge(TENANT, alert.id, "bob").acknowledged_by == "ana"
+    assert resolved.changed
+    assert resolved.alert.status is AlertStatus.RESOLVED
+    assert resolved.alert.resolved_by == "ana"
+    late_ack = service.acknowledge(TENANT, alert.id, "bob")
+    assert (late_ack.changed, late_ack.alert.acknowledged_by) == (False, "ana")
+    assert late_ack.detail.startswith("already resolved by ana at ")
+    late_resolve = service.resolve(TENANT, alert.id, "bob")
+    assert (late_resolve.changed, late_resolve.alert.resolved_by) == (False, "ana")
+    assert late_resolve.detail.startswith("already resolved by ana")
 
 
 def test_resolving_implies_acknowledging(metadata_engine: sa.Engine) -> None:
     """An alert resolved without an acknowledgement gets one at the same instant."""
     service = AlertService(metadata_engine)
-    alert = service.resolve(TENANT, _raise(service).id, "ana")
+    alert = service.resolve(TENANT, _raise(service).id, "ana").alert
     assert alert.acknowledged
     assert alert.acknowledged_ms == alert.resolved_ms
 

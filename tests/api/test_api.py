@@ -157,9 +157,10 @@ def test_rule_trips_alert_which_is_acknowledged_and_resolved(client: httpx.Clien
     alert = raised()[0]
     assert (alert["device"], alert["severity"], alert["value"]) == ("pump-0001", "critical", 95.0)
     acked = client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", json={"by": "ana"}).json()
-    assert (acked["acknowledged"], acked["acknowledged_by"]) == (True, "ana")
+    assert acked["changed"] is True
+    assert (acked["alert"]["acknowledged"], acked["alert"]["acknowledged_by"]) == (True, "ana")
     resolved = client.post(f"/api/v1/alerts/{alert['id']}/resolve", json={"by": "ana"}).json()
-    assert resolved["status"] == "resolved"
+    assert resolved["alert"]["status"] == "resolved"
     assert client.delete("/api/v1/rules/pressure-spike").status_code == 204
     assert client.delete("/api/v1/rules/pressure-spike").status_code == 404
 

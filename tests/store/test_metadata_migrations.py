@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from trellis.core.errors import SchemaError, StoreError
-from trellis.core.types import Device, Reading
+from trellis.core.types import AlertSeverity, Device, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.store.metadata import _MIGRATIONS, metadata, migrate, open_metadata
 from trellis.store.sqlite import SQLiteTimeSeriesStore
@@ -128,3 +128,81 @@ def test_timeseries_store_reopens_its_own_schema(tmp_path: Path) -> None:
         assert store.count() == 1
     finally:
         store.close()
+
+
+def test_upgrade_from_0001_keeps_every_row_and_rebuilds_timelines(tmp_path: Path) -> None:
+    """A database written at 0001 (devices, an open and a resolved alert) upgrades to
+    the head with every value intact, sites filled in, and timelines backfilled from
+    the columns, so the metrics see alerts from before the upgrade."""
+    from alembic import command
+
+    from trellis.alerts import AlertService
+    from trellis.alerts.timeline import EventKind, replay
+    from trellis.store.metadata import _alembic_config
+
+    path = tmp_path / "trellis.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "0001")
+        connection.execute(
+            sa.text(
+                "INSERT INTO devices (tenant, id, model, name, site, status, attributes, "
+                "created_ms) VALUES ('default', 'pump-0001', 'pump', 'P1', 'plant-a', "
+                "'active', '{}', 1)"
+            )
+        )
+        base = "INSERT INTO alerts (tenant, device, rule, type, severity, status, dedup_key, "
+        connection.execute(
+            sa.text(
+                base + "open_key, message, value, count, raised_ms, updated_ms, acknowledged, "
+                "acknowledged_ms, acknowledged_by, cleared_ms, resolved_ms, resolved_by) VALUES "
+                "('default', 'pump-0001', 'hot', 'Hot', 'major', 'resolved', 'hot:pump-0001', "
+                "NULL, 'old', 91.5, 3, 1000, 9000, 1, 2000, 'ana', 3000, 9000, 'ana'), "
+                "('default', 'pump-0001', 'hot', 'Hot', 'minor', 'active', 'hot:pump-0001', "
+                "'hot:pump-0001', 'new', 80.0, 1, 10000, 10000, 0, NULL, NULL, NULL, NULL, NULL)"
+            )
+        )
+    before = _dump(path)
+    engine.dispose()
+
+    upgraded = open_metadata(f"sqlite:///{path}")
+    try:
+        assert _revision(upgraded) == [_head()]
+        service = AlertService(upgraded)
+        old, new = sorted(service.find("default"), key=lambda a: a.id)
+        assert (old.message, old.value, old.count, old.acknowledged_by, old.resolved_ms) == (
+            "old",
+            91.5,
+            3,
+            "ana",
+            9000,
+        )
+        assert (new.status.value, new.message, new.count) == ("active", "new", 1)
+        assert (old.site, new.site) == ("plant-a", "plant-a")
+        old_events = service.timeline("default", old.id)
+        assert [e.kind for e in old_events] == [
+            EventKind.RAISED,
+            EventKind.ACKNOWLEDGED,
+            EventKind.CLEARED,
+            EventKind.RESOLVED,
+        ]
+        state = replay(old_events)
+        assert (state.acknowledged_ms, state.cleared_ms, state.resolved_ms) == (2000, 3000, 9000)
+        assert [e.kind for e in service.timeline("default", new.id)] == [EventKind.RAISED]
+        # the open alert still holds its dedup key: a repeat counts on it
+        again = service.raise_alert(
+            tenant="default",
+            device="pump-0001",
+            rule="hot",
+            type="Hot",
+            severity=AlertSeverity.MINOR,
+            message="new",
+            value=81.0,
+            at_ms=11_000,
+        )
+        assert (again.id, again.count) == (new.id, 2)
+        assert DeviceRegistry(upgraded).require("default", "pump-0001").name == "P1"
+    finally:
+        upgraded.dispose()
+    old_rows = [line for line in before if line.startswith('INSERT INTO "alerts"')]
+    assert len(old_rows) == 2

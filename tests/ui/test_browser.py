@@ -10,6 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ViewportSize, expect, sync_playwright
 
+from tests.serving import wait_until
 from tests.ui.conftest import Demo, raise_alert
 from trellis.ui import views
 
@@ -102,4 +103,63 @@ def test_live_chart_and_acknowledging_an_alert_on_a_phone(
 
     alert = client.get(f"/api/v1/alerts/{alert_id}").json()
     assert (alert["acknowledged"], alert["acknowledged_by"]) == (True, "operator")
+    assert errors == []
+
+
+def test_phone_operator_judges_a_false_positive_and_the_rate_moves(
+    browser: Browser, demo: Demo, client: httpx.Client
+) -> None:
+    """On a 390x844 phone: acknowledge a new alert, and once its condition clears resolve
+    it as a false positive in two taps; the alert page charts the readings around it,
+    and the metrics page's false alert rate changes."""
+    errors: list[str] = []
+    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = phone.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    page.goto(f"{demo.url}/alerts/metrics")
+    expect(page.locator("#chart-rates canvas")).to_be_visible()
+    before = page.locator("#m-false-rate").get_attribute("data-value")
+    judged_before = client.get("/api/v1/alerts/metrics").json()
+
+    page.goto(f"{demo.url}/alerts")
+    page.wait_for_function("() => !!window.htmx")
+    device, alert_id = raise_alert(client)
+    card = page.locator(f"#alert-{alert_id}")
+    expect(card).to_be_visible(timeout=15_000)
+    card.get_by_role("button", name="Acknowledge").click()
+    expect(card).to_have_attribute("data-acknowledged", "true")
+
+    clear = {"values": {"pressure": 10.0}}
+    assert client.post(f"/api/v1/telemetry/{device}", json=clear).status_code == 202
+    expect(card).to_have_attribute("data-status", "cleared", timeout=15_000)  # pushed live
+    card.locator("summary", has_text="Resolve").click()  # tap 1: open the sheet
+    sheet = card.locator(".sheet")
+    expect(sheet).to_be_visible()
+    box = sheet.bounding_box()
+    assert box is not None
+    assert box["x"] + box["width"] <= PHONE["width"]
+    sheet.get_by_role("button", name="False positive").click()  # tap 2: the verdict
+    wait_until(
+        lambda: client.get(f"/api/v1/alerts/{alert_id}").json()["verdict"] == "false_positive",
+        what="the verdict",
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    page.goto(f"{demo.url}/alerts/{alert_id}")
+    expect(page.locator("#alert-chart canvas").first).to_be_visible()
+    expect(page.locator('[data-kind="resolved"]')).to_contain_text("false positive")
+
+    page.goto(f"{demo.url}/alerts/metrics")
+    after = page.locator("#m-false-rate").get_attribute("data-value")
+    assert after != before
+    assert after is not None
+    assert float(after) > (float(before) if before else 0.0)
+    expect(page.locator("#chart-rules canvas")).to_be_visible()
+    judged_after = client.get("/api/v1/alerts/metrics").json()
+    assert (
+        judged_after[0]["false_positives"]
+        == (judged_before[0]["false_positives"] if judged_before else 0) + 1
+    )
+    phone.close()
     assert errors == []

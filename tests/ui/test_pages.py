@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.serving import serve, wait_until
-from tests.ui.conftest import Demo, raise_alert
+from tests.ui.conftest import HOT_RULE, Demo, raise_alert
 from trellis._version import __version__
 from trellis.api.app import create_app
 from trellis.core.config import load_settings
@@ -212,7 +212,7 @@ def test_alert_actions_change_state_and_return_the_card(client: httpx.Client) ->
     assert 'data-acknowledged="true"' in acked.text
     assert "Acknowledged by operator" in acked.text
     assert ">Acknowledge</button>" not in acked.text
-    assert ">Resolve</button>" in acked.text
+    assert ">Resolve without verdict</button>" in acked.text  # still active: no verdict yet
     assert client.get(f"/api/v1/alerts/{alert_id}").json()["acknowledged"] is True
 
     resolved = client.post(f"/ui/alerts/{alert_id}/resolve", headers=hx)
@@ -275,12 +275,93 @@ def test_alert_inbox_tabs_and_list_fragment(client: httpx.Client) -> None:
     assert "UI test: pressure above 50 bar" in html
     assert f'href="/devices/{device}"' in html
     assert ">Acknowledge</button>" in html
-    assert ">Resolve</button>" in html
+    assert '<summary class="btn">Resolve</summary>' in html
     client.post(f"/api/v1/alerts/{alert_id}/resolve")
     assert f'id="alert-{alert_id}"' not in client.get("/ui/alerts/list").text
     assert f'id="alert-{alert_id}"' in client.get("/ui/alerts/list?status=all").text
     assert f'id="alert-{alert_id}"' in client.get("/alerts?status=all").text
     assert client.get("/alerts?status=bogus").status_code == 422
+
+
+def test_resolve_sheet_takes_a_verdict_once_cleared(client: httpx.Client) -> None:
+    """The sheet's verdict on an active alert is refused in the card; once the condition
+    clears the sheet offers the verdicts and root causes, and a false positive resolves
+    it with the verdict shown; an unknown verdict is explained, not applied."""
+    device, alert_id = raise_alert(client)
+    hx = {"HX-Request": "true"}
+    early = client.post(
+        f"/ui/alerts/{alert_id}/resolve", headers=hx, data={"verdict": "false_positive"}
+    )
+    assert early.status_code == 200
+    assert 'role="alert"' in early.text
+    assert "still active" in early.text
+    assert 'data-status="active"' in early.text
+    body = {"values": {"pressure": 10.0}}
+    assert client.post(f"/api/v1/telemetry/{device}", json=body).status_code == 202
+    wait_until(
+        lambda: client.get(f"/api/v1/alerts/{alert_id}").json()["status"] == "cleared",
+        what="the clear",
+    )
+    card = client.get(f"/ui/alerts/{alert_id}").text
+    assert 'value="false_positive">False positive</button>' in card
+    assert "<option>sensor fault</option>" in card
+    bogus = client.post(f"/ui/alerts/{alert_id}/resolve", headers=hx, data={"verdict": "meh"})
+    assert "verdict &#39;meh&#39; is not one of" in bogus.text
+    assert 'data-status="cleared"' in bogus.text
+    done = client.post(
+        f"/ui/alerts/{alert_id}/resolve",
+        headers=hx,
+        data={"verdict": "false_positive", "root_cause": "sensor fault", "note": "loose"},
+    )
+    assert 'data-status="resolved"' in done.text
+    assert "Verdict: false positive" in done.text
+    again = client.post(
+        f"/ui/alerts/{alert_id}/resolve", headers=hx, data={"verdict": "true_positive"}
+    )
+    assert "Already resolved by operator" in again.text
+    label = client.get("/api/v1/alerts/labels").text
+    assert '"note":"loose"' in label
+
+
+def test_alert_page_and_metrics_page(client: httpx.Client) -> None:
+    """The alert page shows the card, the chart of readings around it and the timeline;
+    the metrics page shows every figure, its charts' data and the period tabs."""
+    _, alert_id = raise_alert(client)
+    client.post(f"/api/v1/alerts/{alert_id}/comments", json={"text": "<b>on it</b>"})
+    page = client.get(f"/alerts/{alert_id}")
+    assert page.status_code == 200
+    assert f'id="alert-{alert_id}"' in page.text
+    assert 'id="alert-chart"' in page.text
+    assert 'data-kind="raised"' in page.text
+    assert "&lt;b&gt;on it&lt;/b&gt;" in page.text
+    assert client.get("/alerts/987654").status_code == 404
+    metrics = client.get("/alerts/metrics", params={"days": 30})
+    assert metrics.status_code == 200
+    for figure in ("m-mtta", "m-mttr", "m-false-rate", "m-hitl", "m-per-asset", "m-never"):
+        assert f'id="{figure}"' in metrics.text
+    assert 'id="metrics-data"' in metrics.text
+    assert client.get("/alerts/metrics", params={"days": 0}).status_code == 422
+
+
+def test_inbox_filtered_by_site_shows_that_site_devices(client: httpx.Client) -> None:
+    """``/alerts?site=`` shows the alerts of the devices at that site, and only those."""
+    body = {"model": "pump", "site": "north yard"}
+    assert client.put("/api/v1/devices/site-pump", json=body).status_code == 200
+    _, other = raise_alert(client)
+    client.put("/api/v1/rules/ui-test-pressure", json=HOT_RULE)
+    client.post("/api/v1/telemetry/site-pump", json={"values": {"pressure": 70.0}})
+    wait_until(
+        lambda: bool(client.get("/api/v1/alerts", params={"device": "site-pump"}).json()),
+        what="the site-pump alert",
+    )
+    mine = client.get("/api/v1/alerts", params={"device": "site-pump"}).json()[0]["id"]
+    page = client.get("/alerts", params={"site": "north yard"}).text
+    assert f'id="alert-{mine}"' in page
+    assert f'id="alert-{other}"' not in page
+    assert "site=north%20yard" in page
+    fragment = client.get("/ui/alerts/list", params={"site": "north yard"}).text
+    assert f'id="alert-{mine}"' in fragment
+    assert "No open alerts." in client.get("/alerts", params={"site": "elsewhere"}).text
 
 
 def test_device_page_lists_the_device_alerts(client: httpx.Client) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from trellis._version import __version__
-from trellis.cli import mqtt, serve, sim
+from trellis.cli import alerts, mqtt, serve, sim
 
 __all__ = ["app", "main"]
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command()(serve.demo)
 app.command()(serve.serve)
 app.command("sim")(sim.simulate)
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
 
 

@@ -28,12 +28,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from trellis.core.errors import ConfigError
 
 __all__ = [
+    "AlertSettings",
     "BusSettings",
+    "EmailSettings",
     "HttpSettings",
     "IngestSettings",
     "MqttSettings",
     "Settings",
     "SimSettings",
+    "WebhookSettings",
     "load_settings",
 ]
 
@@ -134,6 +137,47 @@ class SimSettings(_Section):
         return self
 
 
+class WebhookSettings(_Section):
+    """A URL that receives every new and escalated alert as a JSON POST."""
+
+    url: str = Field(pattern=r"^https?://", description="http(s) URL")
+    timeout_s: float = Field(default=5.0, gt=0)
+    headers: dict[str, str] = Field(default_factory=dict, description="e.g. an Authorization")
+
+
+class EmailSettings(_Section):
+    """An SMTP server that mails every new and escalated alert to ``recipients``."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str = Field(min_length=3, pattern=r"@")
+    recipients: list[str] = Field(min_length=1)
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+class AlertSettings(_Section):
+    """The operator loop: escalation timing and the root causes offered per alert type."""
+
+    escalate_after_s: float = Field(
+        default=900.0, gt=0, description="escalate an active alert not acknowledged this long"
+    )
+    escalation_check_s: float = Field(default=15.0, gt=0, description="how often to look")
+    storm_limit: int | None = Field(
+        default=50, ge=1, description="new alerts of one rule per window before grouping"
+    )
+    storm_window_s: float = Field(default=60.0, gt=0)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    email: EmailSettings | None = None
+    notify_attempts: int = Field(default=5, ge=1, le=20, description="tries per channel")
+    notify_backoff_s: float = Field(default=0.5, gt=0, description="first retry delay")
+    root_causes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="alert type -> root causes an operator picks from (default list otherwise)",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of a Trellis process, validated before anything starts."""
 
@@ -148,6 +192,7 @@ class Settings(BaseSettings):
     bus: BusSettings = BusSettings()
     sim: SimSettings = SimSettings()
     mqtt: MqttSettings = MqttSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -114,7 +114,9 @@ class Alert(msgspec.Struct, frozen=True):
     """An alert raised by a rule for one device.
 
     ``dedup_key`` is unique among open alerts: a condition that trips again while its
-    alert is open increments ``count`` instead of opening a second alert.
+    alert is open increments ``count`` instead of opening a second alert. Every field
+    after ``raised_ms`` is a summary of the alert's timeline (``trellis.alerts.timeline``),
+    written in the same transaction as the event that changed it.
     """
 
     id: int
@@ -136,3 +138,12 @@ class Alert(msgspec.Struct, frozen=True):
     cleared_ms: int | None = None
     resolved_ms: int | None = None
     resolved_by: str | None = None
+    site: str = ""
+    metric: str | None = None
+    model_version: str | None = None
+    assignee: str | None = None
+    snoozed_until_ms: int | None = None
+    escalated_ms: int | None = None
+    escalation_level: int = 0
+    first_action_ms: int | None = None
+    verdict: str | None = None

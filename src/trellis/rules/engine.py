@@ -97,6 +97,7 @@ class RuleEngine:
                 ),
                 value=t.value,
                 at_ms=t.ts,
+                metric=t.rule.metric,
             )
         else:
             self._alerts.clear(

@@ -1,4 +1,4 @@
-"""The metadata schema (devices, rules, alerts, quarantine) and its migrations.
+"""The metadata schema (devices, rules, alerts, their timelines and labels) and migrations.
 
 SQLAlchemy Core on SQLite in embedded mode and PostgreSQL at scale: one schema, one
 set of Alembic migrations. :func:`open_metadata` upgrades the database at start,
@@ -21,10 +21,13 @@ from alembic.script import ScriptDirectory
 from trellis.core.errors import SchemaError
 
 __all__ = [
+    "alert_events",
+    "alert_labels",
     "alerts",
     "devices",
     "metadata",
     "migrate",
+    "notification_dead_letters",
     "open_metadata",
     "quarantine",
     "row_dict",
@@ -79,10 +82,78 @@ alerts = sa.Table(
     sa.Column("cleared_ms", sa.BigInteger, nullable=True),
     sa.Column("resolved_ms", sa.BigInteger, nullable=True),
     sa.Column("resolved_by", sa.String(128), nullable=True),
+    sa.Column("site", sa.String(128), nullable=False, server_default=""),
+    sa.Column("metric", sa.String(128), nullable=True),
+    sa.Column("model_version", sa.String(128), nullable=True),
+    sa.Column("assignee", sa.String(128), nullable=True),
+    sa.Column("snoozed_until_ms", sa.BigInteger, nullable=True),
+    sa.Column("escalated_ms", sa.BigInteger, nullable=True),
+    sa.Column("escalation_level", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("first_action_ms", sa.BigInteger, nullable=True),
+    sa.Column("verdict", sa.String(32), nullable=True),
     # open_key is the dedup key while the alert is open and NULL once resolved, so the
     # database itself guarantees one open alert per key (NULLs never collide).
     sa.UniqueConstraint("tenant", "open_key", name="uq_alerts_open_key"),
     sa.Index("ix_alerts_tenant_status", "tenant", "status", "raised_ms"),
+    sa.Index("ix_alerts_tenant_raised", "tenant", "raised_ms"),
+)
+
+#: Every change of an alert, in order: the timeline its state is derived from.
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column(
+        "alert_id", sa.Integer, sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_alert_events_alert", "alert_id", "id"),
+)
+
+#: Operator feedback as training labels: verdict, cause, the readings window, lineage.
+alert_labels = sa.Table(
+    "alert_labels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column(
+        "alert_id", sa.Integer, sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("verdict", sa.String(32), nullable=False),
+    sa.Column("root_cause", sa.String(128), nullable=False),
+    sa.Column("action_taken", sa.String(128), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("device", sa.String(128), nullable=False),
+    sa.Column("site", sa.String(128), nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("window_start_ms", sa.BigInteger, nullable=False),
+    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(128), nullable=True),
+    sa.Column("labelled_by", sa.String(128), nullable=False),
+    sa.Column("labelled_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("alert_id", name="uq_alert_labels_alert"),
+    sa.Index("ix_alert_labels_tenant", "tenant", "labelled_ms"),
+)
+
+#: Notifications no channel accepted after every retry, kept for an operator to see.
+notification_dead_letters = sa.Table(
+    "notification_dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("alert_id", sa.Integer, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_dead_letters_tenant", "tenant", "created_ms"),
 )
 
 quarantine = sa.Table(

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from trellis._version import __version__
+from trellis.alerts.feedback import ACTIONS, Feedback, Verdict, root_causes_for
 from trellis.api.deps import PlatformDep
 from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
@@ -62,10 +63,14 @@ def _environment() -> jinja2.Environment:
 
 def _common(request: Request) -> dict[str, Any]:
     platform: Platform | None = getattr(request.app.state, "platform", None)
+    catalogue = platform.settings.alerts.root_causes if platform else {}
     return {
         "missing_assets": views.missing_assets(),
         "tenant": platform.tenant if platform else "",
         "path": request.url.path,
+        "root_causes_for": lambda alert_type: root_causes_for(alert_type, catalogue),
+        "actions": ACTIONS,
+        "verdicts": [(v.value, v.value.replace("_", " ").capitalize()) for v in Verdict],
     }
 
 
@@ -139,6 +144,7 @@ async def _fleet(platform: Platform, query: str, page: int) -> views.FleetView:
 PageQuery = Annotated[int, Query(ge=1, le=1_000_000)]
 SearchQuery = Annotated[str, Query(max_length=200)]
 OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000)]
+SiteQuery = Annotated[str, Query(max_length=128)]
 
 
 @pages.get("/")
@@ -203,10 +209,44 @@ async def alerts_page(
     platform: PlatformDep,
     status: StatusTab = "open",
     offset: OffsetQuery = 0,
+    site: SiteQuery = "",
 ) -> HTMLResponse:
-    """The alert inbox: cards an operator can acknowledge and resolve from a phone."""
-    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms())
+    """The alert inbox: cards an operator can acknowledge and resolve from a phone;
+    ``site`` shows the alerts of every device at one site."""
+    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms(), site)
     return _render(request, "alerts.html", _alerts_context(platform, view))
+
+
+@pages.get("/alerts/metrics")
+async def alert_metrics_page(
+    request: Request,
+    platform: PlatformDep,
+    days: Annotated[int, Query(ge=1, le=366)] = 7,
+) -> HTMLResponse:
+    """MTTA, MTTR, false alert rate, HITL ratio and their trends (docs/metrics.md)."""
+    view = await asyncio.to_thread(views.metrics_view, platform, days, now_ms())
+    return _render(
+        request,
+        "metrics.html",
+        {"view": view, "chart": view.chart_data(), "periods": views.METRIC_PERIODS},
+    )
+
+
+@pages.get("/alerts/{alert_id:int}")
+async def alert_page(alert_id: int, request: Request, platform: PlatformDep) -> HTMLResponse:
+    """One alert: the card with its actions, the readings around it, its timeline."""
+    try:
+        view = await asyncio.to_thread(views.alert_detail_view, platform, alert_id, now_ms())
+    except NotFoundError:
+        return _not_found(request, f"There is no alert {alert_id}.")
+    context = {
+        "view": view,
+        "alert": view.alert,
+        "names": _names(platform, [view.alert]),
+        "now": view.now_ms,
+        "chart": view.chart_data(),
+    }
+    return _render(request, "alert.html", context)
 
 
 @pages.get("/ui/alerts/list")
@@ -215,9 +255,10 @@ async def alerts_fragment(
     platform: PlatformDep,
     status: StatusTab = "open",
     offset: OffsetQuery = 0,
+    site: SiteQuery = "",
 ) -> HTMLResponse:
     """The inbox's list, reloaded on every alert change."""
-    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms())
+    view = await asyncio.to_thread(views.alerts_view, platform, status, offset, now_ms(), site)
     return _render(request, "_alert_list.html", _alerts_context(platform, view))
 
 
@@ -227,7 +268,8 @@ def _alerts_context(platform: Platform, view: views.AlertsView) -> dict[str, Any
         "alerts": view.alerts,
         "names": _names(platform, view.alerts),
         "now": view.now_ms,
-        "refresh_url": f"/ui/alerts/list?status={view.status}&offset={view.offset}",
+        "refresh_url": f"/ui/alerts/list?status={view.status}&offset={view.offset}"
+        + (f"&site={quote(view.site, safe='')}" if view.site else ""),
     }
 
 
@@ -256,23 +298,59 @@ async def alert_action(
     platform: PlatformDep,
     hx_request: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Acknowledge or resolve; htmx gets the card back, a plain form the inbox."""
+    """Acknowledge or resolve (with the verdict the resolve sheet's button carries);
+    htmx gets the card back with what happened, a plain form the inbox."""
     if not _same_origin(request):
         return _render(
             request, "not_found.html", {"message": "Cross-site requests are refused."}, 403
         )
-    act = platform.alerts.acknowledge if action == "acknowledge" else platform.alerts.resolve
-    error = None
+    form = _form(await request.body())
+    error = notice = None
     try:
-        alert = await asyncio.to_thread(act, platform.tenant, alert_id, ACTOR)
+        if action == "acknowledge":
+            outcome = await asyncio.to_thread(
+                platform.alerts.acknowledge, platform.tenant, alert_id, ACTOR
+            )
+        else:
+            feedback = _feedback(form)
+            outcome = await asyncio.to_thread(
+                platform.alerts.resolve, platform.tenant, alert_id, ACTOR, feedback
+            )
+        alert = outcome.alert
+        if not outcome.changed:
+            notice = outcome.detail.capitalize() + "."
     except NotFoundError:
         return _not_found(request, f"There is no alert {alert_id}.")
-    except ConflictError as exc:
+    except (ConflictError, ValueError) as exc:
         alert = await asyncio.to_thread(platform.alerts.get, platform.tenant, alert_id)
         error = str(exc)
     if hx_request is None:
         return RedirectResponse("/alerts", status_code=303)
-    return _card(request, platform, alert, error)
+    return _card(request, platform, alert, error or notice)
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """A urlencoded form body (what htmx and plain forms post), last value wins."""
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[-1] for key, values in fields.items()}
+
+
+def _feedback(form: dict[str, str]) -> Feedback | None:
+    """The feedback a resolve sheet posted, or ``None`` for a resolve without verdict."""
+    verdict = form.get("verdict")
+    if not verdict:
+        return None
+    try:
+        return Feedback(
+            verdict=Verdict(verdict),
+            root_cause=form.get("root_cause") or "unknown",
+            action_taken=form.get("action_taken") or "none",
+            note=form.get("note", "").strip(),
+        )
+    except ValueError:
+        raise ValueError(
+            f"verdict {verdict!r} is not one of {[v.value for v in Verdict]}"
+        ) from None
 
 
 # -- live streams ------------------------------------------------------------------

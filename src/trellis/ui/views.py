@@ -14,6 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trellis.alerts.metrics import DAY_MS, AlertMetrics, GroupBy
+from trellis.alerts.reports import alert_metrics
+from trellis.alerts.service import LABEL_MARGIN_MS
+from trellis.alerts.timeline import AlertEvent
 from trellis.core.types import Alert, AlertSeverity, AlertStatus, Device, Reading
 from trellis.devices.models import DeviceModel
 from trellis.platform import Platform
@@ -28,10 +32,12 @@ __all__ = [
     "SEVERITIES",
     "VENDOR_DIR",
     "VENDOR_FILES",
+    "AlertDetailView",
     "AlertsView",
     "DeviceView",
     "FleetView",
     "MetricValue",
+    "MetricsView",
     "Series",
     "format_age",
     "format_value",
@@ -200,6 +206,7 @@ class AlertsView:
     offset: int
     more: bool
     now_ms: int
+    site: str = ""
 
 
 def _metric_order(model: DeviceModel | None, metrics: Iterable[str]) -> list[str]:
@@ -346,16 +353,125 @@ def device_view(
     )
 
 
-def alerts_view(platform: Platform, status: str, offset: int, now_ms: int) -> AlertsView:
-    """One page of the inbox; ``status`` is ``open`` or ``all`` (in a thread)."""
-    statuses = set(OPEN_STATUSES) if status == "open" else None
+def alerts_view(
+    platform: Platform, status: str, offset: int, now_ms: int, site: str = ""
+) -> AlertsView:
+    """One page of the inbox; ``status`` is ``open`` (most severe first) or ``all``
+    (newest first), in a thread."""
+    open_only = status == "open"
     found = platform.alerts.find(
-        platform.tenant, statuses=statuses, limit=ALERT_PAGE_SIZE + 1, offset=offset
+        platform.tenant,
+        statuses=set(OPEN_STATUSES) if open_only else None,
+        by_severity=open_only,
+        site=site or None,
+        limit=ALERT_PAGE_SIZE + 1,
+        offset=offset,
     )
     return AlertsView(
         alerts=found[:ALERT_PAGE_SIZE],
         status=status,
         offset=offset,
         more=len(found) > ALERT_PAGE_SIZE,
+        now_ms=now_ms,
+        site=site,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDetailView:
+    """One alert: its card, its timeline, the readings around it."""
+
+    alert: Alert
+    timeline: list[AlertEvent]
+    series: Series | None
+    window: tuple[int, int]
+    now_ms: int
+
+    def chart_data(self) -> dict[str, object]:
+        """The chart's points and the instants to mark (raise, clear, resolve)."""
+        a = self.alert
+        marks = [("raised", a.raised_ms), ("cleared", a.cleared_ms), ("resolved", a.resolved_ms)]
+        return {
+            "series": self.series.as_json() if self.series else None,
+            "window": list(self.window),
+            "marks": [{"label": k, "ts": ts} for k, ts in marks if ts is not None],
+        }
+
+
+def alert_detail_view(platform: Platform, alert_id: int, now_ms: int) -> AlertDetailView:
+    """The alert page (in a thread): the readings window is the label's window."""
+    alert = platform.alerts.get(platform.tenant, alert_id)
+    end = alert.resolved_ms or alert.cleared_ms or now_ms
+    window = (alert.raised_ms - LABEL_MARGIN_MS, min(now_ms, end + LABEL_MARGIN_MS) + 1)
+    series = None
+    if alert.metric:
+        points = platform.store.query(
+            platform.tenant, alert.device, alert.metric, *window, CHART_MAX_POINTS + 1
+        )
+        if len(points) <= CHART_MAX_POINTS:
+            ts, values = [p.ts for p in points], [p.value for p in points]
+            series = Series(alert.metric, "", "", ts, values)
+        else:
+            bucket = math.ceil((window[1] - window[0]) / CHART_MAX_POINTS)
+            buckets = platform.store.aggregate(
+                platform.tenant, alert.device, alert.metric, *window, bucket, Aggregate.AVG
+            )
+            series = Series(
+                alert.metric,
+                "",
+                "",
+                [b.start for b in buckets],
+                [b.value for b in buckets],
+                bucket_ms=bucket,
+            )
+    timeline = platform.alerts.timeline(platform.tenant, alert_id)
+    return AlertDetailView(alert, timeline, series, window, now_ms)
+
+
+#: The periods the metrics page offers, in days.
+METRIC_PERIODS = (1, 7, 30, 90)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsView:
+    """The metrics page: the period's figures, per rule, per site, and per day."""
+
+    days: int
+    overall: AlertMetrics | None
+    by_rule: list[AlertMetrics]
+    by_site: list[AlertMetrics]
+    by_day: list[AlertMetrics]
+    now_ms: int
+
+    def chart_data(self) -> dict[str, object]:
+        """What the ECharts draw: daily trends and per-rule comparisons."""
+        return {
+            "days": [int(m.group) for m in self.by_day],
+            "mtta_s": [m.mtta_s for m in self.by_day],
+            "mttr_s": [m.mttr_s for m in self.by_day],
+            "false_alert_rate": [m.false_alert_rate for m in self.by_day],
+            "hitl": [m.hitl_resolution_ratio for m in self.by_day],
+            "alerts": [m.alerts for m in self.by_day],
+            "rules": [m.group for m in self.by_rule],
+            "rule_alerts": [m.alerts for m in self.by_rule],
+            "rule_false": [m.false_positives for m in self.by_rule],
+        }
+
+
+def metrics_view(platform: Platform, days: int, now_ms: int) -> MetricsView:
+    """Metrics of the alerts raised in the last ``days`` days (in a thread)."""
+    end = now_ms + 1
+    start = end - days * DAY_MS
+
+    def of(by: GroupBy) -> list[AlertMetrics]:
+        return alert_metrics(platform.engine, platform.tenant, by, start, end)
+
+    overall = of(GroupBy.NONE)
+    return MetricsView(
+        days=days,
+        overall=overall[0] if overall else None,
+        by_rule=of(GroupBy.RULE),
+        by_site=of(GroupBy.SITE),
+        by_day=of(GroupBy.DAY),
         now_ms=now_ms,
     )

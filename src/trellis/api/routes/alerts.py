@@ -1,26 +1,87 @@
-"""Alert routes: the inbox and the actions operators take."""
+"""Alert routes: the inbox, the actions operators take, feedback labels, metrics."""
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep
+from trellis.alerts.export import labels_csv, labels_jsonl
+from trellis.alerts.feedback import ACTIONS, Feedback, Label, Verdict, root_causes_for
+from trellis.alerts.metrics import AlertMetrics, GroupBy
+from trellis.alerts.notify import DeadLetter
+from trellis.alerts.reports import alert_metrics
+from trellis.alerts.service import AlertOutcome
+from trellis.alerts.timeline import AlertEvent
+from trellis.api.deps import PlatformDep, time_range
 from trellis.api.encoding import documented, json_response
+from trellis.core.clock import now_ms
 from trellis.core.types import Alert, AlertStatus
 
-__all__ = ["ActorIn", "router"]
+__all__ = ["ActorIn", "FeedbackIn", "ResolveIn", "router"]
 
 router = APIRouter(tags=["alerts"])
+
+Actor = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class ActorIn(BaseModel):
     """Who performs an action on an alert (authentication replaces this later)."""
 
-    by: str = Field(default="operator", min_length=1, max_length=128)
+    by: Actor = "operator"
+
+
+class FeedbackIn(BaseModel):
+    """The operator's judgement, given on resolve."""
+
+    verdict: Verdict
+    root_cause: str = Field(default="unknown", max_length=128)
+    action_taken: str = Field(default="none", max_length=128)
+    note: str = Field(default="", max_length=2000)
+
+
+class ResolveIn(ActorIn):
+    """Resolve, with feedback once the condition has cleared."""
+
+    feedback: FeedbackIn | None = None
+
+
+class AssignIn(ActorIn):
+    """Give the alert to a person or team; ``null`` takes it back."""
+
+    assignee: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class CommentIn(ActorIn):
+    """A note on the timeline."""
+
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class SnoozeIn(ActorIn):
+    """Keep the alert from escalating for a while."""
+
+    minutes: float = Field(gt=0, le=7 * 24 * 60)
+
+
+class ActionIn(ActorIn):
+    """Something done about the alert: a command, a work order, an adjustment."""
+
+    action: str = Field(min_length=1, max_length=128)
+    note: str = Field(default="", max_length=2000)
+
+
+class ExportFormat(enum.StrEnum):
+    """How labels are exported."""
+
+    JSONL = "jsonl"
+    CSV = "csv"
+
+
+Window = Annotated[str | None, Query(description="epoch ms or RFC 3339")]
 
 
 @router.get("/alerts", responses=documented(list[Alert]))
@@ -28,19 +89,84 @@ def list_alerts(
     platform: PlatformDep,
     status: Annotated[list[AlertStatus] | None, Query()] = None,
     device: str | None = None,
+    site: Annotated[str | None, Query(description="alerts of every device at the site")] = None,
+    order: Annotated[str, Query(pattern="^(newest|severity)$")] = "newest",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Alerts, newest first; filter by status (repeatable) and device."""
+    """Alerts, newest (or most severe) first; filter by status (repeatable), device, site."""
     return json_response(
         platform.alerts.find(
             platform.tenant,
             statuses=set(status) if status else None,
             device=device,
+            site=site,
+            by_severity=order == "severity",
             limit=limit,
             offset=offset,
         )
     )
+
+
+@router.get("/alerts/metrics", responses=documented(list[AlertMetrics]))
+def metrics(
+    platform: PlatformDep,
+    start: Window = None,
+    end: Window = None,
+    group_by: GroupBy = GroupBy.NONE,
+    site: str | None = None,
+    rule: str | None = None,
+) -> Response:
+    """MTTA, MTTR, mean time to action, false alert rate, HITL resolution ratio,
+    alerts per asset-day and share never acknowledged, for the alerts raised in
+    ``[start, end)`` (default: the last 7 days); definitions in docs/metrics.md."""
+    start_ms, end_ms = time_range(start, end, default_span_ms=7 * 86_400_000)
+    return json_response(
+        alert_metrics(
+            platform.engine, platform.tenant, group_by, start_ms, end_ms, site=site, rule=rule
+        )
+    )
+
+
+@router.get(
+    "/alerts/labels",
+    responses={
+        200: {
+            "description": "labels as JSON lines or CSV",
+            "content": {"application/x-ndjson": {}, "text/csv": {}},
+        }
+    },
+)
+def labels(
+    platform: PlatformDep,
+    since: Window = None,
+    until: Window = None,
+    format: ExportFormat = ExportFormat.JSONL,
+) -> Response:
+    """Operator feedback as training labels (readings window, device, rule, model version)."""
+    since_ms, until_ms = time_range(since, until, default_span_ms=365 * 86_400_000)
+    found: list[Label] = platform.alerts.labels(
+        platform.tenant, since_ms=since_ms, until_ms=until_ms
+    )
+    if format is ExportFormat.CSV:
+        return Response(labels_csv(found), media_type="text/csv")
+    return Response(labels_jsonl(found), media_type="application/x-ndjson")
+
+
+@router.get("/alerts/root-causes", responses=documented(dict[str, list[str]]))
+def root_causes(platform: PlatformDep, type: str) -> Response:
+    """What an operator may answer for alerts of ``type``: root causes and actions."""
+    causes = root_causes_for(type, platform.settings.alerts.root_causes)
+    return json_response({"root_causes": list(causes), "actions": list(ACTIONS)})
+
+
+@router.get("/alerts/dead-letters", responses=documented(list[DeadLetter]))
+def dead_letters(
+    platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Response:
+    """Notifications no channel accepted after every retry, newest first."""
+    notifier = platform.notifier
+    return json_response(notifier.dead_letters(platform.tenant, limit) if notifier else [])
 
 
 @router.get("/alerts/{alert_id}", responses=documented(Alert))
@@ -49,17 +175,64 @@ def get_alert(alert_id: int, platform: PlatformDep) -> Response:
     return json_response(platform.alerts.get(platform.tenant, alert_id))
 
 
-@router.post("/alerts/{alert_id}/acknowledge", responses=documented(Alert))
+@router.get("/alerts/{alert_id}/timeline", responses=documented(list[AlertEvent]))
+def timeline(alert_id: int, platform: PlatformDep) -> Response:
+    """Every change of the alert, oldest first, with who and when."""
+    return json_response(platform.alerts.timeline(platform.tenant, alert_id))
+
+
+@router.post("/alerts/{alert_id}/acknowledge", responses=documented(AlertOutcome))
 def acknowledge_alert(
     alert_id: int, platform: PlatformDep, body: ActorIn | None = None
 ) -> Response:
-    """Record that someone has seen the alert (idempotent)."""
+    """Record that someone has seen the alert; a repeat says who did it first."""
     actor = body.by if body else "operator"
     return json_response(platform.alerts.acknowledge(platform.tenant, alert_id, actor))
 
 
-@router.post("/alerts/{alert_id}/resolve", responses=documented(Alert))
-def resolve_alert(alert_id: int, platform: PlatformDep, body: ActorIn | None = None) -> Response:
-    """Close the alert (idempotent)."""
-    actor = body.by if body else "operator"
-    return json_response(platform.alerts.resolve(platform.tenant, alert_id, actor))
+@router.post("/alerts/{alert_id}/resolve", responses=documented(AlertOutcome))
+def resolve_alert(alert_id: int, platform: PlatformDep, body: ResolveIn | None = None) -> Response:
+    """Close the alert (a repeat says who did); feedback is refused (409) while the
+    alert is still active and rejected (422) when it names an unknown root cause."""
+    body = body or ResolveIn()
+    feedback = Feedback(**body.feedback.model_dump()) if body.feedback else None
+    try:
+        outcome = platform.alerts.resolve(platform.tenant, alert_id, body.by, feedback)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return json_response(outcome)
+
+
+@router.post("/alerts/{alert_id}/assign", responses=documented(AlertOutcome))
+def assign_alert(alert_id: int, body: AssignIn, platform: PlatformDep) -> Response:
+    """Assign the alert to a person or team."""
+    return json_response(platform.alerts.assign(platform.tenant, alert_id, body.by, body.assignee))
+
+
+@router.post("/alerts/{alert_id}/comments", responses=documented(AlertOutcome))
+def comment_alert(alert_id: int, body: CommentIn, platform: PlatformDep) -> Response:
+    """Add a comment to the alert's timeline."""
+    try:
+        outcome = platform.alerts.comment(platform.tenant, alert_id, body.by, body.text)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return json_response(outcome)
+
+
+@router.post("/alerts/{alert_id}/snooze", responses=documented(AlertOutcome))
+def snooze_alert(alert_id: int, body: SnoozeIn, platform: PlatformDep) -> Response:
+    """Keep the alert from escalating for ``minutes``."""
+    until = now_ms() + int(body.minutes * 60_000)
+    return json_response(platform.alerts.snooze(platform.tenant, alert_id, body.by, until))
+
+
+@router.post("/alerts/{alert_id}/actions", responses=documented(AlertOutcome))
+def record_action(alert_id: int, body: ActionIn, platform: PlatformDep) -> Response:
+    """Record an action taken (what mean time to action measures)."""
+    try:
+        outcome = platform.alerts.record_action(
+            platform.tenant, alert_id, body.by, body.action, body.note
+        )
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return json_response(outcome)

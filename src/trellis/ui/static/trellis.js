@@ -4,7 +4,9 @@
  *   htmx poll of the table (one request per page, not per device);
  * - device page: one uPlot chart per metric, seeded from the page's JSON and
  *   extended live from the device's server-sent event stream;
- * - alert lists: reloaded through htmx when the stream reports an alert change.
+ * - alert lists: reloaded through htmx when the stream reports an alert change;
+ * - alert page: a uPlot chart of the readings around the alert, raise/clear marked;
+ * - metrics page: ECharts trends of MTTA, MTTR, false alert rate and HITL ratio.
  *
  * Every part checks that its library is loaded: without `make assets` the pages
  * still render (with a banner) and this script does nothing harmful.
@@ -273,10 +275,98 @@
     openStream(list.dataset.alertStream, { alert: refreshFragments });
   }
 
+  /* -- alert page: the readings around the alert (uPlot) ---------------------- */
+
+  function alertChart() {
+    var cfg = json("alert-data");
+    var box = document.getElementById("alert-chart");
+    if (!cfg || !cfg.series || !box || !window.uPlot) return;
+    var target = box.querySelector(".chart-target");
+    var s = cfg.series;
+    var opts = chartOptions(s, target.clientWidth || 320);
+    opts.scales.x.range = function () { return [cfg.window[0] / 1000, cfg.window[1] / 1000]; };
+    opts.hooks = {
+      draw: [function (u) {
+        var ctx = u.ctx;
+        ctx.save();
+        cfg.marks.forEach(function (m) {
+          var x = u.valToPos(m.ts / 1000, "x", true);
+          ctx.strokeStyle = m.label === "raised" ? "#b42318" : "#14532d";
+          ctx.setLineDash([4, 4]);
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+        });
+        ctx.restore();
+      }]
+    };
+    var xs = s.ts.map(function (t) { return t / 1000; });
+    trellis.alertChart = new window.uPlot(opts, [xs, s.values], target);
+  }
+
+  /* -- metrics page: ECharts trends --------------------------------------------- */
+
+  function metricsCharts() {
+    var data = json("metrics-data");
+    if (!data || !window.echarts) return;
+    var textStyle = { color: "#1b1f24", fontSize: 12 };
+    var days = data.days.map(function (d) { return new Date(d).toISOString().slice(5, 10); });
+    function minutes(xs) { return xs.map(function (v) { return v === null ? null : +(v / 60).toFixed(2); }); }
+    function percent(xs) { return xs.map(function (v) { return v === null ? null : +(v * 100).toFixed(1); }); }
+    function line(id, series, yName) {
+      var el = document.getElementById(id);
+      if (!el) return null;
+      var chart = window.echarts.init(el, null, { renderer: "canvas" });
+      chart.setOption({
+        animation: false,
+        textStyle: textStyle,
+        legend: { top: 0, textStyle: textStyle },
+        grid: { left: 48, right: 16, top: 32, bottom: 28 },
+        tooltip: { trigger: "axis" },
+        xAxis: { type: "category", data: days, axisLabel: textStyle },
+        yAxis: { type: "value", name: yName, min: 0, axisLabel: textStyle },
+        series: series.map(function (s) {
+          return { type: "line", name: s[0], data: s[1], connectNulls: true, symbolSize: 6 };
+        })
+      });
+      return chart;
+    }
+    var charts = [
+      line("chart-times", [["MTTA", minutes(data.mtta_s)], ["MTTR", minutes(data.mttr_s)]], "min"),
+      line("chart-rates", [["false alert rate", percent(data.false_alert_rate)],
+                           ["HITL resolution", percent(data.hitl)]], "%")
+    ];
+    var rulesEl = document.getElementById("chart-rules");
+    if (rulesEl) {
+      var rules = window.echarts.init(rulesEl, null, { renderer: "canvas" });
+      rules.setOption({
+        animation: false,
+        textStyle: textStyle,
+        legend: { top: 0, textStyle: textStyle },
+        grid: { left: 110, right: 16, top: 32, bottom: 24 },
+        tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+        xAxis: { type: "value", minInterval: 1, axisLabel: textStyle },
+        yAxis: { type: "category", inverse: true, data: data.rules, axisLabel: textStyle },
+        series: [
+          { type: "bar", name: "alerts", data: data.rule_alerts, itemStyle: { color: "#1e56b0" } },
+          { type: "bar", name: "false positives", data: data.rule_false, itemStyle: { color: "#c4450c" } }
+        ]
+      });
+      charts.push(rules);
+    }
+    window.addEventListener("resize", function () {
+      charts.forEach(function (c) { if (c) c.resize(); });
+    });
+    trellis.metricsCharts = charts;
+  }
+
   function start() {
     fleetCharts();
     deviceCharts();
     alertInbox();
+    alertChart();
+    metricsCharts();
   }
 
   if (document.readyState === "loading") {
