@@ -10,17 +10,31 @@ from collections.abc import Callable, Sequence
 
 from trellis.core.errors import ClosedError
 from trellis.core.types import Reading
-from trellis.store.base import Aggregate, Bucket, Latest, Point
+from trellis.store.base import (
+    Aggregate,
+    Bucket,
+    DeviceLatest,
+    Fill,
+    Latest,
+    Point,
+    WriteResult,
+    check_buckets,
+    fill_gaps,
+    split_valid,
+)
 
 __all__ = ["MemoryTimeSeriesStore"]
 
 _Key = tuple[str, str, str]
+#: Reducers over one bucket's values in time order.
 _REDUCERS: dict[Aggregate, Callable[[list[float]], float]] = {
     Aggregate.AVG: lambda values: math.fsum(values) / len(values),
     Aggregate.MIN: min,
     Aggregate.MAX: max,
     Aggregate.SUM: math.fsum,
     Aggregate.COUNT: lambda values: float(len(values)),
+    Aggregate.FIRST: lambda values: values[0],
+    Aggregate.LAST: lambda values: values[-1],
 }
 
 
@@ -36,11 +50,12 @@ class MemoryTimeSeriesStore:
         if self._closed:
             raise ClosedError("the time-series store is closed")
 
-    def write(self, readings: Sequence[Reading]) -> int:
+    def write(self, readings: Sequence[Reading]) -> WriteResult:
+        good, rejected = split_valid(readings)
         inserted = 0
         with self._lock:
             self._check_open()
-            for reading in readings:
+            for reading in good:
                 times, rows = self._series.setdefault(
                     (reading.tenant, reading.device, reading.metric), ([], [])
                 )
@@ -50,7 +65,7 @@ class MemoryTimeSeriesStore:
                 times.insert(at, reading.ts)
                 rows.insert(at, reading)
                 inserted += 1
-        return inserted
+        return WriteResult(inserted, rejected)
 
     def _window(self, key: _Key, start: int, end: int) -> list[Reading]:
         times, rows = self._series.get(key, ([], []))
@@ -73,27 +88,49 @@ class MemoryTimeSeriesStore:
         end: int,
         bucket_ms: int,
         fn: Aggregate = Aggregate.AVG,
+        fill: Fill = Fill.NONE,
     ) -> list[Bucket]:
-        if bucket_ms <= 0:
-            raise ValueError(f"bucket_ms must be positive, got {bucket_ms}")
+        check_buckets(start, end, bucket_ms)
+        reduce = _REDUCERS[Aggregate(fn)]
         with self._lock:
             self._check_open()
             window = self._window((tenant, device, metric), start, end)
         grouped: dict[int, list[float]] = {}
         for r in window:
             grouped.setdefault(r.ts // bucket_ms * bucket_ms, []).append(r.value)
-        reduce = _REDUCERS[Aggregate(fn)]
-        return [Bucket(start_ms, reduce(values)) for start_ms, values in grouped.items()]
+        buckets = [Bucket(start_ms, reduce(values)) for start_ms, values in grouped.items()]
+        return fill_gaps(buckets, start, end, bucket_ms, fill)
 
     def latest(self, tenant: str, device: str) -> list[Latest]:
+        return [Latest(d.metric, d.ts, d.value, d.unit) for d in self.latest_many(tenant, [device])]
+
+    def latest_many(self, tenant: str, devices: Sequence[str] | None = None) -> list[DeviceLatest]:
+        wanted = None if devices is None else set(devices)
         with self._lock:
             self._check_open()
             found = [
-                Latest(metric, rows[-1].ts, rows[-1].value, rows[-1].unit)
+                DeviceLatest(d, metric, rows[-1].ts, rows[-1].value, rows[-1].unit)
                 for (t, d, metric), (_, rows) in self._series.items()
-                if t == tenant and d == device and rows
+                if t == tenant and (wanted is None or d in wanted) and rows
             ]
-        return sorted(found, key=lambda latest: latest.metric)
+        return sorted(found, key=lambda latest: (latest.device, latest.metric))
+
+    def delete_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        if devices is not None and tenant is None:
+            raise ValueError("deleting by device needs the tenant the devices belong to")
+        wanted = None if devices is None else set(devices)
+        deleted = 0
+        with self._lock:
+            self._check_open()
+            for (t, d, _), (times, rows) in self._series.items():
+                if tenant not in (None, t) or (wanted is not None and d not in wanted):
+                    continue
+                cut = bisect.bisect_left(times, before)
+                deleted += cut
+                del times[:cut], rows[:cut]
+        return deleted
 
     def count(self, tenant: str | None = None) -> int:
         with self._lock:

@@ -15,6 +15,7 @@ value per metric" is a join of a few rows, not a scan.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -24,7 +25,18 @@ from msgspec.structs import astuple
 
 from trellis.core.errors import ClosedError, SchemaError, StoreError
 from trellis.core.types import Reading
-from trellis.store.base import Aggregate, Bucket, Latest, Point
+from trellis.store.base import (
+    Aggregate,
+    Bucket,
+    DeviceLatest,
+    Fill,
+    Latest,
+    Point,
+    WriteResult,
+    check_buckets,
+    fill_gaps,
+    split_valid,
+)
 
 __all__ = ["SQLiteTimeSeriesStore"]
 
@@ -58,13 +70,19 @@ ON CONFLICT (tenant, device, metric) DO UPDATE SET
     unit = excluded.unit,
     last_ts = max(series.last_ts, excluded.last_ts)
 """
+# first/last use SQLite's documented bare-column rule: with a single min()/max() in
+# the select list, a bare column takes its value from the row holding that extreme.
 _AGGREGATES = {
     Aggregate.AVG: "avg(value)",
     Aggregate.MIN: "min(value)",
     Aggregate.MAX: "max(value)",
     Aggregate.SUM: "sum(value)",
     Aggregate.COUNT: "count(*)",
+    Aggregate.FIRST: "value, min(ts)",
+    Aggregate.LAST: "value, max(ts)",
 }
+# A device list travels as one JSON parameter, so there is no bound-parameter limit.
+_DEVICES = "device IN (SELECT value FROM json_each(?))"
 _SCHEMA_VERSION = 1
 
 
@@ -106,9 +124,11 @@ class SQLiteTimeSeriesStore:
                 self._connections.append(connection)
         return connection
 
-    def write(self, readings: Sequence[Reading]) -> int:
+    def write(self, readings: Sequence[Reading]) -> WriteResult:
+        readings, rejected = split_valid(readings)
         if not readings:
-            return 0
+            self._connection()  # a closed store raises even for an empty batch
+            return WriteResult(0, rejected)
         # Field order of Reading is the column order of the table.
         rows = [astuple(r) for r in readings]
         newest: dict[tuple[str, str, str], tuple[str | None, int]] = {}
@@ -132,7 +152,7 @@ class SQLiteTimeSeriesStore:
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(rows)} readings to {self._path} failed: {exc}") from exc
-        return inserted
+        return WriteResult(inserted, rejected)
 
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
@@ -153,9 +173,9 @@ class SQLiteTimeSeriesStore:
         end: int,
         bucket_ms: int,
         fn: Aggregate = Aggregate.AVG,
+        fill: Fill = Fill.NONE,
     ) -> list[Bucket]:
-        if bucket_ms <= 0:
-            raise ValueError(f"bucket_ms must be positive, got {bucket_ms}")
+        check_buckets(start, end, bucket_ms)
         expression = _AGGREGATES[Aggregate(fn)]
         cursor = self._connection().execute(
             f"SELECT (ts / ?) * ? AS bucket, {expression} FROM readings"
@@ -163,16 +183,53 @@ class SQLiteTimeSeriesStore:
             " GROUP BY bucket ORDER BY bucket",
             (bucket_ms, bucket_ms, tenant, device, metric, start, end),
         )
-        return [Bucket(bucket, float(value)) for bucket, value in cursor]
+        buckets = [Bucket(row[0], float(row[1])) for row in cursor]
+        return fill_gaps(buckets, start, end, bucket_ms, fill)
 
     def latest(self, tenant: str, device: str) -> list[Latest]:
+        return [Latest(d.metric, d.ts, d.value, d.unit) for d in self.latest_many(tenant, [device])]
+
+    def latest_many(self, tenant: str, devices: Sequence[str] | None = None) -> list[DeviceLatest]:
+        where, params = "s.tenant = ?", list[object]([tenant])
+        if devices is not None:
+            where += " AND s." + _DEVICES
+            params.append(json.dumps(list(devices)))
         cursor = self._connection().execute(
-            "SELECT s.metric, r.ts, r.value, r.unit FROM series s JOIN readings r"
+            "SELECT s.device, s.metric, r.ts, r.value, r.unit FROM series s JOIN readings r"
             " ON r.tenant = s.tenant AND r.device = s.device AND r.metric = s.metric"
-            " AND r.ts = s.last_ts WHERE s.tenant = ? AND s.device = ? ORDER BY s.metric",
-            (tenant, device),
+            f" AND r.ts = s.last_ts WHERE {where} ORDER BY s.device, s.metric",
+            params,
         )
-        return [Latest(metric, ts, value, unit) for metric, ts, value, unit in cursor]
+        return [DeviceLatest(*row) for row in cursor]
+
+    def delete_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        if devices is not None and tenant is None:
+            raise ValueError("deleting by device needs the tenant the devices belong to")
+        where, params = "ts < ?", list[object]([before])
+        series_where = "last_ts < ?"
+        if tenant is not None:
+            where += " AND tenant = ?"
+            series_where += " AND tenant = ?"
+            params.append(tenant)
+        if devices is not None:
+            where += " AND " + _DEVICES
+            series_where += " AND " + _DEVICES
+            params.append(json.dumps(list(devices)))
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = connection.execute(f"DELETE FROM readings WHERE {where}", params).rowcount
+                connection.execute(f"DELETE FROM series WHERE {series_where}", params)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"deleting readings from {self._path} failed: {exc}") from exc
+        return deleted
 
     def count(self, tenant: str | None = None) -> int:
         if tenant is None:
