@@ -11,6 +11,7 @@ import itertools
 import math
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.services import postgres_url
 from trellis.core.clock import parse_timestamp
 from trellis.core.errors import ClosedError, LimitError
 from trellis.core.types import Reading
@@ -40,9 +42,18 @@ T = TypeVar("T")
 #: A store on a fresh, empty location inside the given directory.
 StoreFactory = Callable[[Path], TimeSeriesStore]
 
+
+def _postgres(_directory: Path) -> TimeSeriesStore:
+    """A store in its own fresh schema of this run's PostgreSQL database."""
+    from trellis.store.postgres import PostgresTimeSeriesStore
+
+    return PostgresTimeSeriesStore(postgres_url(), schema=f"ts_{uuid.uuid4().hex[:12]}")
+
+
 BACKENDS: list[tuple[str, StoreFactory]] = [
     ("memory", lambda _directory: MemoryTimeSeriesStore()),
     ("sqlite", lambda directory: SQLiteTimeSeriesStore(directory / "timeseries.db")),
+    ("postgres", _postgres),
 ]
 
 T0 = 1_764_000_000_000  # a multiple of 60 s, so the bucket arithmetic below is easy to read
