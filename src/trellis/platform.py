@@ -25,10 +25,11 @@ from trellis.rules.engine import RuleEngine
 from trellis.rules.store import RuleStore
 from trellis.sim.demo import DEMO_RULES
 from trellis.sim.fleet import Fleet, run_realtime
+from trellis.store.base import TimeSeriesStore
+from trellis.store.factory import open_timeseries
 from trellis.store.metadata import open_metadata
-from trellis.store.sqlite import SQLiteTimeSeriesStore
 
-__all__ = ["Platform"]
+__all__ = ["Platform", "open_storage"]
 
 log = logging.getLogger(__name__)
 _S = TypeVar("_S")
@@ -47,7 +48,11 @@ class Platform:
         self.tenant = settings.tenant
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = open_metadata(settings.metadata_url)
-        self.store = SQLiteTimeSeriesStore(settings.timeseries_path)
+        try:
+            self.store: TimeSeriesStore = open_storage(settings)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.registry = DeviceRegistry(self.engine)
         self.quarantine = Quarantine(self.engine)
         self.alerts = AlertService(self.engine)
@@ -127,6 +132,17 @@ class Platform:
         """Close the databases."""
         self.store.close()
         self.engine.dispose()
+
+
+def open_storage(settings: Settings) -> TimeSeriesStore:
+    """The time-series store ``storage.url`` names (SQLite by default, or PostgreSQL)."""
+    storage = settings.storage
+    return open_timeseries(
+        settings.timeseries_url,
+        pg_schema=storage.pg_schema,
+        pool_size=storage.pool_size,
+        partitions_ahead=storage.partitions_ahead,
+    )
 
 
 def _running(service: _S | None) -> _S:

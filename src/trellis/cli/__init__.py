@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from trellis._version import __version__
-from trellis.cli import serve, sim
+from trellis.cli import db, serve, sim
 
 __all__ = ["app", "main"]
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command()(serve.demo)
 app.command()(serve.serve)
 app.command("sim")(sim.simulate)
+app.add_typer(db.app, name="db")
 
 
 @app.command()
