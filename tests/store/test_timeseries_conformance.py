@@ -313,6 +313,10 @@ def test_concurrent_writers_lose_and_duplicate_nothing(store: TimeSeriesStore) -
     points = store.query("acme", "pump-1", "temperature", T0, T0 + 10**9, limit=10**9)
     assert [p.ts for p in points] == sorted(distinct)
     assert all(p.value == float(p.ts - T0) for p in points)
+    counted = store.aggregate(
+        "acme", "pump-1", "temperature", T0, T0 + 60_000, 60_000, Aggregate.COUNT
+    )
+    assert counted == [Bucket(T0, float(len(distinct)))]  # the rollup saw each key once
 
 
 @pytest.mark.parametrize(
@@ -328,6 +332,7 @@ def test_concurrent_writers_lose_and_duplicate_nothing(store: TimeSeriesStore) -
         pytest.param(lambda s: s.count(), id="count"),
         pytest.param(lambda s: s.latest_many("acme"), id="latest_many"),
         pytest.param(lambda s: s.delete_before(T0), id="delete_before"),
+        pytest.param(lambda s: s.delete_rollups_before(T0), id="delete_rollups_before"),
         pytest.param(lambda s: s.write([]), id="empty-write"),
     ],
 )
@@ -550,6 +555,63 @@ def test_retention_by_device_needs_a_tenant(store: TimeSeriesStore) -> None:
     assert store.count() == 1
 
 
+def test_rollup_outlives_raw_retention(store: TimeSeriesStore) -> None:
+    """After raw readings are deleted, whole-minute aggregates still come from the rollup."""
+    rows = [(T0 + i * 13_000, float(i % 7)) for i in range(40)]  # ~8.7 minutes
+    store.write([reading(ts, value) for ts, value in rows])
+    window = (T0, T0 + 600_000)
+    expected = {
+        fn: store.aggregate("acme", "pump-1", "temperature", *window, 120_000, fn)
+        for fn in Aggregate
+    }
+    for fn in Aggregate:
+        _assert_buckets_equal(expected[fn], _expected_buckets(rows, *window, 120_000, fn))
+    assert store.delete_before(T0 + 600_000) == 40
+    assert store.query("acme", "pump-1", "temperature", *window) == []
+    for fn in Aggregate:
+        got = store.aggregate("acme", "pump-1", "temperature", *window, 120_000, fn)
+        _assert_buckets_equal(got, expected[fn])
+    # A window that is not whole minutes reads raw readings, which are gone.
+    assert store.aggregate("acme", "pump-1", "temperature", T0 + 1, T0 + 600_000, 60_000) == []
+
+
+def test_rollup_counts_redelivered_readings_once(store: TimeSeriesStore) -> None:
+    """Writing the same readings again, alone or mixed with new ones, never inflates the rollup."""
+    batch = [reading(T0 + i * 1_000, 1.0) for i in range(90)]
+    store.write(batch)
+    store.write([*batch[30:], reading(T0 + 95_000, 5.0)])
+    got = store.aggregate(
+        "acme", "pump-1", "temperature", T0, T0 + 120_000, 60_000, Aggregate.COUNT
+    )
+    assert got == [Bucket(T0, 60.0), Bucket(T0 + 60_000, 31.0)]
+
+
+def test_late_data_updates_first_and_last_of_its_minute(store: TimeSeriesStore) -> None:
+    """A late reading earlier (or later) than a minute's known ones becomes its first (or last)."""
+    store.write([reading(T0 + 20_000, 2.0), reading(T0 + 40_000, 4.0)])
+    store.write([reading(T0 + 59_999, 9.0)])
+    store.write([reading(T0 + 1, 0.5)])
+    args = ("acme", "pump-1", "temperature", T0, T0 + 60_000, 60_000)
+    assert store.aggregate(*args, Aggregate.FIRST) == [Bucket(T0, 0.5)]
+    assert store.aggregate(*args, Aggregate.LAST) == [Bucket(T0, 9.0)]
+    assert store.aggregate(*args, Aggregate.MIN) == [Bucket(T0, 0.5)]
+    assert store.aggregate(*args, Aggregate.AVG) == [Bucket(T0, (2.0 + 4.0 + 9.0 + 0.5) / 4)]
+
+
+def test_rollup_retention_is_scoped(store: TimeSeriesStore) -> None:
+    """delete_rollups_before removes older minutes of the tenant/devices asked, nothing else."""
+    for device in ("d1", "d2"):
+        store.write([reading(T0 + m * 60_000, 1.0, device=device) for m in range(10)])
+    store.write([reading(T0 + m * 60_000, 1.0, tenant="globex") for m in range(10)])
+    assert store.delete_rollups_before(T0 + 300_000, tenant="acme", devices=["d1"]) == 5
+    window = ("temperature", T0, T0 + 600_000, 60_000, Aggregate.COUNT)
+    assert len(store.aggregate("acme", "d1", *window)) == 5
+    assert len(store.aggregate("acme", "d2", *window)) == 10
+    assert store.delete_rollups_before(T0 + 600_000) == 5 + 10 + 10
+    assert store.aggregate("globex", "pump-1", *window) == []
+    assert store.count() == 30  # raw readings are untouched
+
+
 # Few tenants, devices, metrics and instants, so generated readings collide often.
 readings_strategy = st.lists(
     st.builds(
@@ -639,6 +701,50 @@ def test_property_aggregate_matches_reference(
         assert [b.start for b in got] == [b.start for b in expected]
         for g, e in zip(got, expected, strict=True):
             # Sums of values up to 1e6 in magnitude: compare with an absolute tolerance.
+            assert math.isclose(g.value, e.value, rel_tol=1e-9, abs_tol=1e-3)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "factory", [factory for _, factory in BACKENDS], ids=[name for name, _ in BACKENDS]
+)
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(
+        st.dictionaries(
+            st.integers(T0, T0 + 30 * 60_000), st.floats(-1e6, 1e6, allow_nan=False), max_size=40
+        ),
+        max_size=4,
+    ),
+    minutes=st.integers(1, 7),
+    window=st.tuples(st.integers(-2, 30), st.integers(1, 40)),
+    fn=st.sampled_from(list(Aggregate)),
+)
+def test_property_rollup_matches_reference(
+    factory: StoreFactory,
+    tmp_path_factory: pytest.TempPathFactory,
+    batches: list[dict[int, float]],
+    minutes: int,
+    window: tuple[int, int],
+    fn: Aggregate,
+) -> None:
+    """Whole-minute aggregates (from the rollup) equal the computation over first-written values."""
+    start = T0 + window[0] * 60_000
+    end = start + window[1] * 60_000
+    store = factory(tmp_path_factory.mktemp("rollup"))
+    try:
+        first: dict[int, float] = {}
+        for batch in batches:  # later batches redeliver some keys with other values
+            store.write([reading(ts, value) for ts, value in batch.items()])
+            for ts, value in batch.items():
+                first.setdefault(ts, value)
+        got = store.aggregate("acme", "pump-1", "temperature", start, end, minutes * 60_000, fn)
+        expected = _expected_buckets(list(first.items()), start, end, minutes * 60_000, fn)
+        assert [b.start for b in got] == [b.start for b in expected]
+        for g, e in zip(got, expected, strict=True):
             assert math.isclose(g.value, e.value, rel_tol=1e-9, abs_tol=1e-3)
     finally:
         store.close()

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_TS",
     "MIN_TS",
+    "ROLLUP_MS",
     "Aggregate",
     "Bucket",
     "DeviceLatest",
@@ -41,6 +42,7 @@ __all__ = [
     "check_reading",
     "fill_gaps",
     "split_valid",
+    "uses_rollup",
 ]
 
 #: Oldest storable instant: the Unix epoch (1970-01-01T00:00:00Z), in ms.
@@ -49,6 +51,8 @@ MIN_TS = 0
 MAX_TS = 4_102_444_800_000
 #: Longest tenant, device, metric or unit name, in characters.
 MAX_NAME_CHARS = 256
+#: Width of the rollup every backend maintains on write.
+ROLLUP_MS = 60_000
 #: Most buckets one aggregate may span (about 69 days at 1 minute, 27 hours at 1 s).
 MAX_BUCKETS = 100_000
 
@@ -195,6 +199,12 @@ def check_buckets(start: int, end: int, bucket_ms: int) -> None:
         )
 
 
+def uses_rollup(start: int, end: int, bucket_ms: int) -> bool:
+    """Whether an aggregate is answered from the 1-minute rollup instead of raw readings:
+    when its window and buckets are whole minutes, so the answer is the same."""
+    return bucket_ms % ROLLUP_MS == 0 and start % ROLLUP_MS == 0 and end % ROLLUP_MS == 0
+
+
 def fill_gaps(
     buckets: list[Bucket], start: int, end: int, bucket_ms: int, fill: Fill
 ) -> list[Bucket]:
@@ -261,8 +271,11 @@ class TimeSeriesStore(Protocol):
     ) -> list[Bucket]:
         """Buckets of ``bucket_ms`` aligned to the epoch, gaps filled per ``fill``.
 
-        Raises ValueError for ``bucket_ms <= 0`` and :class:`LimitError` beyond
-        :data:`MAX_BUCKETS` buckets, before touching the data.
+        When the window and buckets are whole minutes (:func:`uses_rollup`) the answer
+        comes from the 1-minute rollup, which is maintained on every write (late data
+        included) and outlives raw retention: that is how a year of history stays
+        queryable after raw readings are gone. Raises ValueError for ``bucket_ms <= 0``
+        and :class:`LimitError` beyond :data:`MAX_BUCKETS` buckets, before any work.
         """
         ...
 
@@ -280,6 +293,13 @@ class TimeSeriesStore(Protocol):
     ) -> int:
         """Retention: delete readings with ``ts < before`` (of one tenant, or of some of
         its devices); return how many were deleted."""
+        ...
+
+    def delete_rollups_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        """Retention of the 1-minute rollup: delete minutes starting before ``before``;
+        return how many rollup rows were deleted."""
         ...
 
     def count(self, tenant: str | None = None) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from trellis.core.errors import ClosedError
 from trellis.core.types import Reading
 from trellis.store.base import (
+    ROLLUP_MS,
     Aggregate,
     Bucket,
     DeviceLatest,
@@ -21,6 +22,7 @@ from trellis.store.base import (
     check_buckets,
     fill_gaps,
     split_valid,
+    uses_rollup,
 )
 
 __all__ = ["MemoryTimeSeriesStore"]
@@ -38,11 +40,48 @@ _REDUCERS: dict[Aggregate, Callable[[list[float]], float]] = {
 }
 
 
+class _Minute:
+    """One series' 1-minute rollup: enough to answer every Aggregate."""
+
+    __slots__ = ("count", "first", "first_ts", "last", "last_ts", "max", "min", "sum")
+
+    def __init__(self, reading: Reading) -> None:
+        self.count, self.sum = 1, reading.value
+        self.min = self.max = self.first = self.last = reading.value
+        self.first_ts = self.last_ts = reading.ts
+
+    def add(self, reading: Reading) -> None:
+        self.count += 1
+        self.sum += reading.value
+        self.min, self.max = min(self.min, reading.value), max(self.max, reading.value)
+        if reading.ts < self.first_ts:
+            self.first, self.first_ts = reading.value, reading.ts
+        if reading.ts > self.last_ts:
+            self.last, self.last_ts = reading.value, reading.ts
+
+
+def _reduce_minutes(minutes: list[_Minute], fn: Aggregate) -> float:
+    if fn is Aggregate.AVG:
+        return math.fsum(m.sum for m in minutes) / sum(m.count for m in minutes)
+    if fn is Aggregate.SUM:
+        return math.fsum(m.sum for m in minutes)
+    if fn is Aggregate.COUNT:
+        return float(sum(m.count for m in minutes))
+    if fn is Aggregate.MIN:
+        return min(m.min for m in minutes)
+    if fn is Aggregate.MAX:
+        return max(m.max for m in minutes)
+    if fn is Aggregate.FIRST:
+        return min(minutes, key=lambda m: m.first_ts).first
+    return max(minutes, key=lambda m: m.last_ts).last
+
+
 class MemoryTimeSeriesStore:
     """Readings in sorted per-series lists, guarded by one lock."""
 
     def __init__(self) -> None:
         self._series: dict[_Key, tuple[list[int], list[Reading]]] = {}
+        self._rollup: dict[_Key, dict[int, _Minute]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -65,6 +104,14 @@ class MemoryTimeSeriesStore:
                 times.insert(at, reading.ts)
                 rows.insert(at, reading)
                 inserted += 1
+                minutes = self._rollup.setdefault(
+                    (reading.tenant, reading.device, reading.metric), {}
+                )
+                minute = reading.ts - reading.ts % ROLLUP_MS
+                if minute in minutes:
+                    minutes[minute].add(reading)
+                else:
+                    minutes[minute] = _Minute(reading)
         return WriteResult(inserted, rejected)
 
     def _window(self, key: _Key, start: int, end: int) -> list[Reading]:
@@ -91,7 +138,17 @@ class MemoryTimeSeriesStore:
         fill: Fill = Fill.NONE,
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
-        reduce = _REDUCERS[Aggregate(fn)]
+        fn = Aggregate(fn)
+        if uses_rollup(start, end, bucket_ms):
+            with self._lock:
+                self._check_open()
+                stored = self._rollup.get((tenant, device, metric), {})
+                by_bucket: dict[int, list[_Minute]] = {}
+                for minute in sorted(m for m in stored if start <= m < end):
+                    by_bucket.setdefault(minute - minute % bucket_ms, []).append(stored[minute])
+                buckets = [Bucket(b, _reduce_minutes(ms, fn)) for b, ms in by_bucket.items()]
+            return fill_gaps(buckets, start, end, bucket_ms, fill)
+        reduce = _REDUCERS[fn]
         with self._lock:
             self._check_open()
             window = self._window((tenant, device, metric), start, end)
@@ -130,6 +187,24 @@ class MemoryTimeSeriesStore:
                 cut = bisect.bisect_left(times, before)
                 deleted += cut
                 del times[:cut], rows[:cut]
+        return deleted
+
+    def delete_rollups_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        if devices is not None and tenant is None:
+            raise ValueError("deleting by device needs the tenant the devices belong to")
+        wanted = None if devices is None else set(devices)
+        deleted = 0
+        with self._lock:
+            self._check_open()
+            for (t, d, _), minutes in self._rollup.items():
+                if tenant not in (None, t) or (wanted is not None and d not in wanted):
+                    continue
+                old = [m for m in minutes if m < before]
+                deleted += len(old)
+                for m in old:
+                    del minutes[m]
         return deleted
 
     def count(self, tenant: str | None = None) -> int:

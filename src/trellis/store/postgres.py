@@ -48,6 +48,7 @@ from trellis.store.base import (
     check_buckets,
     fill_gaps,
     split_valid,
+    uses_rollup,
 )
 
 try:
@@ -77,6 +78,15 @@ _AGGREGATES = {
     Aggregate.COUNT: "count(*)",
     Aggregate.FIRST: "(array_agg(value ORDER BY ts))[1]",
     Aggregate.LAST: "(array_agg(value ORDER BY ts DESC))[1]",
+}
+_ROLLUP_AGGREGATES = {
+    Aggregate.AVG: "sum(sum) / sum(count)",
+    Aggregate.MIN: "min(min)",
+    Aggregate.MAX: "max(max)",
+    Aggregate.SUM: "sum(sum)",
+    Aggregate.COUNT: "sum(count)",
+    Aggregate.FIRST: "(array_agg(first ORDER BY first_ts))[1]",
+    Aggregate.LAST: "(array_agg(last ORDER BY last_ts DESC))[1]",
 }
 _COPY_TYPES = ["int4", "text", "text", "text", "int8", "float8", "text", "int2", "int8", "text"]
 _COLUMNS = "tenant, device, metric, ts, value, unit, quality, seq, source_msg"
@@ -194,6 +204,16 @@ class PostgresTimeSeriesStore:
                     # Every batch rewrites most rows: free space per page keeps the
                     # updates HOT (no index churn); measured 0.94 s -> 0.60 s per 200k.
                     " PRIMARY KEY (tenant, device, metric)) WITH (fillfactor = 50)"
+                ).format(s)
+            )
+            cur.execute(
+                sql.SQL(
+                    'CREATE TABLE {}.rollup_1m (tenant text COLLATE "C" NOT NULL,'
+                    ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
+                    " minute int8 NOT NULL, count int8 NOT NULL, sum float8 NOT NULL,"
+                    " min float8 NOT NULL, max float8 NOT NULL, first_ts int8 NOT NULL,"
+                    " first float8 NOT NULL, last_ts int8 NOT NULL, last float8 NOT NULL,"
+                    " PRIMARY KEY (tenant, device, metric, minute)) WITH (fillfactor = 70)"
                 ).format(s)
             )
             if timescale:
@@ -333,13 +353,32 @@ class PostgresTimeSeriesStore:
                             r.source_msg,
                         )
                     )
+            # Only the rows the INSERT really added (RETURNING) reach the rollup, so a
+            # redelivered reading is never counted twice; late data lands in its minute.
             cur.execute(
                 sql.SQL(
-                    "INSERT INTO {} SELECT " + _COLUMNS + " FROM staging"
+                    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
                     " ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
-                ).format(self._table("readings"))
+                    " RETURNING tenant, device, metric, ts, value),"
+                    " rolled AS (INSERT INTO {rollup} AS r SELECT tenant, device, metric,"
+                    " ts - ts % 60000 AS minute, count(*), sum(value), min(value), max(value),"
+                    " min(ts), (array_agg(value ORDER BY ts))[1],"
+                    " max(ts), (array_agg(value ORDER BY ts DESC))[1]"
+                    " FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+                    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET"
+                    " count = r.count + excluded.count, sum = r.sum + excluded.sum,"
+                    " min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),"
+                    " first = CASE WHEN excluded.first_ts < r.first_ts"
+                    " THEN excluded.first ELSE r.first END,"
+                    " first_ts = least(r.first_ts, excluded.first_ts),"
+                    " last = CASE WHEN excluded.last_ts > r.last_ts"
+                    " THEN excluded.last ELSE r.last END,"
+                    " last_ts = greatest(r.last_ts, excluded.last_ts))"
+                    " SELECT count(*) FROM added"
+                ).format(readings=self._table("readings"), rollup=self._table("rollup_1m"))
             )
-            inserted = cur.rowcount
+            row = cur.fetchone()
+            inserted = int(row[0]) if row else 0
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {} SELECT DISTINCT ON (tenant, device, metric)"
@@ -377,14 +416,17 @@ class PostgresTimeSeriesStore:
         fill: Fill = Fill.NONE,
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
-        expression = _AGGREGATES[Aggregate(fn)]
+        if uses_rollup(start, end, bucket_ms):
+            expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
+        else:
+            expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
         with self._transaction() as cur:
             cur.execute(
                 sql.SQL(
-                    "SELECT ts / %s * %s AS bucket, " + expression + " FROM {}"
-                    " WHERE tenant = %s AND device = %s AND metric = %s AND ts >= %s AND ts < %s"
+                    "SELECT {c} / %s * %s AS bucket, " + expression + " FROM {t}"
+                    " WHERE tenant = %s AND device = %s AND metric = %s AND {c} >= %s AND {c} < %s"
                     " GROUP BY bucket ORDER BY bucket"
-                ).format(self._table("readings")),
+                ).format(c=sql.Identifier(column), t=self._table(table)),
                 (bucket_ms, bucket_ms, tenant, device, metric, start, end),
             )
             buckets = [Bucket(int(b), float(v)) for b, v in cur.fetchall()]
@@ -442,6 +484,28 @@ class PostgresTimeSeriesStore:
                 params,
             )
         return deleted
+
+    def delete_rollups_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        if devices is not None and tenant is None:
+            raise ValueError("deleting by device needs the tenant the devices belong to")
+        conditions = [sql.SQL("minute < %s")]
+        params: list[object] = [before]
+        if tenant is not None:
+            conditions.append(sql.SQL("tenant = %s"))
+            params.append(tenant)
+        if devices is not None:
+            conditions.append(sql.SQL("device = ANY(%s)"))
+            params.append(list(devices))
+        with self._transaction() as cur:
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {}").format(
+                    self._table("rollup_1m"), sql.SQL(" AND ").join(conditions)
+                ),
+                params,
+            )
+            return cur.rowcount
 
     def _drop_partitions_before(self, before: int) -> int:
         """Drop every daily partition wholly older than ``before``; return its row count."""

@@ -36,6 +36,7 @@ from trellis.store.base import (
     check_buckets,
     fill_gaps,
     split_valid,
+    uses_rollup,
 )
 
 __all__ = ["SQLiteTimeSeriesStore"]
@@ -61,6 +62,37 @@ CREATE TABLE IF NOT EXISTS series (
     last_ts INTEGER NOT NULL,
     PRIMARY KEY (tenant, device, metric)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_1m (
+    tenant TEXT NOT NULL,
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    sum REAL NOT NULL,
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    first_ts INTEGER NOT NULL,
+    first REAL NOT NULL,
+    last_ts INTEGER NOT NULL,
+    last REAL NOT NULL,
+    PRIMARY KEY (tenant, device, metric, minute)
+) WITHOUT ROWID;
+-- Fires only for rows INSERT OR IGNORE actually inserted, so a redelivered reading
+-- is never counted twice, and late data lands in its own minute.
+CREATE TRIGGER IF NOT EXISTS readings_rollup_1m AFTER INSERT ON readings BEGIN
+    INSERT INTO rollup_1m VALUES (
+        NEW.tenant, NEW.device, NEW.metric, NEW.ts - NEW.ts % 60000, 1, NEW.value,
+        NEW.value, NEW.value, NEW.ts, NEW.value, NEW.ts, NEW.value)
+    ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET
+        count = count + 1,
+        sum = sum + excluded.sum,
+        min = min(min, excluded.min),
+        max = max(max, excluded.max),
+        first = CASE WHEN excluded.first_ts < first_ts THEN excluded.first ELSE first END,
+        first_ts = min(first_ts, excluded.first_ts),
+        last = CASE WHEN excluded.last_ts > last_ts THEN excluded.last ELSE last END,
+        last_ts = max(last_ts, excluded.last_ts);
+END;
 """
 
 _INSERT = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -81,9 +113,33 @@ _AGGREGATES = {
     Aggregate.FIRST: "value, min(ts)",
     Aggregate.LAST: "value, max(ts)",
 }
+# Version 1 files have readings but no rollup: build it once, when upgrading.
+_BACKFILL_ROLLUP = """
+WITH m AS (
+    SELECT tenant, device, metric, ts - ts % 60000 AS minute, count(*) AS n, sum(value) AS s,
+           min(value) AS lo, max(value) AS hi, min(ts) AS fts, max(ts) AS lts
+    FROM readings GROUP BY tenant, device, metric, minute
+)
+INSERT OR REPLACE INTO rollup_1m
+SELECT m.tenant, m.device, m.metric, m.minute, m.n, m.s, m.lo, m.hi, m.fts, f.value, m.lts, l.value
+FROM m
+JOIN readings f ON f.tenant = m.tenant AND f.device = m.device AND f.metric = m.metric
+    AND f.ts = m.fts
+JOIN readings l ON l.tenant = m.tenant AND l.device = m.device AND l.metric = m.metric
+    AND l.ts = m.lts
+"""
+_ROLLUP_AGGREGATES = {
+    Aggregate.AVG: "sum(sum) / sum(count)",
+    Aggregate.MIN: "min(min)",
+    Aggregate.MAX: "max(max)",
+    Aggregate.SUM: "sum(sum)",
+    Aggregate.COUNT: "sum(count)",
+    Aggregate.FIRST: "first, min(first_ts)",
+    Aggregate.LAST: "last, max(last_ts)",
+}
 # A device list travels as one JSON parameter, so there is no bound-parameter limit.
 _DEVICES = "device IN (SELECT value FROM json_each(?))"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: rollup_1m and its trigger
 
 
 class SQLiteTimeSeriesStore:
@@ -107,6 +163,8 @@ class SQLiteTimeSeriesStore:
             )
         with connection:
             connection.executescript(_SCHEMA)
+            if version == 1:
+                connection.execute(_BACKFILL_ROLLUP)
             connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def _connection(self) -> sqlite3.Connection:
@@ -142,9 +200,9 @@ class SQLiteTimeSeriesStore:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                before = connection.total_changes
-                connection.executemany(_INSERT, rows)
-                inserted = connection.total_changes - before
+                # rowcount sums sqlite3_changes() per row: direct inserts only, not
+                # the rollup trigger's writes (which total_changes would include).
+                inserted = connection.executemany(_INSERT, rows).rowcount
                 connection.executemany(_UPSERT_SERIES, series)
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -176,10 +234,13 @@ class SQLiteTimeSeriesStore:
         fill: Fill = Fill.NONE,
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
-        expression = _AGGREGATES[Aggregate(fn)]
+        if uses_rollup(start, end, bucket_ms):
+            expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
+        else:
+            expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
         cursor = self._connection().execute(
-            f"SELECT (ts / ?) * ? AS bucket, {expression} FROM readings"
-            " WHERE tenant = ? AND device = ? AND metric = ? AND ts >= ? AND ts < ?"
+            f"SELECT ({column} / ?) * ? AS bucket, {expression} FROM {table}"
+            f" WHERE tenant = ? AND device = ? AND metric = ? AND {column} >= ? AND {column} < ?"
             " GROUP BY bucket ORDER BY bucket",
             (bucket_ms, bucket_ms, tenant, device, metric, start, end),
         )
@@ -205,9 +266,24 @@ class SQLiteTimeSeriesStore:
     def delete_before(
         self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
     ) -> int:
+        return self._delete("readings", "ts", before, tenant, devices)
+
+    def delete_rollups_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        return self._delete("rollup_1m", "minute", before, tenant, devices)
+
+    def _delete(
+        self,
+        table: str,
+        column: str,
+        before: int,
+        tenant: str | None,
+        devices: Sequence[str] | None,
+    ) -> int:
         if devices is not None and tenant is None:
             raise ValueError("deleting by device needs the tenant the devices belong to")
-        where, params = "ts < ?", list[object]([before])
+        where, params = f"{column} < ?", list[object]([before])
         series_where = "last_ts < ?"
         if tenant is not None:
             where += " AND tenant = ?"
@@ -221,8 +297,9 @@ class SQLiteTimeSeriesStore:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                deleted = connection.execute(f"DELETE FROM readings WHERE {where}", params).rowcount
-                connection.execute(f"DELETE FROM series WHERE {series_where}", params)
+                deleted = connection.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount
+                if table == "readings":
+                    connection.execute(f"DELETE FROM series WHERE {series_where}", params)
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
