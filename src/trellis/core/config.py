@@ -91,6 +91,10 @@ class StorageSettings(_Section):
     raw_days: float = Field(default=30.0, gt=0, description="default raw retention")
     rollup_days: float = Field(default=365.0, gt=0, description="default rollup retention")
     retention: list[RetentionRule] = []
+    capacity_bytes: int | None = Field(
+        default=None, ge=1, description="storage budget; PostgreSQL's free disk is not visible"
+    )
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="retention runs")
     alert_days_left: float = Field(
         default=14.0, ge=0, description="alert when the disk is predicted full this soon"
     )

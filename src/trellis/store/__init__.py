@@ -8,6 +8,8 @@ from trellis.store.base import (
     Latest,
     Point,
     RejectedReading,
+    StorageUsage,
+    TenantUsage,
     TimeSeriesStore,
     WriteResult,
 )
@@ -24,6 +26,8 @@ __all__ = [
     "Point",
     "RejectedReading",
     "SQLiteTimeSeriesStore",
+    "StorageUsage",
+    "TenantUsage",
     "TimeSeriesStore",
     "WriteResult",
 ]

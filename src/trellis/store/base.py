@@ -36,6 +36,8 @@ __all__ = [
     "Latest",
     "Point",
     "RejectedReading",
+    "StorageUsage",
+    "TenantUsage",
     "TimeSeriesStore",
     "WriteResult",
     "check_buckets",
@@ -115,6 +117,22 @@ class DeviceLatest(msgspec.Struct, frozen=True):
     ts: int
     value: float
     unit: str | None
+
+
+class TenantUsage(msgspec.Struct, frozen=True):
+    """How much one tenant stores: raw readings in all, and those with ``ts >= since``."""
+
+    tenant: str
+    readings: int
+    readings_since: int
+
+
+class StorageUsage(msgspec.Struct, frozen=True):
+    """Bytes the store occupies, free bytes where it can tell, and readings per tenant."""
+
+    bytes: int
+    free_bytes: int | None
+    tenants: list[TenantUsage]
 
 
 class RejectedReading(msgspec.Struct, frozen=True):
@@ -300,6 +318,11 @@ class TimeSeriesStore(Protocol):
     ) -> int:
         """Retention of the 1-minute rollup: delete minutes starting before ``before``;
         return how many rollup rows were deleted."""
+        ...
+
+    def usage(self, since: int) -> StorageUsage:
+        """Bytes used (tables, indexes, journal), free bytes on the store's disk when the
+        store can see it, and per tenant the readings stored and those with ts >= since."""
         ...
 
     def count(self, tenant: str | None = None) -> int:

@@ -18,6 +18,8 @@ from trellis.store.base import (
     Fill,
     Latest,
     Point,
+    StorageUsage,
+    TenantUsage,
     WriteResult,
     check_buckets,
     fill_gaps,
@@ -28,6 +30,8 @@ from trellis.store.base import (
 __all__ = ["MemoryTimeSeriesStore"]
 
 _Key = tuple[str, str, str]
+#: A rough size of one reading held in memory (struct, list slots, boxed numbers).
+_READING_BYTES = 200
 #: Reducers over one bucket's values in time order.
 _REDUCERS: dict[Aggregate, Callable[[list[float]], float]] = {
     Aggregate.AVG: lambda values: math.fsum(values) / len(values),
@@ -206,6 +210,21 @@ class MemoryTimeSeriesStore:
                 for m in old:
                     del minutes[m]
         return deleted
+
+    def usage(self, since: int) -> StorageUsage:
+        tenants: dict[str, list[int]] = {}
+        with self._lock:
+            self._check_open()
+            for (t, _, _), (times, _) in self._series.items():
+                counts = tenants.setdefault(t, [0, 0])
+                counts[0] += len(times)
+                counts[1] += len(times) - bisect.bisect_left(times, since)
+        total = sum(c[0] for c in tenants.values())
+        return StorageUsage(
+            bytes=total * _READING_BYTES,
+            free_bytes=None,
+            tenants=[TenantUsage(t, c[0], c[1]) for t, c in sorted(tenants.items()) if c[0]],
+        )
 
     def count(self, tenant: str | None = None) -> int:
         with self._lock:

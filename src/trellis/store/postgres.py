@@ -44,6 +44,8 @@ from trellis.store.base import (
     Fill,
     Latest,
     Point,
+    StorageUsage,
+    TenantUsage,
     WriteResult,
     check_buckets,
     fill_gaps,
@@ -525,6 +527,28 @@ class PostgresTimeSeriesStore:
                 cur.execute(sql.SQL("DROP TABLE {}").format(table))
                 self._partitions.discard(day)
         return dropped
+
+    def usage(self, since: int) -> StorageUsage:
+        """Free disk is not visible to a client, so ``free_bytes`` is None here
+        (``storage.capacity_bytes`` supplies the budget instead)."""
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
+                (self._schema,),
+            )
+            row = cur.fetchone()
+            used = int(row[0]) if row else 0
+            cur.execute(
+                sql.SQL(
+                    "SELECT tenant, count(*), count(*) FILTER (WHERE ts >= %s) FROM {}"
+                    " GROUP BY tenant ORDER BY tenant"
+                ).format(self._table("readings")),
+                (since,),
+            )
+            tenants = [TenantUsage(t, int(n), int(recent)) for t, n, recent in cur.fetchall()]
+        return StorageUsage(used, None, tenants)
 
     def count(self, tenant: str | None = None) -> int:
         query = sql.SQL("SELECT count(*) FROM {}").format(self._table("readings"))

@@ -16,6 +16,7 @@ value per metric" is a join of a few rows, not a scan.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ from trellis.store.base import (
     Fill,
     Latest,
     Point,
+    StorageUsage,
+    TenantUsage,
     WriteResult,
     check_buckets,
     fill_gaps,
@@ -307,6 +310,26 @@ class SQLiteTimeSeriesStore:
         except sqlite3.Error as exc:
             raise StoreError(f"deleting readings from {self._path} failed: {exc}") from exc
         return deleted
+
+    def usage(self, since: int) -> StorageUsage:
+        cursor = self._connection().execute(
+            "SELECT tenant, count(*), sum(ts >= ?) FROM readings GROUP BY tenant ORDER BY tenant",
+            (since,),
+        )
+        tenants = [TenantUsage(t, int(n), int(recent or 0)) for t, n, recent in cursor]
+        if self._path == ":memory:":
+            return StorageUsage(0, None, tenants)
+        path = Path(self._path)
+        used = sum(
+            file.stat().st_size
+            for file in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + "-shm"),
+            )
+            if file.exists()
+        )
+        return StorageUsage(used, shutil.disk_usage(path.parent).free, tenants)
 
     def count(self, tenant: str | None = None) -> int:
         if tenant is None:
