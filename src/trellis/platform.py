@@ -16,8 +16,9 @@ from typing import TypeVar
 from trellis.alerts.service import AlertService
 from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
+from trellis.core.clock import now_ms
 from trellis.core.config import Settings
-from trellis.core.types import Reading
+from trellis.core.types import AlertSeverity, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
@@ -27,7 +28,9 @@ from trellis.sim.demo import DEMO_RULES
 from trellis.sim.fleet import Fleet, run_realtime
 from trellis.store.base import TimeSeriesStore
 from trellis.store.factory import open_timeseries
+from trellis.store.maintenance import StorageMaintenance
 from trellis.store.metadata import open_metadata
+from trellis.store.retention import StorageBudget
 
 __all__ = ["Platform", "open_storage"]
 
@@ -57,6 +60,9 @@ class Platform:
         self.quarantine = Quarantine(self.engine)
         self.alerts = AlertService(self.engine)
         self.rules = RuleStore(self.engine)
+        self.storage = StorageMaintenance(
+            self.store, settings.storage, lambda: self.registry.find(self.tenant)
+        )
         self.fleet: Fleet | None = None
         self._bus: InProcessBus[Reading] | None = None
         self._pipeline: IngestPipeline | None = None
@@ -110,6 +116,9 @@ class Platform:
                 ingest = tasks.create_task(self._pipeline.run(), name="trellis.ingest")
                 tasks.create_task(self._engine.run(), name="trellis.rules")
                 tasks.create_task(self._live.run(), name="trellis.live")
+                housekeeping = tasks.create_task(
+                    self.storage.run(self._budget_alert), name="trellis.storage"
+                )
                 source = None
                 if fleet is not None:
                     source = tasks.create_task(
@@ -121,12 +130,33 @@ class Platform:
                 finally:
                     if source is not None:
                         source.cancel()
+                    housekeeping.cancel()
                     await self._pipeline.close()
                     await ingest
                     bus.close()
         finally:
             self._bus = self._pipeline = self._engine = self._live = None
             log.info("trellis stopped")
+
+    def _budget_alert(self, budget: StorageBudget) -> None:
+        """Raise an alert while the disk is predicted full within the warning horizon."""
+        at = now_ms()
+        if not budget.alert:
+            self.alerts.clear(
+                tenant=self.tenant, rule="storage-budget", device="storage", value=None, at_ms=at
+            )
+            return
+        self.alerts.raise_alert(
+            tenant=self.tenant,
+            device="storage",
+            rule="storage-budget",
+            type="storage_full_soon",
+            severity=AlertSeverity.MAJOR,
+            message=f"storage is predicted full in {budget.days_until_full} days "
+            f"({budget.growth_bytes_per_day} bytes/day); shorten retention or add disk",
+            value=budget.days_until_full,
+            at_ms=at,
+        )
 
     def close(self) -> None:
         """Close the databases."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from trellis._version import __version__
-from trellis.cli import db, serve, sim
+from trellis.cli import db, query, serve, sim
 
 __all__ = ["app", "main"]
 
@@ -19,6 +19,7 @@ app.command()(serve.demo)
 app.command()(serve.serve)
 app.command("sim")(sim.simulate)
 app.add_typer(db.app, name="db")
+app.command("query")(query.query)
 
 
 @app.command()
