@@ -333,6 +333,7 @@ def test_concurrent_writers_lose_and_duplicate_nothing(store: TimeSeriesStore) -
         pytest.param(lambda s: s.latest_many("acme"), id="latest_many"),
         pytest.param(lambda s: s.delete_before(T0), id="delete_before"),
         pytest.param(lambda s: s.delete_rollups_before(T0), id="delete_rollups_before"),
+        pytest.param(lambda s: s.usage(T0), id="usage"),
         pytest.param(lambda s: s.write([]), id="empty-write"),
     ],
 )
@@ -610,6 +611,18 @@ def test_rollup_retention_is_scoped(store: TimeSeriesStore) -> None:
     assert store.delete_rollups_before(T0 + 600_000) == 5 + 10 + 10
     assert store.aggregate("globex", "pump-1", *window) == []
     assert store.count() == 30  # raw readings are untouched
+
+
+def test_usage_counts_readings_per_tenant(store: TimeSeriesStore) -> None:
+    """usage() reports bytes used and, per tenant, readings in all and since the cutoff."""
+    store.write([reading(T0 + i * 1_000, tenant="acme") for i in range(10)])
+    store.write([reading(T0 + i * 1_000, tenant="globex", device="d'2") for i in range(4)])
+    usage = store.usage(T0 + 6_000)
+    assert usage.bytes > 0
+    assert [(t.tenant, t.readings, t.readings_since) for t in usage.tenants] == [
+        ("acme", 10, 4),
+        ("globex", 4, 0),
+    ]
 
 
 # Few tenants, devices, metrics and instants, so generated readings collide often.

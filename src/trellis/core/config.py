@@ -211,8 +211,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(_describe(exc, path)) from exc
 
 
-#: ``TRELLIS_*`` variables that are not settings: the test suite's switch.
-_NOT_SETTINGS = frozenset({"TRELLIS_REQUIRE_SERVICES"})
+#: ``TRELLIS_*`` variables that are not settings: switches of the tests and benchmarks.
+_NOT_SETTINGS = frozenset(
+    {"TRELLIS_REQUIRE_SERVICES", "TRELLIS_TEST_POSTGRES", "TRELLIS_BENCH_POSTGRES"}
+)
 
 
 def _setting_names(model: type[BaseModel], prefix: str) -> set[str]:
