@@ -115,3 +115,18 @@ def test_sqlite_usage_counts_files_and_tenants(tmp_path: Path) -> None:
         assert usage.tenants == [TenantUsage("acme", 3, 1), TenantUsage("globex", 1, 1)]
     finally:
         store.close()
+
+
+def test_maintenance_reuses_a_recent_budget_only_within_max_age() -> None:
+    """budget(max_age_s) returns the last figure while young enough, else measures again."""
+    from trellis.store.maintenance import StorageMaintenance
+
+    store = MemoryTimeSeriesStore()
+    clock = [NOW]
+    maintenance = StorageMaintenance(store, StorageSettings(), list, clock=lambda: clock[0])
+    first = maintenance.budget()
+    store.write([Reading("acme", "d", "m", NOW - 1_000, 1.0)])
+    clock[0] += 30_000
+    assert maintenance.budget(max_age_s=60) is first
+    fresh = maintenance.budget(max_age_s=10)
+    assert [t.tenant for t in fresh.tenants] == ["acme"]

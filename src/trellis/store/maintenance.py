@@ -35,15 +35,24 @@ class StorageMaintenance:
         self._settings = settings
         self._devices = devices
         self._clock = clock
+        self._last: tuple[int, StorageBudget] | None = None
 
-    def budget(self) -> StorageBudget:
-        """Bytes used per tenant, growth over the last day, days until full."""
-        usage = self._store.usage(self._clock() - DAY_MS)
-        return budget(
-            usage,
+    def budget(self, max_age_s: float = 0.0) -> StorageBudget:
+        """Bytes used per tenant, growth over the last day, days until full.
+
+        Measuring counts readings per tenant (a scan), so a caller that can live with
+        an older figure (the dashboard) passes ``max_age_s`` and gets the last one.
+        """
+        now = self._clock()
+        if self._last is not None and now - self._last[0] <= max_age_s * 1000:
+            return self._last[1]
+        measured = budget(
+            self._store.usage(now - DAY_MS),
             capacity_bytes=self._settings.capacity_bytes,
             alert_days_left=self._settings.alert_days_left,
         )
+        self._last = (now, measured)
+        return measured
 
     def retain(self) -> RetentionRun:
         """Delete raw readings and rollups past each device's policy, now."""
