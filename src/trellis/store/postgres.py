@@ -138,6 +138,9 @@ class PostgresTimeSeriesStore:
             max_size=pool_size,
             open=False,
             configure=self._configure,
+            # Reads are one statement each: autocommit saves the BEGIN/COMMIT round trips.
+            # Writes open an explicit transaction (_transaction).
+            kwargs={"autocommit": True},
             name=f"trellis-{schema}",
         )
         try:
@@ -165,7 +168,6 @@ class PostgresTimeSeriesStore:
             ' device text COLLATE "C", metric text COLLATE "C", ts int8, value float8,'
             " unit text, quality int2, seq int8, source_msg text) ON COMMIT DELETE ROWS"
         )
-        connection.commit()
 
     def _create_schema(self, want_timescale: bool) -> bool:
         s = self._s
@@ -286,7 +288,7 @@ class PostgresTimeSeriesStore:
 
     def partitions(self) -> list[str]:
         """Names of the daily partitions that exist, oldest first."""
-        with self._transaction() as cur:
+        with self._transaction(read_only=True) as cur:
             cur.execute(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
                 " WHERE i.inhparent = to_regclass(%s) ORDER BY c.relname",
@@ -297,12 +299,15 @@ class PostgresTimeSeriesStore:
     # -- plumbing ---------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+    def _transaction(self, *, read_only: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor inside one transaction (or, for one-statement reads, autocommit)."""
         if self._closed:
             raise ClosedError("the time-series store is closed")
         try:
-            with self._pool.connection() as connection, connection.cursor() as cur:
-                yield cur
+            with self._pool.connection() as connection:
+                scope = contextlib.nullcontext() if read_only else connection.transaction()
+                with scope, connection.cursor() as cur:
+                    yield cur
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL ({self._schema}): {exc}") from exc
         except PoolTimeout as exc:
@@ -396,7 +401,7 @@ class PostgresTimeSeriesStore:
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
     ) -> list[Point]:
-        with self._transaction() as cur:
+        with self._transaction(read_only=True) as cur:
             cur.execute(
                 sql.SQL(
                     "SELECT ts, value FROM {} WHERE tenant = %s AND device = %s AND metric = %s"
@@ -422,7 +427,7 @@ class PostgresTimeSeriesStore:
             expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
         else:
             expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
-        with self._transaction() as cur:
+        with self._transaction(read_only=True) as cur:
             cur.execute(
                 sql.SQL(
                     "SELECT {c} / %s * %s AS bucket, " + expression + " FROM {t}"
@@ -443,7 +448,7 @@ class PostgresTimeSeriesStore:
         if devices is not None:
             where = sql.SQL("tenant = %s AND device = ANY(%s)")
             params.append(list(devices))
-        with self._transaction() as cur:
+        with self._transaction(read_only=True) as cur:
             cur.execute(
                 sql.SQL(
                     "SELECT device, metric, last_ts, last_value, unit FROM {} WHERE {}"
@@ -531,7 +536,7 @@ class PostgresTimeSeriesStore:
     def usage(self, since: int) -> StorageUsage:
         """Free disk is not visible to a client, so ``free_bytes`` is None here
         (``storage.capacity_bytes`` supplies the budget instead)."""
-        with self._transaction() as cur:
+        with self._transaction(read_only=True) as cur:
             cur.execute(
                 "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
                 " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -556,7 +561,7 @@ class PostgresTimeSeriesStore:
         if tenant is not None:
             query = sql.SQL("{} WHERE tenant = %s").format(query)
             params = (tenant,)
-        with self._transaction() as cur:
+        with self._transaction(read_only=True) as cur:
             cur.execute(query, params)
             row = cur.fetchone()
             return int(row[0]) if row else 0
