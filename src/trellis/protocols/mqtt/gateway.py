@@ -72,6 +72,7 @@ class MqttStatus(msgspec.Struct, frozen=True):
     refused: int
     impersonations: int
     rate_limited: int
+    rate_limited_by_device: dict[str, int]
     retained: int
     shed_qos0: int
     errors_published: int
@@ -145,6 +146,7 @@ class MqttGateway:
         self._received = self._acked = self._refused = 0
         self._impersonations = self._rate_limited = self._retained = self._errors = 0
         self._shed = 0
+        self._limited: collections.Counter[str] = collections.Counter()
         self._rate = 0.0
         self._client = self._make_client()
 
@@ -330,6 +332,7 @@ class MqttGateway:
             )
         elif address is not None and not self._allow(f"{address[0]}/{address[1]}", raw):
             self._rate_limited += 1
+            self._limited[f"{address[0]}/{address[1]}"] += 1
             reason = (
                 f"rate limit: device {address[1]!r} exceeds "
                 f"{self.settings.max_device_rate_hz} messages/s; message dropped"
@@ -451,6 +454,7 @@ class MqttGateway:
             refused=self._refused,
             impersonations=self._impersonations,
             rate_limited=self._rate_limited,
+            rate_limited_by_device=dict(self._limited.most_common(100)),
             retained=self._retained,
             shed_qos0=self._shed,
             errors_published=self._errors,
