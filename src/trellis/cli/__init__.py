@@ -1,12 +1,19 @@
 """The ``trellis`` command. Each group of sub-commands lives in its own module and is
-registered here, so adding one touches one line of this file."""
+registered here (one name per line, so parallel additions merge cleanly)."""
 
 from __future__ import annotations
 
 import typer
 
 from trellis._version import __version__
-from trellis.cli import alerts, db, mqtt, query, serve, sim
+from trellis.cli import (
+    alerts,
+    db,
+    mqtt,
+    query,
+    serve,
+    sim,
+)
 
 __all__ = ["app", "main"]
 
