@@ -49,7 +49,7 @@ class Fleet:
             prefixes={"zone": "room"},
         )
         self.simulation = Simulation(plan)
-        self._encoder = MessageEncoder(tenant, f"sim-{secrets.token_hex(4)}", DEMO_METRICS)
+        self.encoder = MessageEncoder(tenant, f"sim-{secrets.token_hex(4)}", DEMO_METRICS)
         if settings.fault_device is not None:
             self.inject_fault(
                 settings.fault_device, self.start_ms + int(settings.fault_after_s * 1000)
@@ -81,7 +81,7 @@ class Fleet:
     def messages(self, ts_ms: int, received_ms: int | None = None) -> list[RawMessage]:
         """One telemetry message per asset for the instant ``ts_ms``."""
         received = ts_ms if received_ms is None else received_ms
-        return self._encoder.messages(self.simulation.step_to(ts_ms), received)
+        return self.encoder.messages(self.simulation.step_to(ts_ms), received)
 
 
 async def run_realtime(
