@@ -9,6 +9,7 @@ from trellis._version import __version__
 from trellis.cli import (
     alerts,
     db,
+    experiment,
     mqtt,
     query,
     serve,
@@ -28,6 +29,7 @@ app.command("sim")(sim.simulate)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
 app.add_typer(db.app, name="db")
+app.add_typer(experiment.app, name="experiment")
 app.command("query")(query.query)
 
 

@@ -52,7 +52,7 @@ from trellis.sim.engine import (
 )
 from trellis.sim.faults import FAULTS
 
-__all__ = ["ScenarioError", "load_scenario", "parse_scenario"]
+__all__ = ["ScenarioError", "line_of", "load_scenario", "parse_scenario"]
 
 #: Scenario keys of a site that count assets, by asset kind.
 COUNT_KEYS = {f"{kind}s": kind for kind in ASSET_KINDS}
@@ -112,7 +112,7 @@ class _Scenario(_Strict):
     fault: list[_Fault] = []
 
 
-def _line_of(text: str, loc: tuple[int | str, ...]) -> int:
+def line_of(text: str, loc: tuple[int | str, ...]) -> int:
     """Best line for an error at ``loc`` (e.g. ``("fault", 2, "asset")``) in TOML text.
 
     tomllib keeps no positions, so this finds the table (``[name]`` or the n-th
@@ -166,7 +166,7 @@ def parse_scenario(text: str, source: str = "<scenario>", seed: int | None = Non
             if key not in _Site.model_fields:
                 raise ScenarioError(
                     source,
-                    _line_of(text, ("site", position, key)),
+                    line_of(text, ("site", position, key)),
                     f"unknown asset type {key!r} in site (known: {', '.join(COUNT_KEYS)}; "
                     "other keys: name, rate_hz)",
                 )
@@ -175,7 +175,7 @@ def parse_scenario(text: str, source: str = "<scenario>", seed: int | None = Non
         if isinstance(kind, str) and kind not in FAULTS:
             raise ScenarioError(
                 source,
-                _line_of(text, ("fault", position, "kind")),
+                line_of(text, ("fault", position, "kind")),
                 f"unknown fault kind {kind!r} (known: {', '.join(FAULTS)})",
             )
     try:
@@ -184,12 +184,12 @@ def parse_scenario(text: str, source: str = "<scenario>", seed: int | None = Non
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise ScenarioError(
-            source, _line_of(text, tuple(error["loc"])), f"{where}: {error['msg']}"
+            source, line_of(text, tuple(error["loc"])), f"{where}: {error['msg']}"
         ) from None
     try:
         start_ms = utc_ms(scenario.start)
     except ValueError as exc:
-        raise ScenarioError(source, _line_of(text, ("start",)), str(exc)) from None
+        raise ScenarioError(source, line_of(text, ("start",)), str(exc)) from None
     periods = [1 / site.rate_hz for site in scenario.site]
     step_s = scenario.step_s or min(periods)
     for position, period in enumerate(periods):
@@ -197,7 +197,7 @@ def parse_scenario(text: str, source: str = "<scenario>", seed: int | None = Non
         if multiple < 1 - 1e-9 or not math.isclose(multiple, round(multiple), rel_tol=1e-6):
             raise ScenarioError(
                 source,
-                _line_of(text, ("site", position, "rate_hz")),
+                line_of(text, ("site", position, "rate_hz")),
                 f"site {scenario.site[position].name!r} reports every {period:g} s, "
                 f"not a whole number of steps of {step_s:g} s",
             )
@@ -216,7 +216,7 @@ def parse_scenario(text: str, source: str = "<scenario>", seed: int | None = Non
         if kind is None:
             raise ScenarioError(
                 source,
-                _line_of(text, ("fault", position, "asset")),
+                line_of(text, ("fault", position, "asset")),
                 f"fault on {fault.asset!r}, which is not in the fleet "
                 f"({', '.join(f'{n} {k}s' for k, n in totals.items() if n)})",
             )
@@ -224,7 +224,7 @@ def parse_scenario(text: str, source: str = "<scenario>", seed: int | None = Non
         if wanted not in ("device", kind):
             raise ScenarioError(
                 source,
-                _line_of(text, ("fault", position, "kind")),
+                line_of(text, ("fault", position, "kind")),
                 f"{fault.kind} is a {wanted} fault; {fault.asset} is a {kind}",
             )
         faults.append(
