@@ -148,16 +148,26 @@ def load_experiment(path: Path) -> Experiment:
             source, line_of(text, ("variant",)), "define exactly [variant.A] and [variant.B]"
         )
     plan = load_scenario(path.parent / spec.scenario)
+    for label in ("A", "B"):
+        if spec.variant[label].asset not in ASSET_KINDS:
+            raise ExperimentError(
+                source,
+                line_of(text, (f"variant.{label}", "asset")),
+                f"unknown asset kind {spec.variant[label].asset!r} "
+                f"(known: {', '.join(ASSET_KINDS)})",
+            )
+    if spec.variant["A"].asset != spec.variant["B"].asset:
+        raise ExperimentError(
+            source,
+            line_of(text, ("variant.B", "asset")),
+            f"variant B reads {spec.variant['B'].asset} data but variant A reads "
+            f"{spec.variant['A'].asset} data: the two sides of an experiment must run "
+            "on the same input",
+        )
     variants: list[Variant] = []
     for label in ("A", "B"):
         variant = spec.variant[label]
         table = f"variant.{label}"
-        if variant.asset not in ASSET_KINDS:
-            raise ExperimentError(
-                source,
-                line_of(text, (table, "asset")),
-                f"unknown asset kind {variant.asset!r} (known: {', '.join(ASSET_KINDS)})",
-            )
         metrics = ASSET_KINDS[variant.asset][0].metrics
         if variant.metric not in metrics:
             raise ExperimentError(
@@ -171,13 +181,6 @@ def load_experiment(path: Path) -> Experiment:
             raise ExperimentError(source, line_of(text, (table, "detector")), str(exc)) from None
         variants.append(Variant(label, variant.name or label, variant.asset, detector))
     a, b = variants
-    if a.asset != b.asset:
-        raise ExperimentError(
-            source,
-            line_of(text, ("variant.B", "asset")),
-            f"variant B reads {b.asset} data but variant A reads {a.asset} data: "
-            "the two sides of an experiment must run on the same input",
-        )
     kinds = spec.faults or [k for k, f in FAULTS.items() if f.asset in (a.asset, "device")]
     for name in kinds:
         if name not in FAULTS:
