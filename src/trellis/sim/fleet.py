@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+
+import msgspec
 from collections.abc import Awaitable, Callable
 
 from trellis.core.clock import now_ms
@@ -18,6 +20,7 @@ from trellis.core.config import SimSettings
 from trellis.core.types import Device, RawMessage
 from trellis.sim.engine import FaultPlan, Plan, Simulation, SitePlan
 from trellis.sim.outputs import MessageEncoder
+from trellis.sim.scenario import load_scenario
 
 __all__ = ["Fleet", "run_realtime"]
 
@@ -28,11 +31,19 @@ DEMO_FAULTS = {"pump": ("bearing_wear", 5.0), "zone": ("schedule_override", 1.0)
 
 
 class Fleet:
-    """Pumps and rooms built from :class:`SimSettings`, deterministic per seed."""
+    """Pumps and rooms built from :class:`SimSettings`, deterministic per seed; or,
+    when ``settings.scenario`` names a file, that scenario's fleet starting now."""
 
     def __init__(self, settings: SimSettings, tenant: str, start_ms: int | None = None) -> None:
         self.tenant = tenant
         self.start_ms = now_ms() if start_ms is None else start_ms
+        self.from_scenario = settings.scenario is not None
+        if settings.scenario is not None:
+            plan = load_scenario(settings.scenario)
+            plan = msgspec.structs.replace(plan, start_ms=self.start_ms, prefixes={})
+            self.simulation = Simulation(plan)
+            self.encoder = MessageEncoder(tenant, f"sim-{secrets.token_hex(4)}")
+            return
         plan = Plan(
             sites=[
                 SitePlan(
@@ -60,7 +71,7 @@ class Fleet:
         if not self.simulation.has(device_id):
             raise ValueError(f"no simulated device {device_id!r} in this fleet")
         kind = "pump" if device_id.startswith("pump-") else "zone"
-        fault, growth_s = DEMO_FAULTS[kind]
+        fault, growth_s = DEMO_FAULTS[kind]  # a scenario names its own faults in its file
         onset_s = (onset_ms - self.start_ms) / 1000
         self.simulation.inject(FaultPlan(device_id, fault, onset_s, growth_s))
 
@@ -72,10 +83,10 @@ class Fleet:
                 id=device_id,
                 model=model,
                 name=f"{model.title()} {device_id.rsplit('-', 1)[1].lstrip('0')}",
-                site=site,
+                site=own_site if self.from_scenario else site,
                 attributes={"simulated": True},
             )
-            for device_id, model, _ in self.simulation.device_ids()
+            for device_id, model, own_site in self.simulation.device_ids()
         ]
 
     def messages(self, ts_ms: int, received_ms: int | None = None) -> list[RawMessage]:
