@@ -167,7 +167,7 @@ class SimSettings(_Section):
     @classmethod
     def _scenario_loads(cls, value: Path | None) -> Path | None:
         if value is not None:
-            from trellis.sim.scenario import load_scenario  # noqa: PLC0415  # sim imports config
+            from trellis.sim.scenario import load_scenario  # sim imports config
 
             load_scenario(value)  # a ScenarioError (a ValueError) names the file and line
         return value

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 
 import msgspec
-from collections.abc import Awaitable, Callable
 
 from trellis.core.clock import now_ms
 from trellis.core.config import SimSettings
