@@ -143,9 +143,12 @@ def test_bad_experiments_name_the_line(
     assert caught.value.line == line
 
 
-def test_threshold_rule_vs_anomaly_detector_report(tmp_path: Path) -> None:
+def test_threshold_rule_vs_anomaly_detector_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The "Done when" experiment end to end: lead time and false-alert figures with
     confidence intervals, as JSON and as a self-contained HTML page with charts."""
+    monkeypatch.setenv("TRELLIS_DATA_DIR", str(tmp_path / "data"))
     text = EXAMPLE.read_text().replace("seeds = [1, 2, 3, 4, 5, 6, 7, 8]", "seeds = [1, 2, 3]")
     path = tmp_path / "e.toml"
     path.write_text(text.replace("../scenarios/", f"{EXAMPLE.parents[1]}/scenarios/"))
@@ -166,6 +169,7 @@ def test_threshold_rule_vs_anomaly_detector_report(tmp_path: Path) -> None:
     assert "median lead time" in page
     assert "echarts.init" in page
     assert "<script src=" not in page  # self-contained
+    assert len(list((tmp_path / "data" / "experiments").glob("*.json"))) == 1
 
 
 def test_a_bad_experiment_exits_2_with_the_line(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trellis.cli._common import console
+from trellis.cli._common import ConfigOption, console, load_or_exit
 from trellis.sim.experiment import ExperimentError, load_experiment, run_experiment
 from trellis.sim.report import render_report
+from trellis.sim.reports import save_report
 
 __all__ = ["app"]
 
@@ -27,8 +28,11 @@ def run(
         Path | None, typer.Option(help="export the report page here (self-contained HTML)")
     ] = None,
     json: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Run variants A and B on the same scenario and seeds; print and export the report."""
+    """Run variants A and B on the same scenario and seeds; print, store and export the
+    report (the dashboard's Experiments page and /api/v1/experiments list stored ones)."""
+    settings = load_or_exit(config)
     try:
         experiment = load_experiment(file)
     except ExperimentError as exc:
@@ -64,6 +68,8 @@ def run(
             f"{v.label}: {escape(v.name)} · lead time median {v.lead_median_h:.1f} h, "
             f"p10 {v.lead_p10_h:.1f} h · {v.alerts} alerts, {v.false_alerts} false"
         )
+    report_id = save_report(settings.data_dir, report)
+    console.print(f"stored as {report_id} (dashboard: /experiments/{report_id})")
     if json is not None:
         json.write_bytes(msgspec.json.format(msgspec.json.encode(report)))
         console.print(f"report → {json}")

@@ -10,6 +10,7 @@ from trellis.api.routes import (
     alerts,
     commands,
     devices,
+    experiments,
     ingest,
     mqtt,
     rules,
@@ -31,5 +32,6 @@ for module in (
     rules,
     ingest,
     mqtt,
+    experiments,
 ):
     router.include_router(module.router)
