@@ -24,7 +24,7 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "experiments" / "threshold-vs
 def test_a_stored_report_is_listed_served_as_json_html_and_a_dashboard_page(
     tmp_path: Path,
 ) -> None:
-    """GET /api/v1/experiments lists it; its JSON, HTML export and page are served."""
+    """GET /api/v1/experiments lists it; its JSON, the HTML export and the page are served."""
     experiment = load_experiment(EXAMPLE)
     experiment = msgspec.structs.replace(experiment, seeds=[1, 2], bootstrap=200)
     report = run_experiment(experiment)
@@ -39,7 +39,7 @@ def test_a_stored_report_is_listed_served_as_json_html_and_a_dashboard_page(
             "median lead time",
             "false alerts per asset-day",
         }
-        export = http.get(f"/api/v1/experiments/{report_id}/report.html")
+        export = http.get(f"/experiments/{report_id}/report.html")
         assert export.headers["content-type"].startswith("text/html")
         assert "echarts.init" in export.text
         assert http.get("/api/v1/experiments/nothing-1").status_code == 404

@@ -34,3 +34,15 @@ async def experiment_page(report_id: str, request: Request, platform: PlatformDe
             request, "not_found.html", {"message": f"No experiment report {report_id!r}."}, 404
         )
     return HTMLResponse(render_report(report, inline_echarts=False))
+
+
+@router.get("/experiments/{report_id}/report.html", response_class=HTMLResponse)
+async def experiment_export(report_id: str, platform: PlatformDep) -> HTMLResponse:
+    """The report as one self-contained HTML file (ECharts inlined), for download."""
+    report = load_report(platform.settings.data_dir, report_id)
+    if report is None:
+        return HTMLResponse(f"No experiment report {report_id!r}.", status_code=404)
+    return HTMLResponse(
+        render_report(report),
+        headers={"Content-Disposition": f'attachment; filename="{report_id}.html"'},
+    )

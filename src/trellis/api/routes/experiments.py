@@ -1,15 +1,17 @@
-"""Experiment reports: the A/B runs of ``trellis experiment run``, as data and as pages."""
+"""Experiment reports: the A/B runs of ``trellis experiment run``, as data.
+
+The HTML export is the dashboard's (``/experiments/{id}/report.html``).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from trellis.api.deps import PlatformDep
 from trellis.api.encoding import documented, json_response
 from trellis.core.errors import NotFoundError
 from trellis.sim.experiment import ExperimentReport
-from trellis.sim.report import render_report
 from trellis.sim.reports import ReportEntry, list_reports, load_report
 
 __all__ = ["router"]
@@ -34,13 +36,3 @@ def experiments(platform: PlatformDep) -> Response:
 def experiment(report_id: str, platform: PlatformDep) -> Response:
     """One report: per-variant figures, per-seed scores, paired comparisons."""
     return json_response(_report(platform, report_id))
-
-
-@router.get(
-    "/experiments/{report_id}/report.html",
-    response_class=HTMLResponse,
-    responses={200: {"content": {"text/html": {}}}},
-)
-def experiment_html(report_id: str, platform: PlatformDep) -> HTMLResponse:
-    """The report as a self-contained HTML page (the export)."""
-    return HTMLResponse(render_report(_report(platform, report_id)))
