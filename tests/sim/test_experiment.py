@@ -172,8 +172,11 @@ def test_threshold_rule_vs_anomaly_detector_report(
     assert len(list((tmp_path / "data" / "experiments").glob("*.json"))) == 1
 
 
-def test_a_bad_experiment_exits_2_with_the_line(tmp_path: Path) -> None:
+def test_a_bad_experiment_exits_2_with_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The CLI prints file:line: why and exits 2."""
+    monkeypatch.setenv("TRELLIS_DATA_DIR", str(tmp_path / "data"))
     path = _experiment(tmp_path, EXAMPLE.read_text().replace("z = 6", "z = 0"))
     result = CliRunner().invoke(app, ["experiment", "run", str(path)])
     assert result.exit_code == 2
