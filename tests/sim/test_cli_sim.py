@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import msgspec
@@ -60,3 +61,18 @@ def test_a_bad_scenario_exits_2_naming_the_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "s.toml:8: site.0.pumps: Input should be greater than or equal to 0" in result.output
     assert not out.exists()
+
+
+def test_speed_paces_the_simulated_clock(tmp_path: Path) -> None:
+    """``--speed 600``: three one-minute steps take at least 0.2 s of wall time
+    (the first tick goes at once); JSON lines carry one message per device and tick."""
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(SCENARIO.replace("duration_h = 0.5", "duration_h = 0.05"))
+    out = tmp_path / "run.jsonl"
+    began = time.monotonic()
+    result = runner.invoke(
+        app, ["sim", "--scenario", str(scenario), "--out", str(out), "--speed", "600"]
+    )
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - began >= 0.2
+    assert len(out.read_bytes().splitlines()) == 3 * 5
