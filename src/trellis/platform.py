@@ -23,6 +23,7 @@ from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
+from trellis.ml.service import ModelService
 from trellis.protocols.mqtt import (
     MosquittoProcess,
     MqttGateway,
@@ -67,6 +68,9 @@ class Platform:
             storm_window_ms=int(settings.alerts.storm_window_s * 1000),
         )
         self.rules = RuleStore(self.engine)
+        self.models = ModelService(
+            self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
+        )
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -158,6 +162,7 @@ class Platform:
                 tasks.create_task(self._live.run(), name="trellis.live")
                 tasks.create_task(escalator.run(), name="trellis.alerts.escalation")
                 tasks.create_task(notifier.run(), name="trellis.alerts.notify")
+                models = tasks.create_task(self.models.run(), name="trellis.ml")
                 gateway = None
                 if url is not None:
                     address = parse_broker_url(url, self.settings.mqtt)
@@ -190,6 +195,7 @@ class Platform:
                     await ingest
                     bus.close()
                     escalator.stop()
+                    models.cancel()
                     self.alerts.on_notify = None
                     notifier.stop()
         finally:

@@ -33,6 +33,7 @@ __all__ = [
     "EmailSettings",
     "HttpSettings",
     "IngestSettings",
+    "MlSettings",
     "MqttSettings",
     "Settings",
     "SimSettings",
@@ -178,6 +179,28 @@ class AlertSettings(_Section):
     )
 
 
+class MlSettings(_Section):
+    """Model registry, inference, validation gate, drift and carbon."""
+
+    artifact_dir: Path | None = Field(
+        default=None, description="local artifact store (default <data_dir>/artifacts)"
+    )
+    log_batch: int = Field(default=500, ge=1, description="predictions per log write")
+    log_flush_s: float = Field(default=1.0, gt=0, description="flush the log at least this often")
+    sessions: int = Field(default=16, ge=1, description="loaded models kept warm")
+    drift_window: int = Field(default=500, ge=10, description="recent inputs compared")
+    drift_check_s: float = Field(default=60.0, gt=0, description="how often drift is checked")
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_pvalue: float = Field(default=0.01, gt=0, lt=1)
+    holdout_s: float = Field(default=3600.0, gt=0, description="newest stored data held out")
+    max_alarm_rate: float = Field(default=0.1, ge=0, le=1)
+    alarm_tolerance: float = Field(default=0.02, ge=0, le=1)
+    latency_budget_ms: float = Field(default=20.0, gt=0, description="single-row p99")
+    require_review: bool = Field(default=False, description="gate needs a governance review")
+    cpu_power_w: float = Field(default=15.0, gt=0, description="power of one busy core")
+    grid_gco2e_per_kwh: float = Field(default=400.0, ge=0, description="grid carbon intensity")
+
+
 class Settings(BaseSettings):
     """Every setting of a Trellis process, validated before anything starts."""
 
@@ -193,6 +216,7 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     mqtt: MqttSettings = MqttSettings()
     alerts: AlertSettings = AlertSettings()
+    ml: MlSettings = MlSettings()
 
     @classmethod
     def settings_customise_sources(
