@@ -170,11 +170,12 @@ class InferenceService:
         name: str,
         rows: Sequence[PredictRow],
         fallback: Callable[[PredictRow], Mapping[str, Any]],
+        version: str | None = None,
     ) -> PredictResult:
         """Like :meth:`predict`, but a failing model yields ``fallback(row)`` per row
         (tagged version ``fallback``); the failure is alerted, not raised."""
         try:
-            return self.predict(tenant, name, rows)
+            return self.predict(tenant, name, rows, version)
         except ModelFailedError:
             return PredictResult(
                 name, [Prediction("fallback", dict(fallback(row)), row.device) for row in rows]
