@@ -1,0 +1,34 @@
+"""`trellis models` from a terminal: train with a progress bar, list, promote, predict."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from trellis.cli import app
+from trellis.platform import Platform
+
+
+def test_train_promote_predict_rollback_from_the_cli(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train registers a version, promote runs the gate, predict prints JSON, rollback
+    without a previous champion fails with the reason."""
+    monkeypatch.setenv("TRELLIS_DATA_DIR", str(platform.settings.data_dir))
+    monkeypatch.setenv("TRELLIS_ML__HOLDOUT_S", "300")
+    runner = CliRunner()
+    trained = runner.invoke(app, ["models", "train", "--hours", "1", "--trees", "30"])
+    assert trained.exit_code == 0, trained.output
+    assert "registered pump-anomaly 1.0.0" in trained.output
+    promoted = runner.invoke(app, ["models", "promote", "pump-anomaly", "1.0.0"])
+    assert promoted.exit_code == 0, promoted.output
+    row = json.dumps({"temperature": 60, "vibration": 2, "pressure": 4})
+    predicted = runner.invoke(app, ["models", "predict", "pump-anomaly", row])
+    assert predicted.exit_code == 0, predicted.output
+    assert '"version":"1.0.0"' in predicted.stdout
+    listed = runner.invoke(app, ["models", "list"])
+    assert "pump-anomaly" in listed.output
+    back = runner.invoke(app, ["models", "rollback", "pump-anomaly"])
+    assert back.exit_code == 1 and "nothing to roll back to" in back.output
