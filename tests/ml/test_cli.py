@@ -31,4 +31,5 @@ def test_train_promote_predict_rollback_from_the_cli(
     listed = runner.invoke(app, ["models", "list"])
     assert "pump-anomaly" in listed.output
     back = runner.invoke(app, ["models", "rollback", "pump-anomaly"])
-    assert back.exit_code == 1 and "nothing to roll back to" in back.output
+    assert back.exit_code == 1
+    assert "nothing to roll back to" in back.output

@@ -31,10 +31,13 @@ def test_train_shadow_split_gate_drift_rollback(platform: Platform) -> None:
     through the gate; a pump fault in the simulator raises a drift alert; rollback restores v1."""
     models, tenant = platform.models, platform.tenant
     v1 = models.register_trained(tenant, NAME, "1.0.0", train(platform, seed=0), "test-job")
-    assert v1.stage is Stage.DEV and len(v1.sha256) == 64
-    assert v1.lineage["inputs"] and v1.card["training_window"]
+    assert v1.stage is Stage.DEV
+    assert len(v1.sha256) == 64
+    assert v1.lineage["inputs"]
+    assert v1.card["training_window"]
     promoted = models.promote(tenant, NAME, "1.0.0", "alice")
-    assert isinstance(promoted, ModelVersion) and promoted.stage is Stage.PRODUCTION
+    assert isinstance(promoted, ModelVersion)
+    assert promoted.stage is Stage.PRODUCTION
 
     healthy = pump_readings(tenant, "pump-0001", 100, now_ms() - 60_000, 60)
     v2 = models.register_trained(tenant, NAME, "2.0.0", train(platform, seed=1, trees=60), "bob")
@@ -61,19 +64,23 @@ def test_train_shadow_split_gate_drift_rollback(platform: Platform) -> None:
     faulty = pump_readings(tenant, "pump-0003", 7, now_ms() - 300_000, 300, now_ms() - 300_000)
     models.inference.predict(tenant, NAME, _rows(faulty))
     drift = models.check_drift(tenant, NAME)
-    assert drift.drifted and drift.version == "2.0.0"
+    assert drift.drifted
+    assert drift.version == "2.0.0"
     assert any(f.feature == "vibration" and f.drifted for f in drift.features)
     alert = platform.alerts.get(tenant, models.alerts_of(tenant, NAME)[0])
-    assert alert.type == "model_drift" and alert.model_version == "pump-anomaly:2.0.0"
+    assert alert.type == "model_drift"
+    assert alert.model_version == "pump-anomaly:2.0.0"
     assert "vibration" in alert.message
 
     restored = models.rollback(tenant, NAME, "alice")
-    assert restored.version == "1.0.0" and restored.stage is Stage.PRODUCTION
+    assert restored.version == "1.0.0"
+    assert restored.stage is Stage.PRODUCTION
     after = models.inference.predict(tenant, NAME, _rows(healthy[:3]))
     assert {p.version for p in after.predictions} == {"1.0.0"}
 
     stats = {s.version: s for s in models.stats(tenant, NAME)}
-    assert stats["2.0.0"].shadow > 0 and stats["1.0.0"].served > 0
+    assert stats["2.0.0"].shadow > 0
+    assert stats["1.0.0"].served > 0
     assert stats["1.0.0"].footprint.gco2e > 0
     with platform.engine.connect() as c:
         logged = c.execute(sa.select(sa.func.count()).select_from(ml_predictions)).scalar_one()
@@ -87,7 +94,8 @@ def test_gate_failure_names_the_check(platform: Platform) -> None:
     models.register_trained(tenant, NAME, "1.0.0", train(platform), "job")
     models.settings = models.settings.model_copy(update={"require_review": True})
     report = models.promote(tenant, NAME, "1.0.0", "alice")
-    assert isinstance(report, GateReport) and report.failed == ["governance"]
+    assert isinstance(report, GateReport)
+    assert report.failed == ["governance"]
     assert "no approving governance review" in report.checks[1].detail
     models.registry.record_review(tenant, NAME, "1.0.0", "council", "approved")
     assert isinstance(models.promote(tenant, NAME, "1.0.0", "alice"), ModelVersion)

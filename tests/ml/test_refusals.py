@@ -61,7 +61,7 @@ def test_bad_versions_and_unknown_versions(platform: Platform) -> None:
     platform.models.register_trained("default", NAME, "1.0.0", trained, "t")
     with pytest.raises(ConflictError, match="already registered"):
         platform.models.register_trained("default", NAME, "1.0.0", trained, "t")
-    with pytest.raises(NotFoundError, match="9.9.9"):
+    with pytest.raises(NotFoundError, match=r"9\.9\.9"):
         platform.models.inference.predict("default", NAME, [PredictRow(ROW)], version="9.9.9")
     with pytest.raises(ConflictError, match="no version in production"):
         platform.models.inference.predict("default", NAME, [PredictRow(ROW)])
@@ -115,7 +115,7 @@ def test_a_throwing_model_is_isolated_and_alerted(platform: Platform) -> None:
     back; the same model as a shadow never disturbs the champion's answers."""
     models = platform.models
     models.register("default", "broken", "1.0.0", _throwing_model(), SIGNATURE, "t")
-    with pytest.raises(ModelFailedError, match="broken 1.0.0 failed"):
+    with pytest.raises(ModelFailedError, match=r"broken 1\.0\.0 failed"):
         models.inference.predict("default", "broken", [PredictRow(ROW)], version="1.0.0")
     alert = platform.alerts.get("default", models.alerts_of("default", "broken")[0])
     assert alert.type == "model_failure"
@@ -125,7 +125,8 @@ def test_a_throwing_model_is_isolated_and_alerted(platform: Platform) -> None:
     models.register("default", NAME, "1.1.0", _throwing_model(), SIGNATURE, "t")
     models.set_routing("default", NAME, RoutingPolicy(RoutingMode.SHADOW, "1.1.0"))
     result = models.inference.predict("default", NAME, [PredictRow(ROW, device="pump-0001")])
-    assert [p.version for p in result.predictions] == ["1.0.0"] and result.shadow == []
+    assert [p.version for p in result.predictions] == ["1.0.0"]
+    assert result.shadow == []
 
     fallback = models.inference.predict_or(
         "default", "broken", [PredictRow(ROW)], lambda row: {"scores": 0.0}, version="1.0.0"
