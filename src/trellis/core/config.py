@@ -185,8 +185,10 @@ class MlSettings(_Section):
     artifact_dir: Path | None = Field(
         default=None, description="local artifact store (default <data_dir>/artifacts)"
     )
-    log_batch: int = Field(default=500, ge=1, description="predictions per log write")
-    log_flush_s: float = Field(default=1.0, gt=0, description="flush the log at least this often")
+    log_max_pending: int = Field(
+        default=20_000, ge=1, description="predictions waiting before the caller writes them"
+    )
+    log_flush_s: float = Field(default=0.25, gt=0, description="write the log this often")
     sessions: int = Field(default=16, ge=1, description="loaded models kept warm")
     drift_window: int = Field(default=500, ge=10, description="recent inputs compared")
     drift_check_s: float = Field(default=60.0, gt=0, description="how often drift is checked")

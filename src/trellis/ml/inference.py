@@ -23,7 +23,7 @@ from trellis.ml.drift import DriftMonitor
 from trellis.ml.errors import ModelFailedError, SignatureError
 from trellis.ml.predlog import PredictionLog, PredictionRecord
 from trellis.ml.registry import ModelRegistry, ModelVersion
-from trellis.ml.routing import RoutingPolicy, route
+from trellis.ml.routing import RoutingMode, RoutingPolicy, route
 from trellis.ml.sessions import SessionCache
 from trellis.ml.signature import feature_row
 
@@ -63,17 +63,36 @@ class _Plan(msgspec.Struct):
     at: float
 
 
-def _digest(row: Sequence[float]) -> str:
+def _column(array: Any, n: int) -> list[Any]:
+    """One output as a list of per-row values (scalars where the output is [n, 1])."""
     import numpy as np
 
-    return hashlib.blake2b(np.asarray(row, dtype=np.float32).tobytes(), digest_size=16).hexdigest()
+    values = np.asarray(array).reshape(n, -1)
+    result: list[Any] = values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
+    return result
 
 
-def _value(array: Any, i: int) -> Any:
-    item = array[i]
-    if getattr(item, "shape", ()) == (1,):
-        item = item[0]
-    return item.tolist() if hasattr(item, "tolist") else item
+def _fast_matrix(names: Sequence[str], rows: Sequence[PredictRow]) -> Any:
+    """The rows as a float32 matrix when every row is well formed, else ``None`` (the
+    slow path then names the offending row and feature)."""
+    import numpy as np
+
+    width = len(names)
+    try:
+        values = [[row.features[n] for n in names] for row in rows]
+    except KeyError:
+        return None
+    if any(len(row.features) != width for row in rows):
+        return None
+    if any(isinstance(v, bool) for row in values for v in row):
+        return None
+    try:
+        matrix = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if matrix.shape != (len(rows), width) or not np.isfinite(matrix).all():
+        return None
+    return matrix.astype(np.float32)
 
 
 class InferenceService:
@@ -138,18 +157,26 @@ class InferenceService:
         else:
             plan = self._plan(tenant, name)
             versions = plan.versions
-            for row in rows:
+            champion = plan.champion.version
+            if plan.policy.mode is RoutingMode.OFF or plan.policy.challenger is None:
+                routes = [(champion, None)] * len(rows)
+            for row in rows if not routes else ():
                 site = row.site
                 if site is None and row.device is not None:
                     known = self._devices(tenant, row.device)
                     site = known[1] if known else ""
-                r = route(plan.policy, name, plan.champion.version, row.device or "", site or "")
+                r = route(plan.policy, name, champion, row.device or "", site or "")
                 routes.append((r.served, r.shadow))
         matrix = self._matrix(tenant, name, versions, rows, routes)
         outputs: list[Prediction | None] = [None] * len(rows)
         shadows: set[str] = set()
-        for served in {r[0] for r in routes}:
-            index = [i for i, r in enumerate(routes) if r[0] == served]
+        served_by = {r[0] for r in routes}
+        for served in served_by:
+            index = (
+                list(range(len(rows)))
+                if len(served_by) == 1
+                else [i for i, r in enumerate(routes) if r[0] == served]
+            )
             results = self._run(tenant, versions[served], matrix, index, "served", rows)
             for i, result in zip(index, results, strict=True):
                 outputs[i] = Prediction(served, result, rows[i].device)
@@ -197,9 +224,12 @@ class InferenceService:
                 raise SignatureError(
                     f"versions of {name} in this route disagree on features; pin a version"
                 )
-        out = np.empty((len(rows), len(signature.features)), dtype=np.float32)
+        out = _fast_matrix(signature.names, rows)
+        if out is None:  # something is wrong: find the first bad row and name it
+            out = np.empty((len(rows), len(signature.features)), dtype=np.float32)
+            for i, row in enumerate(rows):
+                out[i] = feature_row(signature, row.features, f"row {i}")
         for i, row in enumerate(rows):
-            out[i] = feature_row(signature, row.features, f"row {i}")
             if row.device is not None:
                 known = self._devices(tenant, row.device)
                 if known is not None and known[0] != signature.device_model:
@@ -218,7 +248,7 @@ class InferenceService:
         role: str,
         inputs: Sequence[PredictRow],
     ) -> list[dict[str, Any]]:
-        x = matrix[index]
+        x = matrix if len(index) == len(matrix) else matrix[index]
         started_cpu = time.thread_time_ns()
         started = time.perf_counter_ns()
         try:
@@ -231,12 +261,12 @@ class InferenceService:
             raise ModelFailedError(version.name, version.version, reason) from exc
         cpu_us = (time.thread_time_ns() - started_cpu) // 1000
         latency_us = (time.perf_counter_ns() - started) // 1000
-        names = list(result)
-        rows = [{n: _value(result[n], j) for n in names} for j in range(len(index))]
-        score_name = version.signature.score_output
-        scores = [float(r[score_name]) for r in rows] if score_name in names else []
-        at = now_ms()
         n = len(index)
+        columns = {name: _column(values, n) for name, values in result.items()}
+        rows = [{name: column[j] for name, column in columns.items()} for j in range(n)]
+        score_name = version.signature.score_output
+        scores: list[float] = columns.get(score_name, []) if score_name else []
+        at = now_ms()
         self.log.append(
             [
                 PredictionRecord(
@@ -245,7 +275,7 @@ class InferenceService:
                     version=version.version,
                     role=role,
                     device=inputs[index[j]].device,
-                    inputs_digest=_digest(x[j]),
+                    inputs_digest=hashlib.blake2b(x[j].tobytes(), digest_size=16).hexdigest(),
                     score=scores[j] if scores else None,
                     latency_us=int(latency_us // n),
                     cpu_us=int(cpu_us // n),

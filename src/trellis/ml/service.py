@@ -71,7 +71,7 @@ class ModelService:
         self.registry = ModelRegistry(engine)
         self.artifacts = LocalArtifactStore(settings.artifact_dir or data_dir / "artifacts")
         self.sessions = SessionCache(self.artifacts, settings.sessions)
-        self.log = PredictionLog(engine, settings.log_batch)
+        self.log = PredictionLog(engine, settings.log_max_pending)
         self.drift = DriftMonitor(settings.drift_window, settings.psi_threshold, settings.ks_pvalue)
         self.carbon = CarbonModel(settings.cpu_power_w, settings.grid_gco2e_per_kwh)
         self._device_cache: dict[tuple[str, str], tuple[str, str] | None] = {}
