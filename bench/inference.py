@@ -121,6 +121,16 @@ def rate(fn, calls: int, per_call: int) -> float:
     return calls * per_call / (time.perf_counter() - started)
 
 
+def paired_rates(bare, ours, calls: int, per_call: int, rounds: int = 10) -> tuple[float, float]:
+    """Median rates of ``bare`` and ``ours`` measured in alternating rounds, so a noisy
+    neighbour on the machine slows both alike and the ratio holds."""
+    bare_rates, our_rates = [], []
+    for _ in range(rounds):
+        bare_rates.append(rate(bare, max(1, calls // rounds), per_call))
+        our_rates.append(rate(ours, max(1, calls // rounds), per_call))
+    return float(np.median(bare_rates)), float(np.median(our_rates))
+
+
 def p99_ms(fn, calls: int) -> float:
     """p99 latency of ``fn`` in milliseconds."""
     fn()
@@ -155,9 +165,12 @@ async def in_process(settings, session, rows, batch, one, calls: int) -> None:
             service = platform.models.inference
             tenant = platform.tenant
             log("in process, batched")
-            base = rate(lambda: session.run(None, {"X": batch}), calls, BATCH)
-            value = await asyncio.to_thread(
-                rate, lambda: service.predict(tenant, NAME, rows), calls, BATCH
+            base, value = await asyncio.to_thread(
+                paired_rates,
+                lambda: session.run(None, {"X": batch}),
+                lambda: service.predict(tenant, NAME, rows),
+                calls,
+                BATCH,
             )
             emit(
                 "predictions_per_s_inprocess_batch",
@@ -169,9 +182,12 @@ async def in_process(settings, session, rows, batch, one, calls: int) -> None:
                 calls * BATCH,
             )
             log("in process, single")
-            base = rate(lambda: session.run(None, {"X": one}), calls, 1)
-            value = await asyncio.to_thread(
-                rate, lambda: service.predict(tenant, NAME, rows[:1]), calls, 1
+            base, value = await asyncio.to_thread(
+                paired_rates,
+                lambda: session.run(None, {"X": one}),
+                lambda: service.predict(tenant, NAME, rows[:1]),
+                calls,
+                1,
             )
             emit(
                 "predictions_per_s_inprocess_single",
@@ -200,8 +216,9 @@ def http_figures(settings, session, rows, batch, one, calls: int) -> None:
                 response.raise_for_status()
 
             log("over HTTP, batched")
-            base = rate(lambda: session.run(None, {"X": batch}), calls, BATCH)
-            value = rate(lambda: post(body), calls, BATCH)
+            base, value = paired_rates(
+                lambda: session.run(None, {"X": batch}), lambda: post(body), calls, BATCH
+            )
             emit(
                 "predictions_per_s_http_batch",
                 value,

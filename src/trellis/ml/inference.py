@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from trellis.core.errors import ConflictError
 from trellis.ml._extra import require_ml
 from trellis.ml.drift import DriftMonitor
 from trellis.ml.errors import ModelFailedError, SignatureError
-from trellis.ml.predlog import PredictionLog, PredictionRecord
+from trellis.ml.predlog import DIGEST_BYTES, LoggedBatch, PredictionLog
 from trellis.ml.registry import ModelRegistry, ModelVersion
 from trellis.ml.routing import RoutingMode, RoutingPolicy, route
 from trellis.ml.sessions import SessionCache
@@ -267,22 +268,25 @@ class InferenceService:
         score_name = version.signature.score_output
         scores: list[float] = columns.get(score_name, []) if score_name else []
         at = now_ms()
+        packed = array("f", scores).tobytes() if scores else None
         self.log.append(
-            [
-                PredictionRecord(
-                    tenant=tenant,
-                    name=version.name,
-                    version=version.version,
-                    role=role,
-                    device=inputs[index[j]].device,
-                    inputs_digest=hashlib.blake2b(x[j].tobytes(), digest_size=16).hexdigest(),
-                    score=scores[j] if scores else None,
-                    latency_us=int(latency_us // n),
-                    cpu_us=int(cpu_us // n),
-                    at_ms=at,
-                )
-                for j in range(n)
-            ]
+            LoggedBatch(
+                tenant=tenant,
+                name=version.name,
+                version=version.version,
+                role=role,
+                n=n,
+                devices=[inputs[i].device for i in index],
+                digests=b"".join(
+                    hashlib.blake2b(x[j].tobytes(), digest_size=DIGEST_BYTES).digest()
+                    for j in range(n)
+                ),
+                scores=packed,
+                score_sum=float(sum(scores)) if scores else None,
+                latency_us=int(latency_us),
+                cpu_us=int(cpu_us),
+                at_ms=at,
+            )
         )
         self.drift.observe(tenant, version.name, version.version, x.tolist(), scores)
         return rows

@@ -33,7 +33,7 @@ from trellis.ml.sessions import SessionCache
 from trellis.ml.signature import Signature
 from trellis.ml.training import TrainedModel, feature_rows
 from trellis.store.base import TimeSeriesStore
-from trellis.store.metadata import alert_labels, alerts, ml_predictions
+from trellis.store.metadata import alert_labels, alerts, ml_prediction_batches
 
 __all__ = ["ModelService", "VersionStats"]
 
@@ -303,33 +303,60 @@ class ModelService:
     def stats(self, tenant: str, name: str, since_ms: int = 0) -> list[VersionStats]:
         """Per version: predictions served and shadowed, latency, score, footprint."""
         self.log.flush()
-        p = ml_predictions.c
+        p = ml_prediction_batches.c
         with self._engine.connect() as c:
             rows = c.execute(
                 sa.select(
                     p.version,
-                    sa.func.sum(sa.case((p.role == "served", 1), else_=0)),
-                    sa.func.sum(sa.case((p.role == "shadow", 1), else_=0)),
-                    sa.func.avg(p.latency_us),
-                    sa.func.avg(p.score),
+                    sa.func.sum(sa.case((p.role == "served", p.n), else_=0)),
+                    sa.func.sum(sa.case((p.role == "shadow", p.n), else_=0)),
+                    sa.func.sum(p.latency_us),
+                    sa.func.sum(p.score_sum),
+                    sa.func.sum(sa.case((p.score_sum.is_not(None), p.n), else_=0)),
                     sa.func.sum(p.cpu_us),
-                    sa.func.count(),
                 )
                 .where(p.tenant == tenant, p.name == name, p.at_ms >= since_ms)
                 .group_by(p.version)
                 .order_by(p.version)
             ).all()
-        return [
-            VersionStats(
-                version=r[0],
-                served=int(r[1] or 0),
-                shadow=int(r[2] or 0),
-                mean_latency_us=float(r[3] or 0),
-                mean_score=None if r[4] is None else float(r[4]),
-                footprint=self.carbon.footprint(int(r[6]), int(r[5] or 0)),
+        out = []
+        for version, served, shadow, latency, score_sum, scored, cpu in rows:
+            total = int(served or 0) + int(shadow or 0)
+            out.append(
+                VersionStats(
+                    version=version,
+                    served=int(served or 0),
+                    shadow=int(shadow or 0),
+                    mean_latency_us=float(latency or 0) / max(total, 1),
+                    mean_score=float(score_sum) / scored if scored else None,
+                    footprint=self.carbon.footprint(total, int(cpu or 0)),
+                )
             )
-            for r in rows
-        ]
+        return out
+
+    def score_series(
+        self, tenant: str, name: str, since_ms: int, bucket_ms: int = 60_000
+    ) -> dict[str, list[tuple[int, float]]]:
+        """Mean score per version per time bucket: the champion-vs-challenger chart."""
+        self.log.flush()
+        p = ml_prediction_batches.c
+        bucket = (p.at_ms / bucket_ms).cast(sa.BigInteger) * bucket_ms
+        with self._engine.connect() as c:
+            rows = c.execute(
+                sa.select(p.version, bucket, sa.func.sum(p.score_sum), sa.func.sum(p.n))
+                .where(
+                    p.tenant == tenant,
+                    p.name == name,
+                    p.at_ms >= since_ms,
+                    p.score_sum.is_not(None),
+                )
+                .group_by(p.version, bucket)
+                .order_by(bucket)
+            ).all()
+        series: dict[str, list[tuple[int, float]]] = {}
+        for version, start, total, n in rows:
+            series.setdefault(version, []).append((int(start), float(total) / int(n)))
+        return series
 
     def alerts_of(self, tenant: str, name: str) -> list[int]:
         """Ids of the model's drift and failure alerts (newest first)."""

@@ -29,7 +29,7 @@ __all__ = [
     "metadata",
     "migrate",
     "ml_models",
-    "ml_predictions",
+    "ml_prediction_batches",
     "ml_stage_events",
     "ml_versions",
     "notification_dead_letters",
@@ -210,22 +210,26 @@ ml_stage_events = sa.Table(
     sa.Index("ix_ml_stage_events_model", "tenant", "name", "id"),
 )
 
-#: One row per prediction (served or shadow): version, inputs digest, latency, CPU time.
-ml_predictions = sa.Table(
-    "ml_predictions",
+#: The prediction log, one row per version per served batch: every prediction's inputs
+#: digest (16 bytes each) and score (float32 each) packed in order, so two versions can
+#: be compared on the same traffic, at a write cost per batch rather than per row.
+ml_prediction_batches = sa.Table(
+    "ml_prediction_batches",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("tenant", sa.String(64), nullable=False),
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("version", sa.String(64), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
-    sa.Column("device", sa.String(128), nullable=True),
-    sa.Column("inputs_digest", sa.String(32), nullable=False),
-    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("devices", sa.JSON, nullable=False),
+    sa.Column("digests", sa.LargeBinary, nullable=False),
+    sa.Column("scores", sa.LargeBinary, nullable=True),
+    sa.Column("score_sum", sa.Float, nullable=True),
     sa.Column("latency_us", sa.Integer, nullable=False),
     sa.Column("cpu_us", sa.Integer, nullable=False),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
-    sa.Index("ix_ml_predictions_model", "tenant", "name", "at_ms"),
+    sa.Index("ix_ml_prediction_batches_model", "tenant", "name", "at_ms"),
 )
 
 quarantine = sa.Table(

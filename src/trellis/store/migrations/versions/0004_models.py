@@ -1,4 +1,4 @@
-"""Model registry: models, versions, stage history, prediction log.
+"""Model registry: models, versions, stage history, prediction log (by batch).
 
 Revision ID: 0004
 Revises: 0002
@@ -59,25 +59,29 @@ def upgrade() -> None:
     )
     op.create_index("ix_ml_stage_events_model", "ml_stage_events", ["tenant", "name", "id"])
     op.create_table(
-        "ml_predictions",
+        "ml_prediction_batches",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("tenant", sa.String(64), nullable=False),
         sa.Column("name", sa.String(128), nullable=False),
         sa.Column("version", sa.String(64), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
-        sa.Column("device", sa.String(128), nullable=True),
-        sa.Column("inputs_digest", sa.String(32), nullable=False),
-        sa.Column("score", sa.Float, nullable=True),
+        sa.Column("n", sa.Integer, nullable=False),
+        sa.Column("devices", sa.JSON, nullable=False),
+        sa.Column("digests", sa.LargeBinary, nullable=False),
+        sa.Column("scores", sa.LargeBinary, nullable=True),
+        sa.Column("score_sum", sa.Float, nullable=True),
         sa.Column("latency_us", sa.Integer, nullable=False),
         sa.Column("cpu_us", sa.Integer, nullable=False),
         sa.Column("at_ms", sa.BigInteger, nullable=False),
     )
-    op.create_index("ix_ml_predictions_model", "ml_predictions", ["tenant", "name", "at_ms"])
+    op.create_index(
+        "ix_ml_prediction_batches_model", "ml_prediction_batches", ["tenant", "name", "at_ms"]
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_ml_predictions_model", "ml_predictions")
-    op.drop_table("ml_predictions")
+    op.drop_index("ix_ml_prediction_batches_model", "ml_prediction_batches")
+    op.drop_table("ml_prediction_batches")
     op.drop_index("ix_ml_stage_events_model", "ml_stage_events")
     op.drop_table("ml_stage_events")
     op.drop_table("ml_versions")
