@@ -56,3 +56,29 @@ def test_register_promote_predict_over_http(platform: Platform) -> None:
         stats = http.get(f"{api}/stats").json()
         assert stats[0]["served"] == 4
         assert stats[0]["footprint"]["gco2e"] > 0
+        drift = http.post(f"{api}/drift:check")
+        assert drift.status_code == 200
+        assert drift.json()["version"] == "1.0.0"
+
+
+def test_model_pages_show_versions_routing_drift_and_carbon(platform: Platform) -> None:
+    """The dashboard lists models and shows a model's versions, chart data and carbon."""
+    models = platform.models
+    models.register_trained("default", "pump-anomaly", "1.0.0", train(platform), "ci")
+    models.promote("default", "pump-anomaly", "1.0.0", "alice")
+    from trellis.ml import PredictRow
+
+    models.inference.predict("default", "pump-anomaly", [PredictRow(ROW, device="pump-0001")])
+    models.log.flush()
+    with serve(create_app(platform.settings)) as url, httpx.Client(base_url=url) as http:
+        listing = http.get("/models")
+        assert listing.status_code == 200
+        assert 'href="/models/pump-anomaly"' in listing.text
+        page = http.get("/models/pump-anomaly")
+        assert page.status_code == 200
+        assert 'id="versions-table"' in page.text
+        assert "1.0.0" in page.text
+        assert 'id="carbon-table"' in page.text
+        assert '"series": {"1.0.0"' in page.text or '"series":{"1.0.0"' in page.text
+        assert http.get("/models/nope").status_code == 404
+        assert http.get("/static/models.js").status_code == 200

@@ -228,9 +228,11 @@ class ModelService:
             ).scalars()
             return [1 if v == "false_positive" else 0 for v in verdicts]
 
-    def check_drift(self, tenant: str, name: str, version: str | None = None) -> DriftReport:
+    def check_drift(
+        self, tenant: str, name: str, version: str | None = None, *, alert: bool = True
+    ) -> DriftReport:
         """The drift of a version (the champion by default); a drifted report raises an
-        alert whose message names the features and their PSI."""
+        alert (unless ``alert`` is false) whose message names the features and PSI."""
         require_ml()
         target = (
             self.registry.get(tenant, name, version)
@@ -247,7 +249,7 @@ class ModelService:
             self.registry.reference(tenant, name, target.version),
             self.label_errors(tenant, name, target.version),
         )
-        if report.drifted:
+        if report.drifted and alert:
             worst = sorted((f for f in report.features if f.drifted), key=lambda f: -f.psi)
             what = ", ".join(f"{f.feature} PSI {f.psi:.2f} KS {f.ks:.2f}" for f in worst)
             if report.concept.labels_drift:
