@@ -100,3 +100,37 @@ def test_gate_failure_names_the_check(platform: Platform) -> None:
     assert "no approving governance review" in report.checks[1].detail
     models.registry.record_review(tenant, NAME, "1.0.0", "council", "approved")
     assert isinstance(models.promote(tenant, NAME, "1.0.0", "alice"), ModelVersion)
+
+
+def test_operator_verdicts_on_model_alerts_become_the_error_stream(platform: Platform) -> None:
+    """Alerts raised for a model version and resolved with verdicts feed label_errors in
+    order (false positive = 1), which the drift check reports."""
+    from trellis.alerts.feedback import Feedback, Verdict
+    from trellis.core.types import AlertSeverity
+
+    models, tenant, alerts = platform.models, platform.tenant, platform.alerts
+    models.register_trained(tenant, NAME, "1.0.0", train(platform), "t")
+    models.promote(tenant, NAME, "1.0.0", "t")
+    verdicts = [Verdict.TRUE_POSITIVE, Verdict.FALSE_POSITIVE, Verdict.FALSE_POSITIVE]
+    for i, verdict in enumerate(verdicts):
+        at = now_ms() + i
+        alerts.raise_alert(
+            tenant=tenant,
+            device="pump-0001",
+            rule="anomaly",
+            type="anomaly",
+            severity=AlertSeverity.MINOR,
+            message="model flagged",
+            value=1.0,
+            at_ms=at,
+            model_version=f"{NAME}:1.0.0",
+        )
+        cleared = alerts.clear(
+            tenant=tenant, rule="anomaly", device="pump-0001", value=0.0, at_ms=at
+        )
+        assert cleared is not None
+        alerts.resolve(tenant, cleared.id, "op", Feedback(verdict))
+    assert models.label_errors(tenant, NAME, "1.0.0") == [0, 1, 1]
+    report = models.check_drift(tenant, NAME)
+    assert report.concept.labels == 3
+    assert report.concept.label_error_rate == 2 / 3
