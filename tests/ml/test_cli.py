@@ -33,3 +33,18 @@ def test_train_promote_predict_rollback_from_the_cli(
     back = runner.invoke(app, ["models", "rollback", "pump-anomaly"])
     assert back.exit_code == 1
     assert "nothing to roll back to" in back.output
+
+
+def test_drift_asks_the_running_server(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trellis models drift` prints the server's drift report as JSON and the carbon table."""
+    from tests.ml.conftest import train
+    from tests.serving import serve
+    from trellis.api.app import create_app
+
+    platform.models.register_trained("default", "pump-anomaly", "1.0.0", train(platform), "t")
+    platform.models.promote("default", "pump-anomaly", "1.0.0", "t")
+    monkeypatch.setenv("TRELLIS_DATA_DIR", str(platform.settings.data_dir))
+    with serve(create_app(platform.settings)) as url:
+        result = CliRunner().invoke(app, ["models", "drift", "pump-anomaly", "--url", url])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["version"] == "1.0.0"

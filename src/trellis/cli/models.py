@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import msgspec
 import typer
 from rich.markup import escape
@@ -209,10 +210,49 @@ def predict(
 
 
 @app.command()
-def drift(name: str, config: ConfigOption = None) -> None:
-    """Traffic, energy and carbon per version of a model (drift windows live in the
-    serving process: see the API's drift:check and the model page)."""
-    platform = _platform(config)
+def drift(
+    name: str,
+    url: Annotated[
+        str | None, typer.Option(help="a running Trellis (default: the configured http address)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Drift of the champion (PSI and KS per feature, concept drift), checked by the
+    running server that holds the input windows; then traffic and carbon per version."""
+    settings = load_or_exit(config)
+    base = url or f"http://{settings.http.host}:{settings.http.port}"
+    try:
+        response = httpx.post(f"{base.rstrip('/')}/api/v1/models/{name}/drift:check", timeout=30)
+    except httpx.HTTPError as exc:
+        console.print(f"[yellow]no drift check:[/yellow] cannot reach Trellis at {base}: {exc}")
+    else:
+        if response.status_code != 200:
+            raise _fail(f"drift check failed ({response.status_code}): {response.text}")
+        report = response.json()
+        table = Table(
+            "feature",
+            "PSI",
+            "KS",
+            "KS p",
+            "drifted",
+            title=f"{name} {report['version']}: window {report['window']}",
+        )
+        for f in report["features"]:
+            table.add_row(
+                f["feature"],
+                f"{f['psi']:.3f}",
+                f"{f['ks']:.3f}",
+                f"{f['ks_pvalue']:.2g}",
+                "[red]yes[/red]" if f["drifted"] else "no",
+            )
+        console.print(table)
+        concept = report["concept"]
+        console.print(
+            f"concept: ADWIN {'changed' if concept['adwin'] else 'stable'}, Page-Hinkley "
+            f"{'changed' if concept['page_hinkley'] else 'stable'}, {concept['labels']} labels"
+        )
+        sys.stdout.write(response.text + "\n")
+    platform = Platform(settings)
     try:
         table = Table("version", "served", "shadow", "mean score", "mean µs", "gCO2e/1k")
         for s in platform.models.stats(platform.tenant, name):
@@ -226,7 +266,5 @@ def drift(name: str, config: ConfigOption = None) -> None:
                 f"{s.footprint.gco2e_per_1k:.6f}",
             )
         console.print(table)
-    except TrellisError as exc:
-        raise _fail(str(exc)) from None
     finally:
         platform.close()
