@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("onnxruntime", reason="the ml extra is not installed")
+from tests.services import require
+
 
 from trellis.core.clock import now_ms
 from trellis.core.config import MlSettings, Settings, SimSettings
@@ -16,6 +18,17 @@ from trellis.ml.signature import Feature
 from trellis.ml.training import TrainedModel, feature_rows, train_isolation_forest
 from trellis.platform import Platform
 from trellis.sim.assets import Pump
+
+
+@pytest.fixture(autouse=True)
+def _ml_extra() -> None:
+    """The ML tests need the ``ml`` extra (``make test`` installs it)."""
+    require(
+        "the ml extra",
+        importlib.util.find_spec("onnxruntime") is not None,
+        "pip install -e '.[dev,ml]'",
+    )
+
 
 PUMP_FEATURES = [
     Feature("temperature", "°C"),

@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 import sys
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from tests.ml.conftest import PUMP_FEATURES, train
 from trellis.core.errors import ConflictError, NotFoundError
 from trellis.ml._extra import _missing, require_ml
 from trellis.ml.errors import MissingExtraError, ModelFailedError, ModelFileError, SignatureError
+from trellis.ml.gate import GateReport
 from trellis.ml.inference import PredictRow
 from trellis.ml.routing import RoutingMode, RoutingPolicy
 from trellis.ml.signature import Output, Signature
@@ -25,6 +24,8 @@ SIGNATURE = Signature("pump", PUMP_FEATURES, [Output("scores", "score")])
 
 def _throwing_model() -> bytes:
     """A valid ONNX graph that fails at run time (reshapes [n, 3] into [7])."""
+    from onnx import TensorProto, helper
+
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])
     y = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [7])
     shape = helper.make_tensor("shape", TensorProto.INT64, [1], [7])
@@ -153,4 +154,14 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     finally:
         monkeypatch.undo()
         _missing.cache_clear()
-    assert onnx is not None
+
+
+def test_a_throwing_candidate_fails_the_gate(platform: Platform) -> None:
+    """A candidate that throws fails the gate with a 'runs' check; the lock is released."""
+    models = platform.models
+    models.register("default", "broken", "1.0.0", _throwing_model(), SIGNATURE, "t")
+    report = models.promote("default", "broken", "1.0.0", "alice")
+    assert isinstance(report, GateReport)
+    assert report.failed == ["runs"]
+    assert "Reshape" in report.checks[0].detail
+    assert not models.registry.model("default", "broken").promoting

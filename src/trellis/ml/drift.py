@@ -144,6 +144,11 @@ class DriftMonitor:
                 stream.ph_hit |= stream.page_hinkley.drift_detected
             stream.scores += len(scores)
 
+    def tenants(self) -> set[str]:
+        """Tenants with a window (whose champions the periodic check visits)."""
+        with self._lock:
+            return {key[0] for key in self._streams}
+
     def reset(self, tenant: str, model: str, version: str) -> None:
         """Forget a version's window (after a rollback or retraining)."""
         with self._lock:

@@ -75,6 +75,29 @@ def run_gate(
     sessions: SessionCache,
     policy: GatePolicy,
 ) -> GateReport:
+    """Run every check; the report says exactly which failed and why. A model that
+    cannot be loaded or throws fails the gate (check ``runs``) instead of escaping."""
+    try:
+        return _run_gate(candidate, champion, holdout, sessions, policy)
+    except Exception as exc:  # any failure of either model means "not promotable"
+        check = GateCheck("runs", False, f"the model failed to run: {type(exc).__name__}: {exc}")
+        return GateReport(
+            candidate.name,
+            candidate.version,
+            None if champion is None else champion.version,
+            False,
+            [check],
+            {},
+        )
+
+
+def _run_gate(
+    candidate: ModelVersion,
+    champion: ModelVersion | None,
+    holdout: Sequence[Sequence[float]],
+    sessions: SessionCache,
+    policy: GatePolicy,
+) -> GateReport:
     """Run every check; the report says exactly which failed and why."""
     import numpy as np
 

@@ -291,7 +291,7 @@ class ModelService:
     def _check_all(self) -> None:
         from trellis.ml.errors import MissingExtraError
 
-        for tenant in {key[0] for key in self.drift._streams}:
+        for tenant in self.drift.tenants():
             for model in self.registry.models(tenant):
                 if model.production is None:
                     continue
