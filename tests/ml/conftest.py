@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.services import require
-
-
 from trellis.core.clock import now_ms
 from trellis.core.config import MlSettings, Settings, SimSettings
 from trellis.core.types import Reading
