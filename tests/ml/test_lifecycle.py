@@ -134,3 +134,18 @@ def test_operator_verdicts_on_model_alerts_become_the_error_stream(platform: Pla
     report = models.check_drift(tenant, NAME)
     assert report.concept.labels == 3
     assert report.concept.label_error_rate == 2 / 3
+
+
+def test_canary_by_site_uses_the_device_registry(platform: Platform) -> None:
+    """A canary at the pumps' site serves the challenger to them; at another site, the
+    champion; a row's explicit site wins over the registry's."""
+    models, tenant = platform.models, platform.tenant
+    models.register_trained(tenant, NAME, "1.0.0", train(platform), "t")
+    models.promote(tenant, NAME, "1.0.0", "t")
+    models.register_trained(tenant, NAME, "1.1.0", train(platform, seed=5), "t")
+    row = {"temperature": 60.0, "vibration": 2.0, "pressure": 4.0}
+    rows = [PredictRow(row, device="pump-0001"), PredictRow(row, device="pump-0002", site="x")]
+    canary = RoutingPolicy(RoutingMode.SPLIT, "1.1.0", percent=100, canary_sites=["plant-1"])
+    models.set_routing(tenant, NAME, canary)
+    served = [p.version for p in models.inference.predict(tenant, NAME, rows).predictions]
+    assert served == ["1.1.0", "1.0.0"]
