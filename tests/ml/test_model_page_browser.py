@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -11,7 +12,7 @@ from tests.ml.conftest import train
 from tests.serving import serve
 from tests.ui.test_browser import browser  # noqa: F401  (the fixture)
 from trellis.api.app import create_app
-from trellis.ml import PredictRow, RoutingMode, RoutingPolicy
+from trellis.ml import RoutingMode, RoutingPolicy
 from trellis.platform import Platform
 
 pytestmark = pytest.mark.browser
@@ -27,18 +28,19 @@ def test_model_page_draws_comparison_and_drift(platform: Platform, browser) -> N
     models.set_routing("default", "pump-anomaly", RoutingPolicy(RoutingMode.SHADOW, "2.0.0"))
     rng = random.Random(0)
     rows = [
-        PredictRow(
-            {
+        {
+            "features": {
                 "temperature": rng.gauss(62, 1),
                 "vibration": rng.gauss(2.2, 0.1),
                 "pressure": rng.gauss(4.1, 0.1),
             }
-        )
+        }
         for _ in range(100)
     ]
-    models.inference.predict("default", "pump-anomaly", rows)
-    models.log.flush()
     with serve(create_app(platform.settings)) as url:
+        # Through the server: its drift windows are what the page shows.
+        predicted = httpx.post(f"{url}/api/v1/models/pump-anomaly:predict", json={"rows": rows})
+        assert predicted.status_code == 200, predicted.text
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
