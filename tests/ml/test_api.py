@@ -82,3 +82,15 @@ def test_model_pages_show_versions_routing_drift_and_carbon(platform: Platform) 
         assert '"series": {"1.0.0"' in page.text or '"series":{"1.0.0"' in page.text
         assert http.get("/models/nope").status_code == 404
         assert http.get("/static/models.js").status_code == 200
+
+
+def test_a_failed_gate_is_409_with_the_report(platform: Platform) -> None:
+    """Promoting a candidate that cannot run answers 409 with the checks that failed."""
+    from tests.ml.test_refusals import SIGNATURE, _throwing_model
+
+    platform.models.register("default", "broken", "1.0.0", _throwing_model(), SIGNATURE, "t")
+    with serve(create_app(platform.settings)) as url, httpx.Client(base_url=url) as http:
+        response = http.post("/api/v1/models/broken/promote", json={"version": "1.0.0"})
+        assert response.status_code == 409
+        assert response.json()["passed"] is False
+        assert [c["name"] for c in response.json()["checks"]] == ["runs"]

@@ -48,3 +48,31 @@ def test_drift_asks_the_running_server(platform: Platform, monkeypatch: pytest.M
         result = CliRunner().invoke(app, ["models", "drift", "pump-anomaly", "--url", url])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["version"] == "1.0.0"
+
+
+def test_register_from_files_and_refuse_a_bad_one(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """`trellis models register` stores an ONNX file with its signature; a file that is
+    not ONNX exits 1 with the reason."""
+    import msgspec
+
+    from tests.ml.conftest import train
+
+    trained = train(platform)
+    model, signature, junk = tmp_path / "m.onnx", tmp_path / "sig.json", tmp_path / "junk.onnx"
+    model.write_bytes(trained.onnx)
+    signature.write_bytes(msgspec.json.encode(trained.signature))
+    junk.write_bytes(b"not a model")
+    monkeypatch.setenv("TRELLIS_DATA_DIR", str(platform.settings.data_dir))
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["models", "register", "m", "1.0.0", str(model), "--signature", str(signature)]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "registered m 1.0.0 sha256" in ok.output
+    bad = runner.invoke(
+        app, ["models", "register", "m", "1.0.1", str(junk), "--signature", str(signature)]
+    )
+    assert bad.exit_code == 1
+    assert "not a valid ONNX model" in bad.output

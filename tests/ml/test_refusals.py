@@ -111,6 +111,19 @@ def test_a_second_promotion_is_refused_while_one_runs(platform: Platform) -> Non
     platform.models.promote("default", NAME, "1.0.0", "bob")
 
 
+def test_a_stale_promotion_lock_is_taken_over(platform: Platform) -> None:
+    """A lock left by a process that died mid-promotion does not block promotions forever."""
+    import sqlalchemy as sa
+
+    from trellis.store.metadata import ml_models
+
+    platform.models.register_trained("default", NAME, "1.0.0", train(platform), "t")
+    with platform.engine.begin() as c:
+        c.execute(sa.update(ml_models).values(promoting_ms=1))
+    platform.models.promote("default", NAME, "1.0.0", "bob")
+    assert platform.models.registry.model("default", NAME).production == "1.0.0"
+
+
 def test_a_throwing_model_is_isolated_and_alerted(platform: Platform) -> None:
     """A served model that throws raises ModelFailedError and an alert; predict_or falls
     back; the same model as a shadow never disturbs the champion's answers."""

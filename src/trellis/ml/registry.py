@@ -257,18 +257,28 @@ class ModelRegistry:
         return self.get(tenant, name, version)
 
     @contextmanager
-    def promotion_lock(self, tenant: str, name: str) -> Iterator[None]:
-        """Hold the model's promotion lock; a second holder gets :class:`ConflictError`."""
+    def promotion_lock(
+        self, tenant: str, name: str, stale_after_ms: int = 15 * 60_000
+    ) -> Iterator[None]:
+        """Hold the model's promotion lock; a second holder gets :class:`ConflictError`.
+
+        A lock older than ``stale_after_ms`` is taken over: it was left by a process
+        that died mid-promotion (a gate run takes seconds, not minutes).
+        """
         self.model(tenant, name)
+        now = self._clock()
         with self._engine.begin() as c:
             taken = c.execute(
                 ml_models.update()
                 .where(
                     ml_models.c.tenant == tenant,
                     ml_models.c.name == name,
-                    ml_models.c.promoting_ms.is_(None),
+                    sa.or_(
+                        ml_models.c.promoting_ms.is_(None),
+                        ml_models.c.promoting_ms < now - stale_after_ms,
+                    ),
                 )
-                .values(promoting_ms=self._clock())
+                .values(promoting_ms=now)
             ).rowcount
         if not taken:
             raise ConflictError(
