@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import PUMPS, ROOMS, TENANT
+from tests.services import drop_test_database
 from trellis.core.types import Device
 from trellis.devices.registry import DeviceRegistry
 from trellis.store.metadata import open_metadata
@@ -39,3 +40,10 @@ def registry(metadata_engine: sa.Engine) -> DeviceRegistry:
     for device_id in ROOMS:
         devices.register(Device(TENANT, device_id, "room", name=device_id))
     return devices
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_test_database() -> Iterator[None]:
+    """The PostgreSQL database a test run created is dropped when the run ends."""
+    yield
+    drop_test_database()

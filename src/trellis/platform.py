@@ -18,8 +18,9 @@ from trellis.alerts.notify import Channel, EmailChannel, Notifier, WebhookChanne
 from trellis.alerts.service import AlertService
 from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
+from trellis.core.clock import now_ms
 from trellis.core.config import Settings
-from trellis.core.types import Reading
+from trellis.core.types import AlertSeverity, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
@@ -36,10 +37,13 @@ from trellis.rules.engine import RuleEngine
 from trellis.rules.store import RuleStore
 from trellis.sim.demo import DEMO_RULES
 from trellis.sim.fleet import Fleet, run_realtime
+from trellis.store.base import TimeSeriesStore
+from trellis.store.factory import open_timeseries
+from trellis.store.maintenance import StorageMaintenance
 from trellis.store.metadata import open_metadata
-from trellis.store.sqlite import SQLiteTimeSeriesStore
+from trellis.store.retention import StorageBudget
 
-__all__ = ["Platform"]
+__all__ = ["Platform", "open_storage"]
 
 log = logging.getLogger(__name__)
 _S = TypeVar("_S")
@@ -58,7 +62,11 @@ class Platform:
         self.tenant = settings.tenant
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = open_metadata(settings.metadata_url)
-        self.store = SQLiteTimeSeriesStore(settings.timeseries_path)
+        try:
+            self.store: TimeSeriesStore = open_storage(settings)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.registry = DeviceRegistry(self.engine)
         self.quarantine = Quarantine(self.engine)
         self.alerts = AlertService(
@@ -68,6 +76,9 @@ class Platform:
             storm_window_ms=int(settings.alerts.storm_window_s * 1000),
         )
         self.rules = RuleStore(self.engine)
+        self.storage = StorageMaintenance(
+            self.store, settings.storage, lambda: self.registry.find(self.tenant)
+        )
         self.models = ModelService(
             self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
         )
@@ -170,6 +181,9 @@ class Platform:
                         address, self.settings.mqtt, self._pipeline, tenant=self.tenant
                     )
                     gateway = tasks.create_task(self._mqtt.run(), name="trellis.mqtt")
+                housekeeping = tasks.create_task(
+                    self.storage.run(self._budget_alert), name="trellis.storage"
+                )
                 source = None
                 if fleet is not None and self._mqtt is not None:
                     publisher = MqttPublisher(address, f"trellis-sim-{self.tenant}")
@@ -191,6 +205,7 @@ class Platform:
                     for task in (source, gateway):
                         if task is not None:
                             task.cancel()
+                    housekeeping.cancel()
                     await self._pipeline.close()
                     await ingest
                     bus.close()
@@ -206,6 +221,26 @@ class Platform:
             if broker is not None:
                 await asyncio.to_thread(broker.stop)
             log.info("trellis stopped")
+
+    def _budget_alert(self, budget: StorageBudget) -> None:
+        """Raise an alert while the disk is predicted full within the warning horizon."""
+        at = now_ms()
+        if not budget.alert:
+            self.alerts.clear(
+                tenant=self.tenant, rule="storage-budget", device="storage", value=None, at_ms=at
+            )
+            return
+        self.alerts.raise_alert(
+            tenant=self.tenant,
+            device="storage",
+            rule="storage-budget",
+            type="storage_full_soon",
+            severity=AlertSeverity.MAJOR,
+            message=f"storage is predicted full in {budget.days_until_full} days "
+            f"({budget.growth_bytes_per_day} bytes/day); shorten retention or add disk",
+            value=budget.days_until_full,
+            at_ms=at,
+        )
 
     def close(self) -> None:
         """Close the databases."""
@@ -234,6 +269,17 @@ def _channels(settings: Settings) -> list[Channel]:
             )
         )
     return channels
+
+
+def open_storage(settings: Settings) -> TimeSeriesStore:
+    """The time-series store ``storage.url`` names (SQLite by default, or PostgreSQL)."""
+    storage = settings.storage
+    return open_timeseries(
+        settings.timeseries_url,
+        pg_schema=storage.pg_schema,
+        pool_size=storage.pool_size,
+        partitions_ahead=storage.partitions_ahead,
+    )
 
 
 def _running(service: _S | None) -> _S:

@@ -24,7 +24,7 @@ from trellis.core.errors import ClosedError, StoreError
 from trellis.core.types import RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest import IngestPipeline, Quarantine
-from trellis.store import SQLiteTimeSeriesStore, TimeSeriesStore
+from trellis.store import SQLiteTimeSeriesStore, TimeSeriesStore, WriteResult
 
 TURNS = 50
 
@@ -254,7 +254,7 @@ class FlakyStore:
         self.failures = failures
         self.calls = 0
 
-    def write(self, readings: Sequence[Reading]) -> int:
+    def write(self, readings: Sequence[Reading]) -> WriteResult:
         self.calls += 1
         if self.calls <= self.failures:
             raise StoreError(f"disk I/O error (injected, call {self.calls})")

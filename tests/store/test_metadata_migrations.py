@@ -12,6 +12,7 @@ from alembic.script import ScriptDirectory
 from trellis.core.errors import SchemaError, StoreError
 from trellis.core.types import AlertSeverity, Device, Reading
 from trellis.devices.registry import DeviceRegistry
+from trellis.store.base import Aggregate, Bucket
 from trellis.store.metadata import _MIGRATIONS, metadata, migrate, open_metadata
 from trellis.store.sqlite import SQLiteTimeSeriesStore
 
@@ -105,15 +106,15 @@ def test_timeseries_store_refuses_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "timeseries.db"
     _timeseries_file(path)
     connection = sqlite3.connect(path)
-    connection.execute("PRAGMA user_version = 2")
+    connection.execute("PRAGMA user_version = 99")
     connection.close()
 
-    with pytest.raises(StoreError, match="schema version 2") as caught:
+    with pytest.raises(StoreError, match="schema version 99") as caught:
         SQLiteTimeSeriesStore(path)
     assert isinstance(caught.value, SchemaError)
     connection = sqlite3.connect(path)
     try:
-        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute("PRAGMA user_version").fetchone() == (99,)
         assert connection.execute("SELECT count(*) FROM readings").fetchone() == (1,)
     finally:
         connection.close()
@@ -206,3 +207,23 @@ def test_upgrade_from_0001_keeps_every_row_and_rebuilds_timelines(tmp_path: Path
         upgraded.dispose()
     old_rows = [line for line in before if line.startswith('INSERT INTO "alerts"')]
     assert len(old_rows) == 2
+
+
+def test_timeseries_version_1_file_gets_its_rollup_backfilled(tmp_path: Path) -> None:
+    """Opening a file written before the 1-minute rollup builds the rollup from its readings."""
+    path = tmp_path / "timeseries.db"
+    t0 = 1_764_000_000_000
+    store = SQLiteTimeSeriesStore(path)
+    store.write([Reading("default", "p", "t", t0 + i * 7_000, float(i)) for i in range(20)])
+    store.close()
+    connection = sqlite3.connect(path)  # make it look like a version-1 file
+    connection.executescript(
+        "DROP TRIGGER readings_rollup_1m; DROP TABLE rollup_1m; PRAGMA user_version = 1;"
+    )
+    connection.close()
+    store = SQLiteTimeSeriesStore(path)
+    try:
+        got = store.aggregate("default", "p", "t", t0, t0 + 180_000, 60_000, Aggregate.LAST)
+        assert got == [Bucket(t0, 8.0), Bucket(t0 + 60_000, 17.0), Bucket(t0 + 120_000, 19.0)]
+    finally:
+        store.close()

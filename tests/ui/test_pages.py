@@ -427,3 +427,13 @@ def test_end_streams_ends_open_streams_so_the_server_can_stop(tmp_path: Path) ->
         end_streams(app)
         assert list(events) == []  # the server closed the stream
         assert time.monotonic() - started < 5
+
+
+def test_fleet_page_shows_the_storage_budget(client: httpx.Client) -> None:
+    """The fleet overview carries the storage budget: used, growth per day, days until full."""
+    html = client.get("/").text
+    section = html[html.index('id="storage-budget"') :]
+    assert "Days until full" in section
+    assert re.search(r"<dt>Used</dt><dd>[\d.]+ (B|KiB|MiB|GiB)</dd>", section)
+    # A number of days, or "—" while the cached figure predates any growth; not an alert.
+    assert re.search(r'id="stat-days-left">([\d.]+|—)</dd>', section)

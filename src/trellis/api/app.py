@@ -13,7 +13,7 @@ from trellis._version import __version__
 from trellis.api import routes
 from trellis.api.encoding import install_openapi
 from trellis.core.config import Settings
-from trellis.core.errors import ClosedError, ConflictError, NotFoundError
+from trellis.core.errors import ClosedError, ConflictError, LimitError, NotFoundError
 from trellis.platform import Platform
 
 __all__ = ["create_app"]
@@ -54,6 +54,10 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
     @app.exception_handler(ConflictError)
     async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 409)
+
+    @app.exception_handler(LimitError)
+    async def over_limit(_: Request, exc: LimitError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 422)
 
     @app.exception_handler(ClosedError)
     async def closed(_: Request, exc: ClosedError) -> JSONResponse:

@@ -1,12 +1,20 @@
 """The ``trellis`` command. Each group of sub-commands lives in its own module and is
-registered here, so adding one touches one line of this file."""
+registered here (one name per line, so parallel additions merge cleanly)."""
 
 from __future__ import annotations
 
 import typer
 
 from trellis._version import __version__
-from trellis.cli import alerts, models, mqtt, serve, sim
+from trellis.cli import (
+    alerts,
+    db,
+    models,
+    mqtt,
+    query,
+    serve,
+    sim,
+)
 
 __all__ = ["app", "main"]
 
@@ -20,6 +28,8 @@ app.command()(serve.serve)
 app.command("sim")(sim.simulate)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
+app.add_typer(db.app, name="db")
+app.command("query")(query.query)
 app.add_typer(models.app, name="models")
 
 

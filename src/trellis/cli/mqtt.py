@@ -1,7 +1,9 @@
-"""``trellis mqtt status``: the MQTT 5 gateway of a running Trellis, read over its API."""
+"""``trellis mqtt status`` and ``trellis mqtt command``: the MQTT 5 gateway of a running
+Trellis, over its API."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import httpx
@@ -15,6 +17,55 @@ __all__ = ["app"]
 app = typer.Typer(help="The MQTT 5 gateway.", no_args_is_help=True)
 
 
+def _base_url(url: str | None, config: ConfigOption) -> str:
+    if url is None:
+        settings = load_or_exit(config)
+        url = f"http://{settings.http.host}:{settings.http.port}"
+    return url.rstrip("/")
+
+
+@app.command()
+def command(
+    device: Annotated[str, typer.Argument(help="the device id")],
+    name: Annotated[str, typer.Argument(help="the command, e.g. reboot")],
+    args: Annotated[str, typer.Option("--args", help="arguments as a JSON object")] = "{}",
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 10.0,
+    url: Annotated[
+        str | None, typer.Option(help="the running Trellis (default: from config)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Send a command to a device and print its answer; exit 1 on timeout or device error."""
+    try:
+        arguments = json.loads(args)
+    except json.JSONDecodeError as exc:
+        console.print(f"[red]error:[/red] --args is not JSON: {exc}")
+        raise typer.Exit(2) from None
+    if not isinstance(arguments, dict):
+        console.print("[red]error:[/red] --args must be a JSON object, e.g. '{\"delay_s\": 5}'")
+        raise typer.Exit(2)
+    base = _base_url(url, config)
+    body = {"name": name, "args": arguments, "timeout_s": timeout}
+    try:
+        response = httpx.post(
+            f"{base}/api/v1/devices/{device}/commands", json=body, timeout=timeout + 10
+        )
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/red] cannot reach Trellis at {base}: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        detail = response.json().get("detail", response.text)
+        console.print(f"[red]error:[/red] {detail}")
+        raise typer.Exit(1)
+    result = response.json()
+    if result["outcome"] == "answered":
+        console.print(f"[green]answered[/green] in {result['elapsed_ms']} ms")
+        console.print_json(data=result["result"])
+        return
+    console.print(f"[red]{result['outcome']}[/red]: {result['reason']}")
+    raise typer.Exit(1)
+
+
 @app.command()
 def status(
     url: Annotated[
@@ -23,11 +74,9 @@ def status(
     config: ConfigOption = None,
 ) -> None:
     """Connected, subscriptions, msg/s, lag, refusals, and sequence gaps per device."""
-    if url is None:
-        settings = load_or_exit(config)
-        url = f"http://{settings.http.host}:{settings.http.port}"
+    url = _base_url(url, config)
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v1/mqtt/status", timeout=10)
+        response = httpx.get(f"{url}/api/v1/mqtt/status", timeout=10)
     except httpx.HTTPError as exc:
         console.print(f"[red]error:[/red] cannot reach Trellis at {url}: {exc}")
         raise typer.Exit(1) from None

@@ -35,8 +35,10 @@ __all__ = [
     "IngestSettings",
     "MlSettings",
     "MqttSettings",
+    "RetentionRule",
     "Settings",
     "SimSettings",
+    "StorageSettings",
     "WebhookSettings",
     "load_settings",
 ]
@@ -104,6 +106,46 @@ class BusSettings(_Section):
     """The in-process bus: how many batches each subscriber may have waiting."""
 
     subscriber_queue: int = Field(default=64, ge=1)
+
+
+class RetentionRule(_Section):
+    """How long one tenant's (or one device model's) data is kept; ``*`` matches any."""
+
+    tenant: str = "*"
+    model: str = "*"
+    raw_days: float = Field(gt=0, description="raw readings are deleted after this")
+    rollup_days: float = Field(gt=0, description="1-minute rollups are deleted after this")
+
+
+class StorageSettings(_Section):
+    """Where data lives, how long it is kept, and when the disk budget alerts.
+
+    ``url`` is ``sqlite:///path/trellis.db`` (the metadata file; time series go in
+    ``timeseries.db`` beside it) or ``postgresql://user@host/db`` (metadata and time
+    series in one database). Unset means ``sqlite:///<data_dir>/trellis.db``.
+    """
+
+    url: str | None = None
+    pg_schema: str = Field(default="trellis", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    pool_size: int = Field(default=4, ge=1, le=64)
+    partitions_ahead: int = Field(default=3, ge=0, le=60, description="daily partitions")
+    raw_days: float = Field(default=30.0, gt=0, description="default raw retention")
+    rollup_days: float = Field(default=365.0, gt=0, description="default rollup retention")
+    retention: list[RetentionRule] = []
+    capacity_bytes: int | None = Field(
+        default=None, ge=1, description="storage budget; PostgreSQL's free disk is not visible"
+    )
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="retention runs")
+    alert_days_left: float = Field(
+        default=14.0, ge=0, description="alert when the disk is predicted full this soon"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            return value
+        raise ValueError(f"storage.url {value!r} must start with sqlite:/// or postgresql://")
 
 
 class SimSettings(_Section):
@@ -218,6 +260,7 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     mqtt: MqttSettings = MqttSettings()
     alerts: AlertSettings = AlertSettings()
+    storage: StorageSettings = StorageSettings()
     ml: MlSettings = MlSettings()
 
     @classmethod
@@ -234,12 +277,22 @@ class Settings(BaseSettings):
 
     @property
     def metadata_url(self) -> str:
-        """SQLAlchemy URL of the metadata database."""
-        return f"sqlite:///{self.data_dir / 'trellis.db'}"
+        """URL of the metadata database (SQLite file or PostgreSQL)."""
+        return self.storage.url or f"sqlite:///{self.data_dir / 'trellis.db'}"
+
+    @property
+    def timeseries_url(self) -> str:
+        """URL of the time-series store: PostgreSQL, or the SQLite file beside the metadata."""
+        if self.storage.url and not self.storage.url.startswith("sqlite:///"):
+            return self.storage.url
+        return f"sqlite:///{self.timeseries_path}"
 
     @property
     def timeseries_path(self) -> Path:
-        """File of the embedded time-series store."""
+        """File of the embedded time-series store (beside the metadata file)."""
+        url = self.storage.url
+        if url and url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///")).parent / "timeseries.db"
         return self.data_dir / "timeseries.db"
 
 
@@ -267,8 +320,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         raise ConfigError(_describe(exc, path)) from exc
 
 
-#: ``TRELLIS_*`` variables that are not settings: the test suite's switch.
-_NOT_SETTINGS = frozenset({"TRELLIS_REQUIRE_SERVICES"})
+#: ``TRELLIS_*`` variables that are not settings: switches of the tests and benchmarks.
+_NOT_SETTINGS = frozenset(
+    {"TRELLIS_REQUIRE_SERVICES", "TRELLIS_TEST_POSTGRES", "TRELLIS_BENCH_POSTGRES"}
+)
 
 
 def _setting_names(model: type[BaseModel], prefix: str) -> set[str]:

@@ -8,6 +8,7 @@
      │    └── SchemaError     the database schema is newer or foreign
      ├── NotFoundError        an id names nothing (maps to HTTP 404)
      ├── ConflictError        the action does not fit the current state (HTTP 409)
+     ├── LimitError           a request exceeds a documented limit (HTTP 422)
      └── ClosedError          a bus or queue was used after it was closed
 
 Errors from libraries underneath (sqlite3, SQLAlchemy, pydantic) are translated at
@@ -20,6 +21,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "ConflictError",
+    "LimitError",
     "NotFoundError",
     "SchemaError",
     "StoreError",
@@ -54,6 +56,10 @@ class NotFoundError(TrellisError):
 
 class ConflictError(TrellisError):
     """The requested change does not fit the current state of the resource."""
+
+
+class LimitError(TrellisError, ValueError):
+    """A request is larger than a documented limit allows; the message names the limit."""
 
 
 class ClosedError(TrellisError):

@@ -243,9 +243,12 @@ class IngestPipeline:
     async def _write(
         self, readings: list[Reading], rejected: list[tuple[RawMessage, str, str | None]]
     ) -> int:
-        inserted = await self._until_written(self._store.write, readings)
+        result = await self._until_written(self._store.write, readings)
+        for refused in result.rejected:
+            # decode_telemetry checks what the store checks, so this is a bug upstream.
+            log.error("store refused %r: %s", refused.reading, refused.reason)
         await self._until_written(self._quarantine.add, rejected)
-        return inserted
+        return result.inserted
 
     async def _until_written(self, write: Callable[[_T], _R], rows: _T) -> _R:
         loop = asyncio.get_running_loop()

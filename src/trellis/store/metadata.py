@@ -308,6 +308,9 @@ def open_metadata(url: str) -> sa.Engine:
     """An engine on ``url`` whose schema is checked and migrated to the head."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        url = "postgresql+psycopg://" + rest  # psycopg 3 (the postgres extra), not psycopg2
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)

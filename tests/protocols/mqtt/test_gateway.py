@@ -83,7 +83,10 @@ def test_messages_are_stored_and_acked_after_commit(
             await eventually(lambda: gateway.status().acked == 300, "300 acks")
             status = gateway.status()
             assert status.connected
-            assert status.subscriptions == ["$share/trellis-ingest/trellis/v1/default/+/telemetry"]
+            assert status.subscriptions == [
+                "$share/trellis-ingest/trellis/v1/default/+/telemetry",
+                "trellis/v1/default/+/responses",
+            ]
             assert status.received == 300
             assert status.in_flight == 0
             assert [s.gaps for s in status.sequences] == [0, 0, 0]

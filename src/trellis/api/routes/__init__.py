@@ -1,14 +1,37 @@
 """The REST API, version 1. Each resource has its own module and router; adding a
-resource adds one module and one line here."""
+resource adds one module and one line in each list below (one name per line, so
+parallel additions merge cleanly)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from trellis.api.routes import alerts, devices, ingest, models, mqtt, rules, system, telemetry
+from trellis.api.routes import (
+    alerts,
+    commands,
+    devices,
+    ingest,
+    models,
+    mqtt,
+    rules,
+    storage,
+    system,
+    telemetry,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
-for module in (system, devices, telemetry, alerts, rules, ingest, mqtt, models):
+for module in (
+    system,
+    devices,
+    commands,
+    telemetry,
+    storage,
+    alerts,
+    rules,
+    ingest,
+    mqtt,
+    models,
+):
     router.include_router(module.router)

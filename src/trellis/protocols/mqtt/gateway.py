@@ -43,6 +43,7 @@ from trellis.ingest.decode import parse_topic
 from trellis.ingest.pipeline import IngestPipeline, IngestResult
 from trellis.protocols.mqtt._paho import connect_properties, publish_properties
 from trellis.protocols.mqtt.broker import BrokerAddress
+from trellis.protocols.mqtt.commands import CommandResult, PendingCommands, await_answer
 from trellis.protocols.mqtt.sequences import DeviceSequence, SequenceTracker
 from trellis.protocols.mqtt.topics import TopicKind, device_topic, shared_subscription
 
@@ -71,6 +72,7 @@ class MqttStatus(msgspec.Struct, frozen=True):
     refused: int
     impersonations: int
     rate_limited: int
+    rate_limited_by_device: dict[str, int]
     retained: int
     shed_qos0: int
     errors_published: int
@@ -123,6 +125,9 @@ class MqttGateway:
             if settings.share_group
             else device_topic(tenant, "+", TopicKind.TELEMETRY)
         )
+        # Command answers reach every worker (not shared): only the one that asked waits.
+        self._responses = device_topic(tenant, "+", TopicKind.RESPONSES)
+        self.commands = PendingCommands()
         self._boot = secrets.token_hex(4)
         self._count = 0
         self._inbox: collections.deque[_Inbound] = collections.deque()
@@ -141,6 +146,7 @@ class MqttGateway:
         self._received = self._acked = self._refused = 0
         self._impersonations = self._rate_limited = self._retained = self._errors = 0
         self._shed = 0
+        self._limited: collections.Counter[str] = collections.Counter()
         self._rate = 0.0
         self._client = self._make_client()
 
@@ -186,7 +192,13 @@ class MqttGateway:
             self.settings.client_id,
             "resumed" if flags.session_present else "new",
         )
-        client.subscribe(self._subscription, options=SubscribeOptions(qos=1))
+        client.subscribe(
+            [
+                (self._subscription, SubscribeOptions(qos=1)),
+                # QoS 0: an answer nobody waits for any more is worth no redelivery.
+                (self._responses, SubscribeOptions(qos=0)),
+            ]
+        )
 
     def _on_disconnect(
         self,
@@ -212,10 +224,13 @@ class MqttGateway:
         if any(reason.is_failure for reason in reasons):
             log.error("MQTT broker refused subscription %s: %s", self._subscription, reasons)
             return
-        self._subscribed = [self._subscription]
+        self._subscribed = [self._subscription, self._responses]
         self._call_soon(self._ready.set)
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        if message.topic.endswith("/responses"):
+            self._on_response(client, message)
+            return
         received = now_ms()
         properties: dict[str, str] = {}
         correlation: bytes | None = None
@@ -244,6 +259,13 @@ class MqttGateway:
         if not self._signalled:
             self._signalled = True
             self._call_soon(self._wake)
+
+    def _on_response(self, client: Client, message: MQTTMessage) -> None:
+        correlation = getattr(message.properties, "CorrelationData", None)
+        payload = bytes(message.payload)
+        self._call_soon(lambda: self.commands.resolve(correlation, payload))
+        if message.qos > 0:  # granted QoS 0, but a broker may still send QoS 1
+            client.ack(message.mid, message.qos)
 
     def _call_soon(self, callback: Any) -> None:
         loop = self._loop
@@ -310,6 +332,7 @@ class MqttGateway:
             )
         elif address is not None and not self._allow(f"{address[0]}/{address[1]}", raw):
             self._rate_limited += 1
+            self._limited[f"{address[0]}/{address[1]}"] += 1
             reason = (
                 f"rate limit: device {address[1]!r} exceeds "
                 f"{self.settings.max_device_rate_hz} messages/s; message dropped"
@@ -384,6 +407,29 @@ class MqttGateway:
         )
         self._errors += 1
 
+    async def command(
+        self, tenant: str, device: str, name: str, args: object, timeout_s: float
+    ) -> CommandResult:
+        """Send command ``name`` to ``device`` and wait up to ``timeout_s`` for its answer.
+
+        Raises OverflowError when too many commands already wait for answers.
+        """
+        correlation, future = self.commands.open()
+        properties = publish_properties()
+        properties.ResponseTopic = device_topic(tenant, device, TopicKind.RESPONSES)
+        properties.CorrelationData = correlation
+        properties.ContentType = "application/json"
+        # The command is void once nobody waits for the answer.
+        properties.MessageExpiryInterval = max(1, int(timeout_s + 0.999))
+        properties.UserProperty = [("command", name)]
+        self._client.publish(
+            device_topic(tenant, device, TopicKind.COMMANDS),
+            _encoder.encode({"name": name, "args": args}),
+            qos=1,
+            properties=properties,
+        )
+        return await await_answer(self.commands, correlation, future, device, name, timeout_s)
+
     async def _meter(self) -> None:
         last = self._received
         while True:
@@ -408,6 +454,7 @@ class MqttGateway:
             refused=self._refused,
             impersonations=self._impersonations,
             rate_limited=self._rate_limited,
+            rate_limited_by_device=dict(self._limited.most_common(100)),
             retained=self._retained,
             shed_qos0=self._shed,
             errors_published=self._errors,

@@ -1,0 +1,576 @@
+"""The PostgreSQL time-series backend (psycopg 3), for fleets beyond one machine's disk.
+
+Writes are a binary ``COPY`` into a per-connection temporary staging table, then one
+``INSERT … SELECT … ORDER BY key ON CONFLICT DO NOTHING`` into the readings table:
+COPY is the fastest way in, and the ``INSERT`` makes it idempotent. Sorting by key
+gives every writer the same lock order, so concurrent overlapping batches wait for
+each other instead of deadlocking, and the batch ordinal breaks ties so the first
+copy of a key in a batch wins, as on every other backend.
+
+Layout, chosen once per schema when it is created:
+
+* **Native declarative partitioning** (always available): ``readings`` is
+  partitioned by range of ``ts`` into one table per UTC day. Partitions are created
+  ahead (:meth:`PostgresTimeSeriesStore.ensure_partitions`) and on demand for late or
+  early data; retention drops whole days with ``DROP TABLE`` instead of deleting rows.
+* **TimescaleDB** (only when ``CREATE EXTENSION timescaledb`` succeeds and
+  ``timescale=True``): ``readings`` becomes a hypertable with daily chunks and native
+  compression segmented by series. This path is not exercised by the test suite on
+  machines without the extension; see docs/storage.md.
+
+``series`` keeps the newest value of each (tenant, device, metric), so "latest value
+of every metric of 1,000 devices" reads 10,000 small rows, not the readings table.
+Text columns use the ``C`` collation: byte order, the same order Python sorts in,
+and cheaper comparisons in the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from trellis.core.clock import now_ms
+from trellis.core.errors import ClosedError, ConfigError, SchemaError, StoreError
+from trellis.core.types import Reading
+from trellis.store.base import (
+    Aggregate,
+    Bucket,
+    DeviceLatest,
+    Fill,
+    Latest,
+    Point,
+    StorageUsage,
+    TenantUsage,
+    WriteResult,
+    check_buckets,
+    fill_gaps,
+    split_valid,
+    uses_rollup,
+)
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "the PostgreSQL backend needs psycopg 3: pip install 'trellis-aiot[postgres]'"
+    ) from exc
+
+__all__ = ["PostgresTimeSeriesStore", "normalise_url"]
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+_SCHEMA_VERSION = 1
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_PARTITION_NAME = re.compile(r"^readings_(\d{8})$")
+_EPOCH = dt.date(1970, 1, 1)
+
+_AGGREGATES = {
+    Aggregate.AVG: "avg(value)",
+    Aggregate.MIN: "min(value)",
+    Aggregate.MAX: "max(value)",
+    Aggregate.SUM: "sum(value)",
+    Aggregate.COUNT: "count(*)",
+    Aggregate.FIRST: "(array_agg(value ORDER BY ts))[1]",
+    Aggregate.LAST: "(array_agg(value ORDER BY ts DESC))[1]",
+}
+_ROLLUP_AGGREGATES = {
+    Aggregate.AVG: "sum(sum) / sum(count)",
+    Aggregate.MIN: "min(min)",
+    Aggregate.MAX: "max(max)",
+    Aggregate.SUM: "sum(sum)",
+    Aggregate.COUNT: "sum(count)",
+    Aggregate.FIRST: "(array_agg(first ORDER BY first_ts))[1]",
+    Aggregate.LAST: "(array_agg(last ORDER BY last_ts DESC))[1]",
+}
+_COPY_TYPES = ["int4", "text", "text", "text", "int8", "float8", "text", "int2", "int8", "text"]
+_COLUMNS = "tenant, device, metric, ts, value, unit, quality, seq, source_msg"
+
+
+def normalise_url(url: str) -> str:
+    """A libpq URL from ``postgresql://`` or SQLAlchemy's ``postgresql+psycopg://``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ConfigError(f"not a PostgreSQL URL: {url!r} (expected postgresql://…)")
+    return "postgresql://" + rest
+
+
+def _day_of(ms: int) -> int:
+    return ms // DAY_MS
+
+
+def _partition_name(day: int) -> str:
+    return f"readings_{(_EPOCH + dt.timedelta(days=day)):%Y%m%d}"
+
+
+class PostgresTimeSeriesStore:
+    """Readings in PostgreSQL, through a pool of psycopg connections."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "trellis",
+        pool_size: int = 4,
+        partitions_ahead: int = 3,
+        timescale: bool = True,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        if not _SCHEMA_NAME.match(schema) or schema.startswith("pg_"):
+            raise ConfigError(
+                f"schema {schema!r} must match {_SCHEMA_NAME.pattern} and not start with pg_"
+            )
+        self._schema = schema
+        self._s = sql.Identifier(schema)
+        self._closed = False
+        self._partitions: set[int] = set()
+        self._partitions_lock = threading.Lock()
+        self._pool = ConnectionPool(
+            normalise_url(url),
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            configure=self._configure,
+            # Reads are one statement each: autocommit saves the BEGIN/COMMIT round trips.
+            # Writes open an explicit transaction (_transaction).
+            kwargs={"autocommit": True},
+            name=f"trellis-{schema}",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {_redacted(url)} within {connect_timeout_s} s"
+            ) from exc
+        try:
+            self.timescale = self._create_schema(timescale)
+            if not self.timescale:
+                today = _day_of(now_ms())
+                self.ensure_partitions(today, today + partitions_ahead)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- setup ------------------------------------------------------------------
+
+    def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        """Each pooled connection gets its own staging table, emptied at every commit."""
+        connection.execute(
+            'CREATE TEMP TABLE IF NOT EXISTS staging (ord int4, tenant text COLLATE "C",'
+            ' device text COLLATE "C", metric text COLLATE "C", ts int8, value float8,'
+            " unit text, quality int2, seq int8, source_msg text) ON COMMIT DELETE ROWS"
+        )
+
+    def _create_schema(self, want_timescale: bool) -> bool:
+        s = self._s
+        with self._transaction() as cur:
+            # One creator at a time, across processes: DDL races end in duplicate-key errors.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"trellis:{self._schema}",))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.meta (key text PRIMARY KEY, value text)"
+                ).format(s)
+            )
+            cur.execute(sql.SQL("SELECT key, value FROM {}.meta").format(s))
+            meta = dict(cur.fetchall())
+            if meta:
+                version = int(meta["version"])
+                if version > _SCHEMA_VERSION:
+                    raise SchemaError(
+                        f"schema {self._schema!r} has time-series version {version}, newer than "
+                        f"{_SCHEMA_VERSION}; upgrade Trellis to read it"
+                    )
+                return meta.get("layout") == "timescale"
+            timescale = want_timescale and self._try_timescale(cur)
+            cur.execute(
+                sql.SQL(
+                    'CREATE TABLE {}.readings (tenant text COLLATE "C" NOT NULL,'
+                    ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
+                    " ts int8 NOT NULL, value float8 NOT NULL, unit text, quality int2 NOT NULL,"
+                    " seq int8, source_msg text, PRIMARY KEY (tenant, device, metric, ts))"
+                    + ("" if timescale else " PARTITION BY RANGE (ts)")
+                ).format(s)
+            )
+            cur.execute(
+                sql.SQL(
+                    'CREATE TABLE {}.series (tenant text COLLATE "C" NOT NULL,'
+                    ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
+                    " unit text, last_ts int8 NOT NULL, last_value float8 NOT NULL,"
+                    # Every batch rewrites most rows: free space per page keeps the
+                    # updates HOT (no index churn); measured 0.94 s -> 0.60 s per 200k.
+                    " PRIMARY KEY (tenant, device, metric)) WITH (fillfactor = 50)"
+                ).format(s)
+            )
+            cur.execute(
+                sql.SQL(
+                    'CREATE TABLE {}.rollup_1m (tenant text COLLATE "C" NOT NULL,'
+                    ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
+                    " minute int8 NOT NULL, count int8 NOT NULL, sum float8 NOT NULL,"
+                    " min float8 NOT NULL, max float8 NOT NULL, first_ts int8 NOT NULL,"
+                    " first float8 NOT NULL, last_ts int8 NOT NULL, last float8 NOT NULL,"
+                    " PRIMARY KEY (tenant, device, metric, minute)) WITH (fillfactor = 70)"
+                ).format(s)
+            )
+            if timescale:
+                self._make_hypertable(cur)
+            cur.execute(
+                sql.SQL("INSERT INTO {}.meta VALUES ('version', %s), ('layout', %s)").format(s),
+                (str(_SCHEMA_VERSION), "timescale" if timescale else "partitioned"),
+            )
+        return timescale
+
+    def _try_timescale(self, cur: psycopg.Cursor[Any]) -> bool:
+        """Whether TimescaleDB can be used: the extension is (or can be) created."""
+        cur.execute("SAVEPOINT timescale")
+        try:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        except psycopg.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT timescale")
+            log.info("TimescaleDB not available (%s); using native daily partitions", exc)
+            return False
+        cur.execute("RELEASE SAVEPOINT timescale")
+        return True
+
+    def _make_hypertable(self, cur: psycopg.Cursor[Any]) -> None:
+        """Daily chunks, compression segmented by series, compressed after 7 days."""
+        table = f"{self._schema}.readings"
+        now_fn = sql.Identifier(self._schema, "now_ms")
+        cur.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}() RETURNS int8 LANGUAGE sql STABLE AS"
+                " $$ SELECT (extract(epoch FROM now()) * 1000)::int8 $$"
+            ).format(now_fn)
+        )
+        cur.execute(
+            "SELECT create_hypertable(%s, 'ts', chunk_time_interval => %s)", (table, DAY_MS)
+        )
+        cur.execute("SELECT set_integer_now_func(%s, %s)", (table, f"{self._schema}.now_ms"))
+        cur.execute(
+            sql.SQL(
+                "ALTER TABLE {}.readings SET (timescaledb.compress,"
+                " timescaledb.compress_segmentby = 'tenant, device, metric',"
+                " timescaledb.compress_orderby = 'ts')"
+            ).format(self._s)
+        )
+        cur.execute("SELECT add_compression_policy(%s, %s::int8)", (table, 7 * DAY_MS))
+
+    def ensure_partitions(self, first_day: int, last_day: int) -> None:
+        """Create the daily partitions for days ``first_day..last_day`` (days since 1970)."""
+        if self.timescale:
+            return
+        missing = [d for d in range(first_day, last_day + 1) if d not in self._partitions]
+        if not missing:
+            return
+        with self._partitions_lock, self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"trellis:{self._schema}",))
+            for day in missing:
+                # DDL takes no bound parameters: the bounds are integers we computed.
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
+                    ).format(
+                        sql.Identifier(self._schema, _partition_name(day)),
+                        sql.Identifier(self._schema, "readings"),
+                        sql.Literal(day * DAY_MS),
+                        sql.Literal((day + 1) * DAY_MS),
+                    )
+                )
+            self._partitions.update(missing)
+
+    def partitions(self) -> list[str]:
+        """Names of the daily partitions that exist, oldest first."""
+        with self._transaction(read_only=True) as cur:
+            cur.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = to_regclass(%s) ORDER BY c.relname",
+                (f"{self._schema}.readings",),
+            )
+            return [name for (name,) in cur.fetchall()]
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, *, read_only: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor inside one transaction (or, for one-statement reads, autocommit)."""
+        if self._closed:
+            raise ClosedError("the time-series store is closed")
+        try:
+            with self._pool.connection() as connection:
+                scope = contextlib.nullcontext() if read_only else connection.transaction()
+                with scope, connection.cursor() as cur:
+                    yield cur
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL ({self._schema}): {exc}") from exc
+        except PoolTimeout as exc:
+            raise StoreError(f"no PostgreSQL connection free ({self._schema}): {exc}") from exc
+
+    def _table(self, name: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(self._s, sql.Identifier(name))
+
+    # -- the protocol -----------------------------------------------------------
+
+    def write(self, readings: Sequence[Reading]) -> WriteResult:
+        good, rejected = split_valid(readings)
+        if not good:
+            if self._closed:
+                raise ClosedError("the time-series store is closed")
+            return WriteResult(0, rejected)
+        days = {_day_of(r.ts) for r in good}
+        for day in days:
+            self.ensure_partitions(day, day)
+        try:
+            inserted = self._write(good)
+        except StoreError as exc:
+            if "no partition" not in str(exc):
+                raise
+            # Another process dropped a day this process still had cached: recreate.
+            with self._partitions_lock:
+                self._partitions.clear()
+            for day in days:
+                self.ensure_partitions(day, day)
+            inserted = self._write(good)
+        return WriteResult(inserted, rejected)
+
+    def _write(self, readings: list[Reading]) -> int:
+        with self._transaction() as cur:
+            with cur.copy("COPY staging FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_COPY_TYPES)
+                write_row = copy.write_row
+                for ord_, r in enumerate(readings):
+                    write_row(
+                        (
+                            ord_,
+                            r.tenant,
+                            r.device,
+                            r.metric,
+                            r.ts,
+                            r.value,
+                            r.unit,
+                            int(r.quality),
+                            r.seq,
+                            r.source_msg,
+                        )
+                    )
+            # Only the rows the INSERT really added (RETURNING) reach the rollup, so a
+            # redelivered reading is never counted twice; late data lands in its minute.
+            cur.execute(
+                sql.SQL(
+                    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
+                    " ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
+                    " RETURNING tenant, device, metric, ts, value),"
+                    " rolled AS (INSERT INTO {rollup} AS r SELECT tenant, device, metric,"
+                    " ts - ts % 60000 AS minute, count(*), sum(value), min(value), max(value),"
+                    " min(ts), (array_agg(value ORDER BY ts))[1],"
+                    " max(ts), (array_agg(value ORDER BY ts DESC))[1]"
+                    " FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+                    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET"
+                    " count = r.count + excluded.count, sum = r.sum + excluded.sum,"
+                    " min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),"
+                    " first = CASE WHEN excluded.first_ts < r.first_ts"
+                    " THEN excluded.first ELSE r.first END,"
+                    " first_ts = least(r.first_ts, excluded.first_ts),"
+                    " last = CASE WHEN excluded.last_ts > r.last_ts"
+                    " THEN excluded.last ELSE r.last END,"
+                    " last_ts = greatest(r.last_ts, excluded.last_ts))"
+                    " SELECT count(*) FROM added"
+                ).format(readings=self._table("readings"), rollup=self._table("rollup_1m"))
+            )
+            row = cur.fetchone()
+            inserted = int(row[0]) if row else 0
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {} SELECT DISTINCT ON (tenant, device, metric)"
+                    " tenant, device, metric, unit, ts, value FROM staging"
+                    " ORDER BY tenant, device, metric, ts DESC, ord"
+                    " ON CONFLICT (tenant, device, metric) DO UPDATE SET unit = excluded.unit,"
+                    " last_ts = excluded.last_ts, last_value = excluded.last_value"
+                    " WHERE excluded.last_ts > {}.last_ts"
+                ).format(self._table("series"), sql.Identifier("series"))
+            )
+        return inserted
+
+    def query(
+        self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
+    ) -> list[Point]:
+        with self._transaction(read_only=True) as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT ts, value FROM {} WHERE tenant = %s AND device = %s AND metric = %s"
+                    " AND ts >= %s AND ts < %s ORDER BY ts LIMIT %s"
+                ).format(self._table("readings")),
+                (tenant, device, metric, start, end, limit),
+            )
+            return [Point(ts, value) for ts, value in cur.fetchall()]
+
+    def aggregate(
+        self,
+        tenant: str,
+        device: str,
+        metric: str,
+        start: int,
+        end: int,
+        bucket_ms: int,
+        fn: Aggregate = Aggregate.AVG,
+        fill: Fill = Fill.NONE,
+    ) -> list[Bucket]:
+        check_buckets(start, end, bucket_ms)
+        if uses_rollup(start, end, bucket_ms):
+            expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
+        else:
+            expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
+        with self._transaction(read_only=True) as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT {c} / %s * %s AS bucket, " + expression + " FROM {t}"
+                    " WHERE tenant = %s AND device = %s AND metric = %s AND {c} >= %s AND {c} < %s"
+                    " GROUP BY bucket ORDER BY bucket"
+                ).format(c=sql.Identifier(column), t=self._table(table)),
+                (bucket_ms, bucket_ms, tenant, device, metric, start, end),
+            )
+            buckets = [Bucket(int(b), float(v)) for b, v in cur.fetchall()]
+        return fill_gaps(buckets, start, end, bucket_ms, fill)
+
+    def latest(self, tenant: str, device: str) -> list[Latest]:
+        return [Latest(d.metric, d.ts, d.value, d.unit) for d in self.latest_many(tenant, [device])]
+
+    def latest_many(self, tenant: str, devices: Sequence[str] | None = None) -> list[DeviceLatest]:
+        where = sql.SQL("tenant = %s")
+        params: list[object] = [tenant]
+        if devices is not None:
+            where = sql.SQL("tenant = %s AND device = ANY(%s)")
+            params.append(list(devices))
+        with self._transaction(read_only=True) as cur:
+            cur.execute(
+                sql.SQL(
+                    "SELECT device, metric, last_ts, last_value, unit FROM {} WHERE {}"
+                    " ORDER BY device, metric"
+                ).format(self._table("series"), where),
+                params,
+            )
+            return [DeviceLatest(*row) for row in cur.fetchall()]
+
+    def delete_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        if devices is not None and tenant is None:
+            raise ValueError("deleting by device needs the tenant the devices belong to")
+        deleted = 0
+        if tenant is None and not self.timescale:
+            deleted += self._drop_partitions_before(before)
+        conditions = [sql.SQL("ts < %s")]
+        params: list[object] = [before]
+        if tenant is not None:
+            conditions.append(sql.SQL("tenant = %s"))
+            params.append(tenant)
+        if devices is not None:
+            conditions.append(sql.SQL("device = ANY(%s)"))
+            params.append(list(devices))
+        where = sql.SQL(" AND ").join(conditions)
+        series_where = sql.SQL(" AND ").join([sql.SQL("last_ts < %s"), *conditions[1:]])
+        with self._transaction() as cur:
+            if self.timescale and tenant is None:
+                cur.execute(
+                    "SELECT drop_chunks(%s, older_than => %s::int8)",
+                    (f"{self._schema}.readings", before),
+                )
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {}").format(self._table("readings"), where), params
+            )
+            deleted += cur.rowcount
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {}").format(self._table("series"), series_where),
+                params,
+            )
+        return deleted
+
+    def delete_rollups_before(
+        self, before: int, *, tenant: str | None = None, devices: Sequence[str] | None = None
+    ) -> int:
+        if devices is not None and tenant is None:
+            raise ValueError("deleting by device needs the tenant the devices belong to")
+        conditions = [sql.SQL("minute < %s")]
+        params: list[object] = [before]
+        if tenant is not None:
+            conditions.append(sql.SQL("tenant = %s"))
+            params.append(tenant)
+        if devices is not None:
+            conditions.append(sql.SQL("device = ANY(%s)"))
+            params.append(list(devices))
+        with self._transaction() as cur:
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {}").format(
+                    self._table("rollup_1m"), sql.SQL(" AND ").join(conditions)
+                ),
+                params,
+            )
+            return cur.rowcount
+
+    def _drop_partitions_before(self, before: int) -> int:
+        """Drop every daily partition wholly older than ``before``; return its row count."""
+        dropped = 0
+        for name in self.partitions():
+            match = _PARTITION_NAME.match(name)
+            if not match:
+                continue
+            day = (dt.datetime.strptime(match[1], "%Y%m%d").date() - _EPOCH).days
+            if (day + 1) * DAY_MS > before:
+                continue
+            table = sql.Identifier(self._schema, name)
+            with self._partitions_lock, self._transaction() as cur:
+                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+                row = cur.fetchone()
+                dropped += int(row[0]) if row else 0
+                cur.execute(sql.SQL("DROP TABLE {}").format(table))
+                self._partitions.discard(day)
+        return dropped
+
+    def usage(self, since: int) -> StorageUsage:
+        """Free disk is not visible to a client, so ``free_bytes`` is None here
+        (``storage.capacity_bytes`` supplies the budget instead)."""
+        with self._transaction(read_only=True) as cur:
+            cur.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
+                (self._schema,),
+            )
+            row = cur.fetchone()
+            used = int(row[0]) if row else 0
+            cur.execute(
+                sql.SQL(
+                    "SELECT tenant, count(*), count(*) FILTER (WHERE ts >= %s) FROM {}"
+                    " GROUP BY tenant ORDER BY tenant"
+                ).format(self._table("readings")),
+                (since,),
+            )
+            tenants = [TenantUsage(t, int(n), int(recent)) for t, n, recent in cur.fetchall()]
+        return StorageUsage(used, None, tenants)
+
+    def count(self, tenant: str | None = None) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(self._table("readings"))
+        params: tuple[object, ...] = ()
+        if tenant is not None:
+            query = sql.SQL("{} WHERE tenant = %s").format(query)
+            params = (tenant,)
+        with self._transaction(read_only=True) as cur:
+            cur.execute(query, params)
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._closed = True
+        self._pool.close()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for error messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

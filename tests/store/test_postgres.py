@@ -1,0 +1,151 @@
+"""What only the PostgreSQL backend has: daily partitions, schema checks, connection
+errors, and the metadata schema's migrations on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from tests.services import postgres_url
+from trellis.core.clock import now_ms
+from trellis.core.errors import ConfigError, SchemaError, StoreError
+from trellis.core.types import Device, Reading
+from trellis.devices.registry import DeviceRegistry
+from trellis.store.metadata import metadata, open_metadata
+
+postgres = pytest.importorskip("trellis.store.postgres")
+PostgresTimeSeriesStore = postgres.PostgresTimeSeriesStore
+DAY = 86_400_000
+T0 = 1_764_000_000_000 - 1_764_000_000_000 % DAY  # a UTC midnight
+
+
+@pytest.fixture
+def schema() -> str:
+    """A schema name no other test uses."""
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(schema: str) -> Iterator[PostgresTimeSeriesStore]:
+    """A PostgreSQL store in its own schema."""
+    opened = PostgresTimeSeriesStore(postgres_url(), schema=schema)
+    yield opened
+    opened.close()
+
+
+def _day(ms: int) -> int:
+    return ms // DAY
+
+
+def test_without_timescaledb_the_layout_is_native_partitions(
+    store: PostgresTimeSeriesStore,
+) -> None:
+    """Where CREATE EXTENSION timescaledb fails, readings is partitioned by day instead."""
+    assert store.timescale is False
+    today = _day(now_ms())
+    names = store.partitions()
+    assert postgres._partition_name(today) in names
+    assert postgres._partition_name(today + 3) in names  # created ahead
+
+
+def test_late_and_early_data_get_their_own_partitions(store: PostgresTimeSeriesStore) -> None:
+    """Readings for days without a partition create it, at any date 1970..2099."""
+    batch = [Reading("acme", "d", "m", ts, 1.0) for ts in (0, T0 - 400 * DAY, 4_102_444_799_999)]
+    assert store.write(batch).inserted == 3
+    names = store.partitions()
+    assert {"readings_19700101", "readings_20991231"} <= set(names)
+
+
+def test_retention_drops_whole_days(store: PostgresTimeSeriesStore) -> None:
+    """delete_before drops partitions wholly older than the cutoff and trims the next one."""
+    store.write([Reading("acme", "d", "m", T0 + n * DAY // 2, float(n)) for n in range(8)])
+    assert {postgres._partition_name(_day(T0) + n) for n in range(4)} <= set(store.partitions())
+    assert store.delete_before(T0 + 2 * DAY + DAY // 2) == 5
+    names = set(store.partitions())
+    assert postgres._partition_name(_day(T0)) not in names
+    assert postgres._partition_name(_day(T0) + 1) not in names
+    assert postgres._partition_name(_day(T0) + 2) in names
+    assert store.count() == 3
+
+
+def test_a_day_dropped_by_another_process_is_recreated_on_write(schema: str) -> None:
+    """A writer whose partition cache is stale recreates the dropped day and loses nothing."""
+    url = postgres_url()
+    writer = PostgresTimeSeriesStore(url, schema=schema)
+    janitor = PostgresTimeSeriesStore(url, schema=schema)
+    try:
+        writer.write([Reading("acme", "d", "m", T0, 1.0)])
+        assert janitor.delete_before(T0 + DAY) == 1
+        assert writer.write([Reading("acme", "d", "m", T0 + 5, 2.0)]).inserted == 1
+        assert janitor.count() == 1
+    finally:
+        writer.close()
+        janitor.close()
+
+
+def test_reopening_keeps_the_data(schema: str) -> None:
+    """A second store on the same schema sees what the first one wrote."""
+    first = PostgresTimeSeriesStore(postgres_url(), schema=schema)
+    first.write([Reading("acme", "d", "m", T0, 1.0)])
+    first.close()
+    second = PostgresTimeSeriesStore(postgres_url(), schema=schema)
+    try:
+        assert second.count() == 1
+    finally:
+        second.close()
+
+
+def test_a_newer_schema_is_refused(store: PostgresTimeSeriesStore, schema: str) -> None:
+    """A schema written by a newer Trellis is refused with SchemaError, not guessed at."""
+    import psycopg
+
+    with psycopg.connect(postgres.normalise_url(postgres_url()), autocommit=True) as connection:
+        connection.execute(f"UPDATE {schema}.meta SET value = '99' WHERE key = 'version'")
+    with pytest.raises(SchemaError, match="newer"):
+        PostgresTimeSeriesStore(postgres_url(), schema=schema)
+
+
+def test_unreachable_server_is_a_clear_store_error() -> None:
+    """A server that does not answer raises StoreError naming it, within the timeout."""
+    with pytest.raises(StoreError, match=r"cannot connect to PostgreSQL at .*:1/x"):
+        PostgresTimeSeriesStore("postgresql://u:secret@127.0.0.1:1/x", connect_timeout_s=0.5)
+
+
+def test_password_is_not_in_the_error() -> None:
+    """Connection errors show the URL without its password."""
+    with pytest.raises(StoreError) as caught:
+        PostgresTimeSeriesStore("postgresql://u:secret@127.0.0.1:1/x", connect_timeout_s=0.2)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["mysql://h/db", "sqlite:///x.db", "127.0.0.1:5432"])
+def test_not_a_postgres_url_is_a_config_error(url: str) -> None:
+    """A URL of another database is refused before connecting."""
+    with pytest.raises(ConfigError, match="not a PostgreSQL URL"):
+        PostgresTimeSeriesStore(url)
+
+
+@pytest.mark.parametrize("schema", ["Trellis", "a-b", "x; DROP", "", "1abc", "pg_catalog"])
+def test_schema_names_are_plain_identifiers(schema: str) -> None:
+    """A schema name that would need quoting is refused."""
+    with pytest.raises(ConfigError, match="schema"):
+        PostgresTimeSeriesStore("postgresql://127.0.0.1/x", schema=schema)
+
+
+def test_metadata_migrations_run_on_postgres() -> None:
+    """open_metadata creates the metadata schema on PostgreSQL, idempotently, and it works."""
+    url = postgres_url()
+    engine = open_metadata(url)
+    try:
+        tables = set(sa.inspect(engine).get_table_names())
+        assert set(metadata.tables) <= tables
+        registry = DeviceRegistry(engine)
+        registry.register(Device("acme", "pump-'1'", "pump", attributes={"line": 3}))
+        assert registry.require("acme", "pump-'1'").attributes == {"line": 3}
+    finally:
+        engine.dispose()
+    again = open_metadata(url)  # a second start finds the head and changes nothing
+    again.dispose()
