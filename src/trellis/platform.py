@@ -24,6 +24,7 @@ from trellis.core.types import AlertSeverity, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
+from trellis.ml.service import ModelService
 from trellis.protocols.mqtt import (
     MosquittoProcess,
     MqttGateway,
@@ -77,6 +78,9 @@ class Platform:
         self.rules = RuleStore(self.engine)
         self.storage = StorageMaintenance(
             self.store, settings.storage, lambda: self.registry.find(self.tenant)
+        )
+        self.models = ModelService(
+            self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
         )
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
@@ -169,6 +173,7 @@ class Platform:
                 tasks.create_task(self._live.run(), name="trellis.live")
                 tasks.create_task(escalator.run(), name="trellis.alerts.escalation")
                 tasks.create_task(notifier.run(), name="trellis.alerts.notify")
+                models = tasks.create_task(self.models.run(), name="trellis.ml")
                 gateway = None
                 if url is not None:
                     address = parse_broker_url(url, self.settings.mqtt)
@@ -205,6 +210,7 @@ class Platform:
                     await ingest
                     bus.close()
                     escalator.stop()
+                    models.cancel()
                     self.alerts.on_notify = None
                     notifier.stop()
         finally:

@@ -9,6 +9,7 @@ from trellis._version import __version__
 from trellis.cli import (
     alerts,
     db,
+    models,
     mqtt,
     query,
     serve,
@@ -29,6 +30,7 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
 app.add_typer(db.app, name="db")
 app.command("query")(query.query)
+app.add_typer(models.app, name="models")
 
 
 @app.command()

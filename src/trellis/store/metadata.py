@@ -1,4 +1,5 @@
-"""The metadata schema (devices, rules, alerts, their timelines and labels) and migrations.
+"""The metadata schema (devices, rules, alerts, their timelines and labels, models) and
+migrations.
 
 SQLAlchemy Core on SQLite in embedded mode and PostgreSQL at scale: one schema, one
 set of Alembic migrations. :func:`open_metadata` upgrades the database at start,
@@ -27,6 +28,10 @@ __all__ = [
     "devices",
     "metadata",
     "migrate",
+    "ml_models",
+    "ml_prediction_batches",
+    "ml_stage_events",
+    "ml_versions",
     "notification_dead_letters",
     "open_metadata",
     "quarantine",
@@ -154,6 +159,77 @@ notification_dead_letters = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_dead_letters_tenant", "tenant", "created_ms"),
+)
+
+#: Registered models: the routing policy between versions and the promotion lock.
+ml_models = sa.Table(
+    "ml_models",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("routing", sa.JSON, nullable=False),
+    # Set while a promotion runs (its start time), so a second one is refused.
+    sa.Column("promoting_ms", sa.BigInteger, nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+#: Model versions: the artifact by sha256, signature, metrics, card, lineage, stage.
+ml_versions = sa.Table(
+    "ml_versions",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("signature", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("card", sa.JSON, nullable=False),
+    sa.Column("lineage", sa.JSON, nullable=False),
+    sa.Column("reference", sa.JSON, nullable=False),
+    sa.Column("reviews", sa.JSON, nullable=False),
+    sa.Column("registered_by", sa.String(128), nullable=False),
+    sa.Column("registered_ms", sa.BigInteger, nullable=False),
+    sa.Column("stage_ms", sa.BigInteger, nullable=False),
+)
+
+#: Every stage change of a version, in order: what rollback reads.
+ml_stage_events = sa.Table(
+    "ml_stage_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("from_stage", sa.String(16), nullable=True),
+    sa.Column("to_stage", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_ml_stage_events_model", "tenant", "name", "id"),
+)
+
+#: The prediction log, one row per version per served batch: every prediction's inputs
+#: digest (16 bytes each) and score (float32 each) packed in order, so two versions can
+#: be compared on the same traffic, at a write cost per batch rather than per row.
+ml_prediction_batches = sa.Table(
+    "ml_prediction_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("devices", sa.JSON, nullable=False),
+    sa.Column("digests", sa.LargeBinary, nullable=False),
+    sa.Column("scores", sa.LargeBinary, nullable=True),
+    sa.Column("score_sum", sa.Float, nullable=True),
+    sa.Column("latency_us", sa.Integer, nullable=False),
+    sa.Column("cpu_us", sa.Integer, nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_ml_prediction_batches_model", "tenant", "name", "at_ms"),
 )
 
 quarantine = sa.Table(

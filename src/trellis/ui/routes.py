@@ -30,6 +30,7 @@ from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, Device
 from trellis.platform import Platform
+from trellis.ui import models as model_pages
 from trellis.ui import streams, views
 from trellis.ui.streams import end_streams
 
@@ -395,6 +396,7 @@ async def alert_stream(
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, fragments, streams and static files to ``app``."""
     app.include_router(pages)
+    app.include_router(model_pages.router)
     app.include_router(live)
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")
     streams.stop_event(app)  # created here, before any thread may ask for it

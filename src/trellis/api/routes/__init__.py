@@ -11,6 +11,7 @@ from trellis.api.routes import (
     commands,
     devices,
     ingest,
+    models,
     mqtt,
     rules,
     storage,
@@ -31,5 +32,6 @@ for module in (
     rules,
     ingest,
     mqtt,
+    models,
 ):
     router.include_router(module.router)
