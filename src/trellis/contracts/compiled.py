@@ -74,10 +74,12 @@ def compile_model(model: DeviceModel) -> Contract:
             unit = canonical_unit(spec.unit)
         except ValueError as exc:
             raise ContractError(f"{where}: {exc}") from None
-        if spec.minimum > spec.maximum:
-            raise ContractError(f"{where}: minimum {spec.minimum} exceeds maximum {spec.maximum}")
+        lo = -math.inf if spec.minimum is None else spec.minimum
+        hi = math.inf if spec.maximum is None else spec.maximum
+        if lo > hi:
+            raise ContractError(f"{where}: minimum {lo} exceeds maximum {hi}")
         rule = model.contract.get(metric)
-        target, lo, hi = unit, spec.minimum, spec.maximum
+        target = unit
         scale, offset = 1.0, 0.0
         if rule is not None:
             if rule.unit is not None:

@@ -26,7 +26,14 @@ from typing import Any
 import msgspec
 
 from trellis.contracts.compiled import ContractError, compile_model
-from trellis.devices.models import ActionSpec, DeviceModel, EventSpec, MetricSpec
+from trellis.devices.models import (
+    ActionSpec,
+    ContractRule,
+    DeviceModel,
+    EventSpec,
+    MetricSpec,
+    VendorMapping,
+)
 
 __all__ = ["ModelFormatError", "load_model_file", "parse_dtdl", "parse_model", "parse_wot", "parse_yaml"]
 
@@ -125,8 +132,8 @@ def parse_wot(td: dict[str, Any]) -> DeviceModel:
         hi = _number(prop.get("maximum"), f"{where}.maximum")
         metrics[name] = MetricSpec(
             unit=unit,
-            minimum=float("-inf") if lo is None else lo,
-            maximum=float("inf") if hi is None else hi,
+            minimum=lo,
+            maximum=hi,
             description=str(prop.get("description", prop.get("title", ""))),
             type=str(kind),
             expected_rate_hz=_number(prop.get("trellis:expectedRateHz"), f"{where}.trellis:expectedRateHz"),
@@ -170,8 +177,8 @@ def parse_wot(td: dict[str, Any]) -> DeviceModel:
 
 
 class _Extras(msgspec.Struct):
-    mappings: dict[str, Any]
-    contract: dict[str, Any]
+    mappings: dict[str, VendorMapping]
+    contract: dict[str, ContractRule]
 
 
 def _fields(schema: Any) -> dict[str, str]:

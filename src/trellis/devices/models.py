@@ -27,14 +27,15 @@ __all__ = [
 
 
 class MetricSpec(msgspec.Struct, frozen=True):
-    """One property of a device model; the range is what is physically possible.
+    """One property of a device model; the range is what is physically possible
+    (``None``: unbounded on that side).
 
     ``expected_rate_hz`` is how often a healthy device reports it (freshness checks).
     """
 
     unit: str
-    minimum: float = float("-inf")
-    maximum: float = float("inf")
+    minimum: float | None = None
+    maximum: float | None = None
     description: str = ""
     type: str = "number"
     expected_rate_hz: float | None = None
