@@ -9,7 +9,9 @@ from trellis._version import __version__
 from trellis.cli import (
     alerts,
     db,
+    models,
     mqtt,
+    quarantine,
     query,
     serve,
     sim,
@@ -29,6 +31,8 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
 app.add_typer(db.app, name="db")
 app.command("query")(query.query)
+app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(models.app, name="models")
 
 
 @app.command()

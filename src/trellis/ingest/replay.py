@@ -14,13 +14,23 @@ from collections.abc import Sequence
 
 import msgspec
 
+from trellis.core.config import IngestSettings
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.decode import Limits, Rejection, decode_telemetry
 from trellis.ingest.quarantine import Quarantine, QuarantinedMessage
 from trellis.store.base import TimeSeriesStore
 
-__all__ = ["ReplayOutcome", "ReplayReport", "replay"]
+__all__ = ["ReplayOutcome", "ReplayReport", "limits_of", "replay"]
+
+
+def limits_of(settings: IngestSettings) -> Limits:
+    """The bounds ingest checks messages against, from the settings (as the pipeline does)."""
+    return Limits(
+        max_payload_bytes=settings.max_payload_bytes,
+        max_future_skew_ms=int(settings.max_future_skew_s * 1000),
+        max_past_age_ms=int(settings.max_past_age_s * 1000),
+    )
 
 
 class ReplayOutcome(msgspec.Struct, frozen=True):

@@ -10,6 +10,7 @@ from trellis.api.routes import (
     alerts,
     commands,
     devices,
+    fabric,
     ingest,
     mqtt,
     rules,
@@ -31,5 +32,6 @@ for module in (
     rules,
     ingest,
     mqtt,
+    fabric,
 ):
     router.include_router(module.router)
