@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import httpx
 
-BOILER_V1 = "name: boiler\nversion: 1.0.0\nproperties: {flow_temp: {unit: Cel, minimum: 0, maximum: 90}}"
-BOILER_V2 = "name: boiler\nversion: 1.1.0\nproperties: {flow_temp: {unit: Cel, minimum: 0, maximum: 120}}"
+BOILER_V1 = (
+    "name: boiler\nversion: 1.0.0\nproperties: {flow_temp: {unit: Cel, minimum: 0, maximum: 90}}"
+)
+BOILER_V2 = (
+    "name: boiler\nversion: 1.1.0\nproperties: {flow_temp: {unit: Cel, minimum: 0, maximum: 120}}"
+)
 
 
 def test_model_import_refuses_unknown_unit(client: httpx.Client) -> None:

@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import NOW_MS, TENANT, telemetry
-from trellis.contracts import ContractError, UnknownUnitError, canonical_unit, compile_model, conversion
+from trellis.contracts import (
+    ContractError,
+    UnknownUnitError,
+    canonical_unit,
+    compile_model,
+    conversion,
+)
 from trellis.contracts.importers import ModelFormatError, load_model_file, parse_model
 from trellis.core.errors import ConflictError
 from trellis.core.types import Device
@@ -65,7 +71,9 @@ def test_builtin_models_compile() -> None:
 
 def test_thing_model_with_unknown_unit_is_refused() -> None:
     """A TM whose unit no vocabulary knows is refused, naming the unit and the metric."""
-    with pytest.raises(ModelFormatError, match="metric 'flow'.*unknown unit 'furlongs-per-fortnight'"):
+    with pytest.raises(
+        ModelFormatError, match=r"metric 'flow'.*unknown unit 'furlongs-per-fortnight'"
+    ):
         load_model_file(MODELS / "bad-unit.tm.jsonld")
 
 
@@ -92,7 +100,10 @@ def test_contract_naming_an_unknown_metric_is_refused() -> None:
 
 def test_mapping_of_an_unknown_metric_is_refused() -> None:
     """A vendor mapping onto a metric the model lacks is refused."""
-    text = "name: y\nversion: '1'\nproperties: {a: {unit: Cel}}\nmappings: {v: {fields: {b: {path: x}}}}"
+    text = (
+        "name: y\nversion: '1'\nproperties: {a: {unit: Cel}}\n"
+        "mappings: {v: {fields: {b: {path: x}}}}"
+    )
     with pytest.raises(ModelFormatError, match="maps 'b', which the model does not have"):
         parse_model(text, "yaml")
 
@@ -125,7 +136,9 @@ def test_vendor_mapping_normalises_and_names_no_vendor_field() -> None:
     """A vendor payload maps by field path; °F and W become the model's °C and kW."""
     model, _ = load_model_file(MODELS / "chiller.tm.jsonld")
     device = Device(TENANT, "ch-1", "chiller", attributes={"mapping": "acme-v2"})
-    raw = telemetry("ch-1", payload=b'{"data": {"sat_f": 44.6, "pwr_w": 150000, "time": %d}}' % NOW_MS)
+    raw = telemetry(
+        "ch-1", payload=b'{"data": {"sat_f": 44.6, "pwr_w": 150000, "time": %d}}' % NOW_MS
+    )
     readings = decode_telemetry(raw, lambda t, d: device, {"chiller": model}, Limits())
     assert isinstance(readings, list)
     by_metric = {r.metric: (round(r.value, 6), r.unit) for r in readings}
@@ -145,12 +158,17 @@ def test_payload_matching_no_mapping_is_quarantined() -> None:
     assert empty.reason.startswith("payload matches no field of mapping 'acme-v2'")
     assert empty.contract == "chiller@1.0.0"
     wrong = decode_telemetry(
-        telemetry("ch-1", payload=b'{"data": {"sat_f": "hot"}}'), lambda t, d: device, models, Limits()
+        telemetry("ch-1", payload=b'{"data": {"sat_f": "hot"}}'),
+        lambda t, d: device,
+        models,
+        Limits(),
     )
     assert isinstance(wrong, Rejection)
     assert "does not match mapping 'acme-v2'" in wrong.reason
     unknown = decode_telemetry(
-        msgspec.structs.replace(telemetry("ch-1", {"supply_temp": 5}), properties={"mapping": "nope"}),
+        msgspec.structs.replace(
+            telemetry("ch-1", {"supply_temp": 5}), properties={"mapping": "nope"}
+        ),
         lambda t, d: device,
         models,
         Limits(),

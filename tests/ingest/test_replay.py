@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import msgspec
+import pytest
+import sqlalchemy as sa
 
 from tests.helpers import NOW_MS, PUMPS, run, telemetry
-from tests.ingest.test_pipeline import pump_message, quarantine, running, store  # noqa: F401
+from tests.ingest.test_pipeline import pump_message, running
 from trellis.core.types import RawMessage, Reading
 from trellis.devices.models import BUILTIN_MODELS, MetricSpec
 from trellis.devices.registry import DeviceRegistry
@@ -13,6 +18,20 @@ from trellis.ingest import Quarantine
 from trellis.ingest.decode import Limits
 from trellis.ingest.replay import replay
 from trellis.store import SQLiteTimeSeriesStore
+
+
+@pytest.fixture
+def store(tmp_data_dir: Path) -> Iterator[SQLiteTimeSeriesStore]:
+    """A real SQLite time-series file in the data directory."""
+    opened = SQLiteTimeSeriesStore(tmp_data_dir / "timeseries.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def quarantine(metadata_engine: sa.Engine) -> Quarantine:
+    """The quarantine table of the test's metadata database."""
+    return Quarantine(metadata_engine)
 
 
 def _stored(store: SQLiteTimeSeriesStore) -> int:
@@ -31,9 +50,9 @@ def _vibrating(n: int) -> RawMessage:
 
 
 def test_contract_fix_and_replay_recover_every_reading_once(
-    store: SQLiteTimeSeriesStore,  # noqa: F811
+    store: SQLiteTimeSeriesStore,
     registry: DeviceRegistry,
-    quarantine: Quarantine,  # noqa: F811
+    quarantine: Quarantine,
 ) -> None:
     """Quarantined by v1.0.0, stored after v1.1.0 widens the range; a second replay adds nothing."""
     good = [pump_message(n) for n in range(1, 6)]
@@ -60,7 +79,8 @@ def test_contract_fix_and_replay_recover_every_reading_once(
     registry.put_model(fixed, "yaml")
     report = replay(entries, quarantine, registry, store, Limits())
     assert (report.recovered, report.still_quarantined, report.readings) == (10, 0, 30)
-    assert report.stored == 30 and report.duplicates == 0
+    assert report.stored == 30
+    assert report.duplicates == 0
     assert {o.contract for o in report.outcomes} == {"pump@1.1.0"}
     assert _stored(store) == before + 30
     assert quarantine.count(pending=True) == 0
@@ -71,9 +91,9 @@ def test_contract_fix_and_replay_recover_every_reading_once(
 
 
 def test_replaying_an_already_stored_message_creates_no_duplicate(
-    store: SQLiteTimeSeriesStore,  # noqa: F811
+    store: SQLiteTimeSeriesStore,
     registry: DeviceRegistry,
-    quarantine: Quarantine,  # noqa: F811
+    quarantine: Quarantine,
 ) -> None:
     """A quarantined copy of a message whose readings are stored replays as duplicates only."""
     message = pump_message(7)
@@ -85,9 +105,9 @@ def test_replaying_an_already_stored_message_creates_no_duplicate(
 
 
 def test_a_message_still_failing_stays_in_quarantine_with_the_new_reason(
-    store: SQLiteTimeSeriesStore,  # noqa: F811
+    store: SQLiteTimeSeriesStore,
     registry: DeviceRegistry,
-    quarantine: Quarantine,  # noqa: F811
+    quarantine: Quarantine,
 ) -> None:
     """Without a fix, replay keeps the entry pending and records the contract it failed."""
     quarantine.add([(_vibrating(1), "old reason", "default", None)])

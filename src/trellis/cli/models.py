@@ -31,7 +31,9 @@ def _registry(config: ConfigOption) -> tuple[DeviceRegistry, sa.Engine]:
 
 @app.command("import")
 def import_model(
-    path: Annotated[Path, typer.Argument(help="a .tm.jsonld, .td.jsonld, DTDL .json or .yaml file")],
+    path: Annotated[
+        Path, typer.Argument(help="a .tm.jsonld, .td.jsonld, DTDL .json or .yaml file")
+    ],
     config: ConfigOption = None,
 ) -> None:
     """Import a model version; its devices are validated against it from now on."""
@@ -61,7 +63,9 @@ def list_models(config: ConfigOption = None) -> None:
     engine.dispose()
     table = Table("model", "version", "source", "metrics", title="device models")
     for name, model in sorted(registry.models.items()):
-        table.add_row(escape(name), escape(model.version), model.source, escape(", ".join(model.metrics)))
+        table.add_row(
+            escape(name), escape(model.version), model.source, escape(", ".join(model.metrics))
+        )
     console.print(table)
 
 

@@ -78,7 +78,9 @@ def show(entry_id: int, config: ConfigOption = None) -> None:
         raise typer.Exit(1) from None
     finally:
         close()
-    console.print(f"id {entry.id}, message {escape(entry.message.id)}, topic {escape(entry.message.topic)}")
+    console.print(
+        f"id {entry.id}, message {escape(entry.message.id)}, topic {escape(entry.message.topic)}"
+    )
     console.print(f"contract: {escape(entry.contract or 'unknown')}")
     console.print(f"reason: {escape(entry.reason)}", soft_wrap=True)
     console.print(f"properties: {escape(str(entry.message.properties))}")
@@ -87,7 +89,9 @@ def show(entry_id: int, config: ConfigOption = None) -> None:
 
 @app.command()
 def replay(
-    ids: Annotated[list[int] | None, typer.Argument(help="entry ids (default: every pending one)")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="entry ids (default: every pending one)")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Decode pending entries again with today's models; store what passes, once."""

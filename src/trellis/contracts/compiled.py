@@ -22,7 +22,14 @@ import msgspec
 from trellis.contracts.units import canonical_unit, conversion
 from trellis.devices.models import DeviceModel, VendorMapping
 
-__all__ = ["CompiledMapping", "Contract", "ContractError", "MetricCheck", "compile_model", "contract_of"]
+__all__ = [
+    "CompiledMapping",
+    "Contract",
+    "ContractError",
+    "MetricCheck",
+    "compile_model",
+    "contract_of",
+]
 
 
 class ContractError(ValueError):
@@ -87,7 +94,9 @@ def compile_model(model: DeviceModel) -> Contract:
                     target = canonical_unit(rule.unit)
                     scale, offset = conversion(unit, target)
                 except ValueError as exc:
-                    raise ContractError(f"{where}: contract unit contradicts the model: {exc}") from None
+                    raise ContractError(
+                        f"{where}: contract unit contradicts the model: {exc}"
+                    ) from None
             lo, hi = _convert(lo, scale, offset), _convert(hi, scale, offset)
             if rule.minimum is not None:
                 if rule.minimum < lo:
@@ -129,7 +138,7 @@ def _compile_mapping(
     if not mapping.fields:
         raise ContractError(f"{where}: maps no fields")
     tree: dict[str, Any] = {}
-    leaves: list[tuple[list[str], type[Any]]] = []
+    leaves: list[tuple[list[str], Any]] = []
     fields: list[tuple[str, Callable[[Any], Any], float, float]] = []
     for metric, field in mapping.fields.items():
         if metric not in checks:
@@ -143,9 +152,11 @@ def _compile_mapping(
         scale, offset = field.scale * s, field.offset * s + o
         fields.append((metric, _getter(field.path), scale, offset))
         leaves.append((field.path.split("."), float | None))
-    for path in (mapping.ts, mapping.seq):
-        if path is not None:
-            leaves.append((path.split("."), int | float | str | None))
+    leaves.extend(
+        (path.split("."), int | float | str | None)
+        for path in (mapping.ts, mapping.seq)
+        if path is not None
+    )
     for parts, kind in leaves:
         node = tree
         for part in parts[:-1]:

@@ -35,7 +35,14 @@ from trellis.devices.models import (
     VendorMapping,
 )
 
-__all__ = ["ModelFormatError", "load_model_file", "parse_dtdl", "parse_model", "parse_wot", "parse_yaml"]
+__all__ = [
+    "ModelFormatError",
+    "load_model_file",
+    "parse_dtdl",
+    "parse_model",
+    "parse_wot",
+    "parse_yaml",
+]
 
 _NUMERIC = {"number", "integer", "double", "float", "long"}
 _DTMI = re.compile(r"^dtmi:(?P<path>[A-Za-z][A-Za-z0-9_:]*);(?P<version>[1-9][0-9]*)$")
@@ -136,7 +143,9 @@ def parse_wot(td: dict[str, Any]) -> DeviceModel:
             maximum=hi,
             description=str(prop.get("description", prop.get("title", ""))),
             type=str(kind),
-            expected_rate_hz=_number(prop.get("trellis:expectedRateHz"), f"{where}.trellis:expectedRateHz"),
+            expected_rate_hz=_number(
+                prop.get("trellis:expectedRateHz"), f"{where}.trellis:expectedRateHz"
+            ),
         )
     if not metrics:
         raise ModelFormatError("the Thing Model has no numeric properties to measure")
@@ -195,7 +204,9 @@ def parse_dtdl(interface: dict[str, Any]) -> DeviceModel:
         raise ModelFormatError("a DTDL document must be an '@type': 'Interface'")
     dtmi = _DTMI.match(str(interface.get("@id", "")))
     if dtmi is None:
-        raise ModelFormatError(f"'@id' {interface.get('@id')!r} is not a DTMI like 'dtmi:com:example:Pump;1'")
+        raise ModelFormatError(
+            f"'@id' {interface.get('@id')!r} is not a DTMI like 'dtmi:com:example:Pump;1'"
+        )
     metrics: dict[str, MetricSpec] = {}
     actions: dict[str, ActionSpec] = {}
     events: dict[str, EventSpec] = {}
@@ -224,7 +235,9 @@ def parse_dtdl(interface: dict[str, Any]) -> DeviceModel:
             actions[name] = ActionSpec(
                 description,
                 {str(request.get("name", "value")): str(request.get("schema"))} if request else {},
-                {str(response.get("name", "value")): str(response.get("schema"))} if response else {},
+                {str(response.get("name", "value")): str(response.get("schema"))}
+                if response
+                else {},
             )
     if not metrics:
         raise ModelFormatError("the interface has no numeric Telemetry or Property")

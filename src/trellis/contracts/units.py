@@ -156,7 +156,6 @@ def canonical_unit(unit: str) -> str:
     raise UnknownUnitError(unit)
 
 
-
 @functools.cache
 def conversion(source: str, target: str) -> tuple[float, float]:
     """``(scale, offset)`` such that ``value_in_target = value_in_source * scale + offset``.

@@ -136,7 +136,9 @@ BUILTIN_MODELS: dict[str, DeviceModel] = {
             version="1.0.0",
             description="Occupied room with air temperature, CO2 and an occupancy count",
             metrics={
-                "temperature": MetricSpec("Cel", -40.0, 80.0, "air temperature", expected_rate_hz=1.0),
+                "temperature": MetricSpec(
+                    "Cel", -40.0, 80.0, "air temperature", expected_rate_hz=1.0
+                ),
                 "co2": MetricSpec("ppm", 0.0, 40_000.0, "CO2 concentration", expected_rate_hz=1.0),
                 "occupancy": MetricSpec(
                     "count", 0.0, 10_000.0, "people present", expected_rate_hz=1.0

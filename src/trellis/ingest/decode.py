@@ -35,8 +35,8 @@ from typing import Any
 
 import msgspec
 
-from trellis.core.clock import parse_timestamp
 from trellis.contracts.compiled import CompiledMapping, Contract, contract_of
+from trellis.core.clock import parse_timestamp
 from trellis.core.types import Device, DeviceStatus, Quality, RawMessage, Reading
 from trellis.devices.models import DeviceModel
 from trellis.ingest.senml import SenMLError, parse_senml_cbor, parse_senml_json
@@ -181,8 +181,7 @@ def decode_telemetry(
         check = checks.get(metric)
         if check is None:
             return Rejection(
-                f"unknown metric {metric!r} for device model {model.key}; "
-                f"known: {sorted(checks)}",
+                f"unknown metric {metric!r} for device model {model.key}; known: {sorted(checks)}",
                 tenant,
                 contract.key,
             )
@@ -233,11 +232,13 @@ def _mapped(
     try:
         payload = mapping.decoder.decode(raw.payload)
     except msgspec.ValidationError as exc:
-        return Rejection(f"payload does not match mapping {mapping.name!r}: {exc}", tenant, contract.key)
+        return Rejection(
+            f"payload does not match mapping {mapping.name!r}: {exc}", tenant, contract.key
+        )
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         return Rejection(f"malformed JSON: {exc}", tenant, contract.key)
     ts = raw.received_ms
-    ts_given: object = None
+    ts_given: int | float | str | None = None
     if mapping.ts is not None:
         ts_given = mapping.ts(payload)
         if ts_given is not None:

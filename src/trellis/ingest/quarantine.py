@@ -98,7 +98,9 @@ class Quarantine:
             raise NotFoundError("quarantined message", entry_id)
         return _entry(row)
 
-    def mark_replayed(self, recovered: Sequence[int], failed: Sequence[tuple[int, str, str | None]]) -> None:
+    def mark_replayed(
+        self, recovered: Sequence[int], failed: Sequence[tuple[int, str, str | None]]
+    ) -> None:
         """Record a replay: ``recovered`` entries are done, ``failed`` ones get the new
         reason and contract version (they stay in quarantine)."""
         at = now_ms()

@@ -76,7 +76,9 @@ def replay(
         if isinstance(decoded, Rejection):
             failed.append((entry.id, decoded.reason, decoded.contract))
             outcomes.append(
-                ReplayOutcome(entry.id, entry.message.id, False, 0, 0, decoded.reason, decoded.contract)
+                ReplayOutcome(
+                    entry.id, entry.message.id, False, 0, 0, decoded.reason, decoded.contract
+                )
             )
             continue
         stored = _write(store, decoded)
