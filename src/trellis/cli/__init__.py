@@ -9,8 +9,10 @@ from trellis._version import __version__
 from trellis.cli import (
     alerts,
     db,
+    device_models,
     models,
     mqtt,
+    quarantine,
     query,
     serve,
     sim,
@@ -30,7 +32,9 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
 app.add_typer(db.app, name="db")
 app.command("query")(query.query)
+app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(models.app, name="models")
+app.add_typer(device_models.app, name="device-models")
 
 
 @app.command()

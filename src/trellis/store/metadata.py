@@ -25,6 +25,7 @@ __all__ = [
     "alert_events",
     "alert_labels",
     "alerts",
+    "device_models",
     "devices",
     "metadata",
     "migrate",
@@ -245,7 +246,20 @@ quarantine = sa.Table(
     sa.Column("received_ms", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("quarantined_ms", sa.BigInteger, nullable=False),
+    sa.Column("contract", sa.String(160), nullable=True),
+    sa.Column("replayed_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_quarantine_received", "received_ms"),
+)
+
+#: Device model versions imported from model files (the built-ins are not stored).
+device_models = sa.Table(
+    "device_models",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
 
 log = logging.getLogger(__name__)

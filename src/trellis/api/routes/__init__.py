@@ -10,6 +10,7 @@ from trellis.api.routes import (
     alerts,
     commands,
     devices,
+    fabric,
     ingest,
     models,
     mqtt,
@@ -33,5 +34,6 @@ for module in (
     ingest,
     mqtt,
     models,
+    fabric,
 ):
     router.include_router(module.router)
