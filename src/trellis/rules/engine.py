@@ -1,9 +1,12 @@
-"""The rule engine: a bus subscriber that turns rule transitions into alerts.
+"""The rule engine: a bus subscriber that runs compiled rules and writes their alerts.
 
-It keeps per-(rule, device) state in memory and restores the "raised" half of it
-from the open alerts at start, so after a restart it clears an alert whose
-condition has ended instead of forgetting it. Alert writes run in a thread, off the
-event loop; while they run, the bus queue fills and backpressure reaches ingest.
+Every rule, threshold or stream, is compiled once (:func:`compile_rule`) and keeps
+one :class:`SeriesState` per device. A rule that raises while judging a reading is
+counted and skipped; the other rules go on. Alert writes run in a thread, off the
+event loop, retried until done; webhook actions go to per-rule queues
+(:class:`ActionDispatcher`). State is checkpointed every ``checkpoint_s`` and at
+stop; at start the checkpoint is loaded and every open alert marks its series
+raised, so a restart neither re-fires an alert nor forgets one.
 """
 
 from __future__ import annotations
@@ -11,23 +14,52 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections.abc import Sequence
+
+import msgspec
+import sqlalchemy as sa
 
 from trellis.alerts.service import AlertService
 from trellis.bus.base import Subscription
+from trellis.core.clock import now_ms
 from trellis.core.retry import retry_until_done
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
-from trellis.rules.evaluate import SeriesState, Transition, evaluate
-from trellis.rules.model import ThresholdRule
+from trellis.rules.actions import ActionDispatcher
+from trellis.rules.runtime import CompiledRule, SeriesState, Signal, compile_rule
 from trellis.rules.store import RuleStore
+from trellis.store.metadata import rule_state
 
-__all__ = ["RuleEngine"]
+__all__ = ["RuleEngine", "RuleStats"]
 
 log = logging.getLogger(__name__)
+_StateKey = tuple[str, str, str]  # rule, tenant, device
+
+
+class RuleStats(msgspec.Struct):
+    """What one rule did since the engine started: the numbers the page and API show."""
+
+    rule: str
+    readings: int = 0
+    raised: int = 0
+    cleared: int = 0
+    errors: int = 0
+    last_error: str = ""
+    suppressed: int = 0
+    late: int = 0
+    actions_delivered: int = 0
+    actions_failed: int = 0
+    busy_ns: int = 0
+
+    @property
+    def mean_latency_us(self) -> float:
+        """Mean time spent per reading judged."""
+        return self.busy_ns / self.readings / 1000 if self.readings else 0.0
 
 
 class RuleEngine:
-    """Evaluate every enabled rule on every batch of readings."""
+    """Judge every enabled rule on every batch of readings."""
 
     def __init__(
         self,
@@ -35,71 +67,219 @@ class RuleEngine:
         rules: RuleStore,
         alerts: AlertService,
         registry: DeviceRegistry,
+        *,
+        checkpoint_s: float = 1.0,
+        tick_s: float = 1.0,
     ) -> None:
         self._subscription = subscription
         self._rules = rules
         self._alerts = alerts
         self._registry = registry
-        self._states: dict[tuple[str, str, str], SeriesState] = {}
-        self._by_tenant: dict[str, dict[str, list[ThresholdRule]]] = {}
+        self._engine: sa.Engine = rules.engine
+        self._checkpoint_s = checkpoint_s
+        self._tick_s = tick_s
+        self.actions = ActionDispatcher(self._engine)
+        self._states: dict[_StateKey, SeriesState] = {}
+        self._dirty: set[_StateKey] = set()
+        self._by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
+        self._compiled: dict[str, CompiledRule] = {}
+        self._stats: dict[str, RuleStats] = {}
         self.transitions = 0
 
     def reload(self) -> None:
-        """Re-read the rules; call after a rule was saved or deleted."""
-        by_tenant: dict[str, dict[str, list[ThresholdRule]]] = {}
+        """Re-read and recompile the rules; call after a rule was saved or deleted."""
+        by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
+        compiled: dict[str, CompiledRule] = {}
         for tenant, rule in self._rules.find():
-            if rule.enabled:
-                by_tenant.setdefault(tenant, {}).setdefault(rule.metric, []).append(rule)
+            if not rule.enabled:
+                continue
+            previous = self._compiled.get(f"{tenant}/{rule.id}")
+            runtime = (
+                previous if previous is not None and previous.definition == rule else None
+            ) or compile_rule(rule)
+            compiled[f"{tenant}/{rule.id}"] = runtime
+            by_tenant.setdefault(tenant, {}).setdefault(rule.metric, []).append(runtime)
+            self._stats.setdefault(rule.id, RuleStats(rule.id))
+        self._compiled = compiled
         self._by_tenant = by_tenant
 
-    def _restore(self) -> None:
-        for tenant, rule, device in self._alerts.open_keys():
-            self._states[(rule, tenant, device)] = SeriesState(raised=True)
+    def stats(self) -> list[RuleStats]:
+        """Per-rule counters, ordered by rule id."""
+        for runtime in self._compiled.values():
+            stats = self._stats[runtime.id]
+            stats.suppressed = runtime.suppressed
+            stats.late = runtime.late
+            stats.actions_delivered = self.actions.delivered.get(runtime.id, 0)
+            stats.actions_failed = self.actions.failed.get(runtime.id, 0)
+        return [self._stats[key] for key in sorted(self._stats)]
 
-    def _model_of(self, tenant: str, device: str) -> str | None:
-        found = self._registry.get(tenant, device)
-        return found.model if found else None
+    # -- checkpoints ----------------------------------------------------------------
+
+    def _restore(self) -> None:
+        with self._engine.connect() as connection:
+            for row in connection.execute(sa.select(rule_state)):
+                self._states[(row.rule, row.tenant, row.device)] = msgspec.json.decode(
+                    row.state, type=SeriesState
+                )
+        for tenant, rule, device in self._alerts.open_keys():
+            state = self._states.setdefault((rule, tenant, device), SeriesState())
+            state.raised = True
+            state.suppressed = False
+
+    def checkpoint(self) -> int:
+        """Write the states changed since the last checkpoint; returns how many."""
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return 0
+        now = now_ms()
+        rows = [
+            {
+                "tenant": tenant,
+                "rule": rule,
+                "device": device,
+                "state": msgspec.json.encode(self._states[(rule, tenant, device)]),
+                "updated_ms": now,
+            }
+            for rule, tenant, device in dirty
+            if (rule, tenant, device) in self._states
+        ]
+        with self._engine.begin() as connection:
+            for start in range(0, len(rows), 500):
+                chunk = rows[start : start + 500]
+                connection.execute(
+                    rule_state.delete().where(
+                        sa.tuple_(rule_state.c.tenant, rule_state.c.rule, rule_state.c.device).in_(
+                            [(r["tenant"], r["rule"], r["device"]) for r in chunk]
+                        )
+                    )
+                )
+                connection.execute(rule_state.insert(), chunk)
+        return len(rows)
+
+    # -- running --------------------------------------------------------------------
+
+    def judge(self, batch: Sequence[Reading]) -> list[Signal]:
+        """Advance the states over one batch; what must be written comes back."""
+        signals: list[Signal] = []
+        by_tenant = self._by_tenant
+        registry_get = self._registry.get
+        states = self._states
+        dirty = self._dirty
+        for reading in batch:
+            rules = by_tenant.get(reading.tenant)
+            if not rules:
+                continue
+            runtimes = rules.get(reading.metric)
+            if not runtimes:
+                continue
+            device = registry_get(reading.tenant, reading.device)
+            for runtime in runtimes:
+                if not runtime.matches(device):
+                    continue
+                key = (runtime.id, reading.tenant, reading.device)
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = SeriesState()
+                dirty.add(key)
+                stats = self._stats[runtime.id]
+                started = time.perf_counter_ns()
+                try:
+                    runtime.feed(
+                        state,
+                        reading.tenant,
+                        reading.device,
+                        device,
+                        reading.ts,
+                        reading.value,
+                        signals,
+                    )
+                except Exception as exc:
+                    if not stats.errors:
+                        log.warning("rule %s failed on %s: %s", runtime.id, reading.device, exc)
+                    stats.errors += 1
+                    stats.last_error = f"{type(exc).__name__}: {exc}"
+                stats.readings += 1
+                stats.busy_ns += time.perf_counter_ns() - started
+        return signals
+
+    def tick(self, now: int) -> list[Signal]:
+        """Let time pass: heartbeats (absence) fire and session windows close."""
+        signals: list[Signal] = []
+        timed = {
+            runtime.id: runtime
+            for runtime in self._compiled.values()
+            if runtime.absence_ms is not None
+            or (runtime.window is not None and runtime.window[0] == "session")
+        }
+        if not timed:
+            return signals
+        for (rule, tenant, device), state in self._states.items():
+            runtime = timed.get(rule)
+            if runtime is not None:
+                runtime.tick(state, tenant, device, now, signals)
+                self._dirty.add((rule, tenant, device))
+        return signals
 
     async def run(self) -> None:
-        """Consume the bus until it closes."""
+        """Consume the bus until it closes, then checkpoint."""
         await asyncio.to_thread(self.reload)
         await asyncio.to_thread(self._restore)
-        async for batch in self._subscription:
-            transitions: list[Transition] = []
-            by_tenant = self._by_tenant
-            tenants = {reading.tenant for reading in batch}
-            for tenant in tenants:
-                rules = by_tenant.get(tenant)
-                if not rules:
-                    continue
-                readings = batch if len(tenants) == 1 else [r for r in batch if r.tenant == tenant]
-                transitions += evaluate(rules, self._states, readings, self._model_of)
-            for transition in transitions:
-                # One at a time: a retried raise must not count twice.
-                await retry_until_done(
-                    functools.partial(asyncio.to_thread, self._apply, transition),
-                    what="alert write",
-                    logger=log,
-                )
-                self.transitions += 1
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.actions.run(stop), name="trellis.rules.actions")
+            ticker = tasks.create_task(self._ticker(), name="trellis.rules.tick")
+            try:
+                last_checkpoint = time.monotonic()
+                async for batch in self._subscription:
+                    await self._write(self.judge(batch))
+                    if time.monotonic() - last_checkpoint >= self._checkpoint_s:
+                        await asyncio.to_thread(self.checkpoint)
+                        last_checkpoint = time.monotonic()
+            finally:
+                ticker.cancel()
+                stop.set()
+                await asyncio.to_thread(self.checkpoint)
 
-    def _apply(self, t: Transition) -> None:
-        if t.kind == "raise":
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            await self._write(self.tick(now_ms()))
+
+    async def _write(self, signals: list[Signal]) -> None:
+        for signal in signals:
+            # One at a time: a retried raise must not count twice.
+            await retry_until_done(
+                functools.partial(asyncio.to_thread, self._apply, signal),
+                what="alert write",
+                logger=log,
+            )
+            stats = self._stats[signal.rule.id]
+            if signal.kind == "raise":
+                stats.raised += 1
+            else:
+                stats.cleared += 1
+            self.transitions += 1
+            self.actions.submit(signal)
+
+    def _apply(self, signal: Signal) -> None:
+        rule = signal.rule
+        if signal.kind == "raise":
             self._alerts.raise_alert(
-                tenant=t.tenant,
-                device=t.device,
-                rule=t.rule.id,
-                type=t.rule.title,
-                severity=t.rule.severity,
-                message=(
-                    f"{t.rule.metric} = {t.value:g} {t.rule.op} {t.rule.threshold:g}"
-                    + (f" for {t.rule.for_s:g} s" if t.rule.for_s else "")
-                ),
-                value=t.value,
-                at_ms=t.ts,
-                metric=t.rule.metric,
+                tenant=signal.tenant,
+                device=signal.device,
+                rule=rule.id,
+                type=rule.title,
+                severity=rule.severity,
+                message=signal.message,
+                value=signal.value,
+                at_ms=signal.ts,
+                metric=rule.metric,
             )
         else:
             self._alerts.clear(
-                tenant=t.tenant, rule=t.rule.id, device=t.device, value=t.value, at_ms=t.ts
+                tenant=signal.tenant,
+                rule=rule.id,
+                device=signal.device,
+                value=signal.value,
+                at_ms=signal.ts,
             )
