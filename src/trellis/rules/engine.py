@@ -85,6 +85,7 @@ class RuleEngine:
         self._compiled: dict[str, CompiledRule] = {}
         self._stats: dict[str, RuleStats] = {}
         self.transitions = 0
+        self.batches = 0
 
     def reload(self) -> None:
         """Re-read and recompile the rules; call after a rule was saved or deleted."""
@@ -232,6 +233,7 @@ class RuleEngine:
                 last_checkpoint = time.monotonic()
                 async for batch in self._subscription:
                     await self._write(self.judge(batch))
+                    self.batches += 1
                     if time.monotonic() - last_checkpoint >= self._checkpoint_s:
                         await asyncio.to_thread(self.checkpoint)
                         last_checkpoint = time.monotonic()

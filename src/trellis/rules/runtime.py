@@ -255,11 +255,11 @@ class CompiledRule:
                 if points:
                     self._close(state, tenant, device_id, device, state.bucket + span, out)
                 state.bucket = bucket
-            points.append((ts, value))
+            state.points.append((ts, value))  # a new list when the bucket closed
         else:  # session
             if points and ts - points[-1][0] >= span:
                 self._close(state, tenant, device_id, device, points[-1][0] + span, out)
-            points.append((ts, value))
+            state.points.append((ts, value))
 
     def _close(
         self,
