@@ -132,7 +132,14 @@ class Platform:
         self._pipeline = IngestPipeline(
             self.store, self.registry, self.quarantine, bus, self.settings.ingest
         )
-        self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
+        self._engine = RuleEngine(
+            bus.subscribe("rules"),
+            self.rules,
+            self.alerts,
+            self.registry,
+            checkpoint_s=self.settings.rules.checkpoint_s,
+            tick_s=self.settings.rules.tick_s,
+        )
         self._live = LiveHub(bus.subscribe("live"))
         notifier = Notifier(
             self.engine,

@@ -34,6 +34,7 @@ __all__ = [
     "HttpSettings",
     "IngestSettings",
     "MqttSettings",
+    "RuleSettings",
     "Settings",
     "SimSettings",
     "WebhookSettings",
@@ -103,6 +104,13 @@ class BusSettings(_Section):
     """The in-process bus: how many batches each subscriber may have waiting."""
 
     subscriber_queue: int = Field(default=64, ge=1)
+
+
+class RuleSettings(_Section):
+    """The rule engine: how often its state is checkpointed and time-driven rules run."""
+
+    checkpoint_s: float = Field(default=1.0, gt=0, le=3600)
+    tick_s: float = Field(default=1.0, gt=0, le=3600)
 
 
 class SimSettings(_Section):
@@ -193,6 +201,7 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     mqtt: MqttSettings = MqttSettings()
     alerts: AlertSettings = AlertSettings()
+    rules: RuleSettings = RuleSettings()
 
     @classmethod
     def settings_customise_sources(
