@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from trellis._version import __version__
-from trellis.cli import alerts, mqtt, serve, sim
+from trellis.cli import alerts, mqtt, rules, serve, sim
 
 __all__ = ["app", "main"]
 
@@ -20,6 +20,7 @@ app.command()(serve.serve)
 app.command("sim")(sim.simulate)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
+app.add_typer(rules.app, name="rules")
 
 
 @app.command()
