@@ -40,6 +40,7 @@ pytest: install assets
 bench: install  ## print benchmark figures as JSON lines (quick mode)
 	$(BIN)/python bench/ingest_embedded.py --quick
 	$(BIN)/python bench/alerts.py --quick
+	$(BIN)/python bench/rules.py --quick
 
 clean:
 	rm -rf $(VENV) node_modules src/trellis/ui/static/vendor .trellis .mypy_cache .ruff_cache .pytest_cache
