@@ -15,6 +15,7 @@ from trellis.cli import app
 from trellis.cli.rules import sparkline
 from trellis.core.clock import now_ms
 from trellis.core.config import load_settings
+from trellis.rules.flows import flow_text, parse_flow
 
 runner = CliRunner()
 RULE = {
@@ -94,3 +95,50 @@ def test_sparkline_spans_the_range() -> None:
     """The lowest value is the lowest bar, the highest the highest."""
     assert sparkline([0.0, 5.0, 10.0]) == "▁▄█"
     assert sparkline([]) == ""
+
+
+FLOW_FILE = Path(__file__).parent / "rules" / "flows" / "chiller.json"
+
+
+def test_flows_test_runs_the_tests_in_a_file(tmp_path: Path) -> None:
+    """`trellis flows test` passes a good file and fails (exit 1) a wrong expectation."""
+    passed = runner.invoke(app, ["flows", "test", str(FLOW_FILE)])
+    assert passed.exit_code == 0, passed.output
+    assert passed.output.count("PASS") == 2
+    wrong = json.loads(FLOW_FILE.read_text())
+    wrong["tests"][0]["expect"][0][2] = 9
+    path = tmp_path / "wrong.json"
+    path.write_text(json.dumps(wrong))
+    failed = runner.invoke(app, ["flows", "test", str(path)])
+    assert failed.exit_code == 1
+    assert "FAIL" in failed.output
+    cyclic = wrong | {"edges": [*wrong["edges"], ["avg", "valid"]]}
+    path.write_text(json.dumps(cyclic))
+    refused = runner.invoke(app, ["flows", "test", str(path)])
+    assert refused.exit_code == 1
+    assert "cannot feed" in refused.output
+
+
+def test_flows_import_deploy_export_and_fire(tmp_path: Path) -> None:
+    """import --deploy runs the flow: telemetry trips its alert; export gives the same text back."""
+    with (
+        serve(create_app(load_settings(data_dir=tmp_path / "d"))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        client.put("/api/v1/devices/flow-pump", json={"model": "pump"})
+        imported = runner.invoke(app, ["flows", "import", str(FLOW_FILE), "--deploy", "--url", url])
+        assert imported.exit_code == 0, imported.output
+        assert "deployed pump-overheat v1" in imported.output
+        start = now_ms() - 30_000
+        for i in range(5):
+            body = {"ts": start + i * 1000, "values": {"temperature": 95.0}}
+            assert client.post("/api/v1/telemetry/flow-pump", json=body).status_code == 202
+        wait_until(lambda: bool(client.get("/api/v1/alerts").json()), what="the flow's alert")
+        [alert] = client.get("/api/v1/alerts").json()
+        assert alert["rule"] == "flow.pump-overheat.hot"
+        exported = runner.invoke(app, ["flows", "export", "pump-overheat", "--url", url])
+        assert exported.stdout == flow_text(parse_flow(FLOW_FILE.read_text()))
+        listed = runner.invoke(app, ["flows", "list", "--url", url])
+        assert "pump-overheat" in listed.output
+        stats = {s["rule"]: s for s in client.get("/api/v1/rules/stats").json()}
+        assert stats["flow.pump-overheat.hot"]["raised"] == 1

@@ -32,6 +32,7 @@ from trellis.protocols.mqtt import (
 )
 from trellis.protocols.mqtt.fleet import publish_fleet
 from trellis.rules.engine import RuleEngine
+from trellis.rules.flowstore import FlowStore
 from trellis.rules.store import RuleStore
 from trellis.sim.demo import DEMO_RULES
 from trellis.sim.fleet import Fleet, run_realtime
@@ -67,6 +68,7 @@ class Platform:
             storm_window_ms=int(settings.alerts.storm_window_s * 1000),
         )
         self.rules = RuleStore(self.engine)
+        self.flows = FlowStore(self.engine, self.rules)
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None

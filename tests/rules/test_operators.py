@@ -210,3 +210,15 @@ def test_tumbling_buckets_hold_exactly_their_readings() -> None:
     judge = Judge(rule(condition="window.count == 10.0", window={"kind": "tumbling", "size_s": 10}))
     signals = judge.feed(series([1.0] * 31))
     assert times(signals) == [("raise", 10)]  # every bucket holds 10: raised once, never cleared
+
+
+def test_where_filters_readings_before_the_window() -> None:
+    """Readings failing `where` never enter the window: a sensor glitch (0.0) is ignored."""
+    judge = Judge(
+        rule(
+            where="value > 0.0",
+            condition="window.min < 50.0",
+            window={"kind": "sliding", "size_s": 10},
+        )
+    )
+    assert times(judge.feed(series([60, 0, 60, 0, 40, 60]))) == [("raise", 4)]

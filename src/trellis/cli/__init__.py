@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from trellis._version import __version__
-from trellis.cli import alerts, mqtt, rules, serve, sim
+from trellis.cli import alerts, flows, mqtt, rules, serve, sim
 
 __all__ = ["app", "main"]
 
@@ -21,6 +21,7 @@ app.command("sim")(sim.simulate)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
 app.add_typer(rules.app, name="rules")
+app.add_typer(flows.app, name="flows")
 
 
 @app.command()

@@ -136,6 +136,7 @@ class CompiledRule:
         condition: Predicate | None,
         release: Predicate | None,
         then: Predicate | None = None,
+        where: Predicate | None = None,
         needs: frozenset[str] = frozenset(),
         aggregates: tuple[str, ...] = (),
         window: tuple[str, int] | None = None,
@@ -156,6 +157,7 @@ class CompiledRule:
         self._condition = condition
         self._release = release
         self._then = then
+        self._where = where
         self._needs = needs
         self._device_vars = bool(needs - {"value", "window"})
         self._aggregates = aggregates
@@ -238,6 +240,10 @@ class CompiledRule:
         value: float,
         out: list[Signal],
     ) -> None:
+        if self._where is not None and not self._where(
+            self._context(tenant, device_id, device, ts, value, None)
+        ):
+            return
         if self.window is None:
             self._judge(state, tenant, device_id, device, ts, value, None, out)
             return
@@ -418,7 +424,8 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
         if rule.sequence
         else None
     )
-    expressions = [e for e in (condition, clear, then) if e is not None]
+    where = compile_condition(rule.where, "where", windowed=False) if rule.where else None
+    expressions = [e for e in (condition, clear, then, where) if e is not None]
     needs = frozenset().union(*(e.variables for e in expressions)) | {"value"}
     aggregates = tuple(sorted({a for e in expressions for a in e.aggregates}))
     window = None
@@ -434,6 +441,7 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
         condition=_cel(condition) if condition else None,
         release=_cel(clear) if clear else None,
         then=_cel(then) if then else None,
+        where=_cel(where) if where else None,
         needs=needs,
         aggregates=aggregates,
         window=window,

@@ -111,6 +111,7 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     default: when the condition stops holding), ``debounce_s`` (a clear, like a
     raise, must persist that long), ``absence_s`` (raise when a device sends nothing
     for that long, clear at its next reading), ``sequence`` (A then B within N s).
+    ``where`` filters readings before they reach the window or the condition.
     ``lateness_s`` holds readings back that long in event time so out-of-order
     readings are judged in order; older ones are counted as late and dropped.
     """
@@ -119,6 +120,7 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     metric: str
     severity: AlertSeverity
     condition: str = ""
+    where: str | None = None
     name: str = ""
     select: Selector = Selector()
     window: Window | None = None
@@ -149,6 +151,8 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
             compile_condition(self.condition, "condition", windowed=windowed)
         if self.clear is not None:
             compile_condition(self.clear, "clear", windowed=windowed)
+        if self.where is not None:
+            compile_condition(self.where, "where", windowed=False)
         if self.sequence is not None:
             compile_condition(self.sequence.then, "sequence.then", windowed=windowed)
 

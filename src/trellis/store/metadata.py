@@ -25,6 +25,7 @@ __all__ = [
     "alert_labels",
     "alerts",
     "devices",
+    "flow_versions",
     "metadata",
     "migrate",
     "notification_dead_letters",
@@ -156,6 +157,18 @@ notification_dead_letters = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_dead_letters_tenant", "tenant", "created_ms"),
+)
+
+#: Every saved version of every flow; ``deployed`` marks the one whose rules run.
+flow_versions = sa.Table(
+    "flow_versions",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("deployed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
 
 #: Rule engine checkpoints: one msgspec-JSON :class:`SeriesState` per (rule, device).

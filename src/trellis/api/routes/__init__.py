@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from trellis.api.routes import alerts, devices, ingest, mqtt, rules, system, telemetry
+from trellis.api.routes import alerts, devices, flows, ingest, mqtt, rules, system, telemetry
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
-for module in (system, devices, telemetry, alerts, rules, ingest, mqtt):
+for module in (system, devices, telemetry, alerts, rules, flows, ingest, mqtt):
     router.include_router(module.router)

@@ -1,4 +1,4 @@
-"""Rule engine: checkpointed per-(rule, device) state and dead-lettered rule actions.
+"""Rule engine: checkpointed state, dead-lettered rule actions, versioned flows.
 
 Revision ID: 0003
 Revises: 0002
@@ -39,9 +39,19 @@ def upgrade() -> None:
         sa.Column("created_ms", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_rule_dead_letters_tenant", "rule_dead_letters", ["tenant", "created_ms"])
+    op.create_table(
+        "flow_versions",
+        sa.Column("tenant", sa.String(64), primary_key=True),
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("definition", sa.JSON, nullable=False),
+        sa.Column("deployed", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_ms", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("flow_versions")
     op.drop_index("ix_rule_dead_letters_tenant", table_name="rule_dead_letters")
     op.drop_table("rule_dead_letters")
     op.drop_table("rule_state")
