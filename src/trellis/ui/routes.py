@@ -392,9 +392,9 @@ async def alert_stream(
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, fragments, streams and static files to ``app``."""
-    from trellis.ui import flows  # it renders with this module's templates
+    from trellis.ui import rules  # it renders with this module's templates
 
-    app.include_router(flows.pages)
+    app.include_router(rules.pages)
     app.include_router(pages)
     app.include_router(live)
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")

@@ -1,12 +1,14 @@
-"""The flow editor in a real browser: build a three-node flow, deploy it, see it fire."""
+"""Rules and flows in the dashboard: the flow editor in a real browser, rule pages."""
 
 from __future__ import annotations
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
 
+from tests.serving import wait_until
 from tests.ui.conftest import Demo
 from tests.ui.test_browser import browser  # the shared chromium fixture
+from trellis.core.clock import now_ms
 
 __all__ = ["browser"]
 
@@ -115,3 +117,45 @@ def test_flow_pages_escape_user_text(client: httpx.Client) -> None:
     editor = client.get("/flows/xss-flow/edit").text
     assert "<script>x()" not in editor
     assert client.get("/flows/nope/edit").status_code == 404
+
+
+def test_rule_page_charts_a_dry_run_and_the_list_shows_stats(
+    browser: Browser, demo: Demo, client: httpx.Client
+) -> None:
+    """/rules lists every rule with its counters; a rule's page charts its dry run with marks."""
+    device = "ui-dry-pump"
+    assert client.put(f"/api/v1/devices/{device}", json={"model": "pump"}).status_code == 200
+    start = now_ms() - 120_000
+    for i, value in enumerate([10.0, 12.0, 90.0, 91.0, 11.0]):
+        body = {"ts": start + i * 1000, "values": {"vibration": value}}
+        assert client.post(f"/api/v1/telemetry/{device}", json=body).status_code == 202
+    rule = {
+        "id": "ui-dry",
+        "name": "UI dry run",
+        "metric": "vibration",
+        "severity": "minor",
+        "select": {"devices": [device]},
+        "condition": "value > 80.0",
+        "enabled": False,
+    }
+    assert client.put("/api/v1/rules/ui-dry", json=rule).status_code == 200
+    wait_until(
+        lambda: (
+            len(client.post("/api/v1/rules/ui-dry/test", params={"since": "-1h"}).json()["signals"])
+            == 2
+        ),
+        what="the stored readings",
+    )
+    errors: list[str] = []
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{demo.url}/rules")
+    expect(page.locator('#rules tr[data-rule="ui-dry"]')).to_contain_text("UI dry run")
+    page.goto(f"{demo.url}/rules/ui-dry?since=-1h")
+    expect(page.locator("#dry-summary")).to_contain_text("1 raises")
+    expect(page.locator("#chart-dry-run canvas")).to_be_visible()
+    expect(page.locator("#chart-dry-run")).to_have_attribute("data-marks", "2")
+    expect(page.locator("#signals")).to_contain_text(device)
+    context.close()
+    assert errors == []
