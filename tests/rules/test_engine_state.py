@@ -168,3 +168,19 @@ def test_a_storm_is_rate_limited_and_reported(
     [stats] = engine.stats()
     assert (stats.raised, stats.suppressed) == (20, 9_980)
     assert len(alerts.find(TENANT, limit=1000)) == 20
+
+
+def test_a_heartbeat_survives_a_restart_and_fires_from_the_tick(
+    metadata_engine: sa.Engine, registry: DeviceRegistry
+) -> None:
+    """The last reading's time is checkpointed; after a restart the tick raises at last + 60 s."""
+    RuleStore(metadata_engine).put(TENANT, stream_rule(id="silent", absence_s=60))
+    alerts = AlertService(metadata_engine)
+    run_engine(metadata_engine, registry, alerts, [[at(5, 1.0, device="pump-0001")]])
+    bus: InProcessBus[Reading] = InProcessBus(1)
+    engine = RuleEngine(bus.subscribe("rules"), RuleStore(metadata_engine), alerts, registry)
+    engine.reload()
+    engine.restore()
+    assert engine.tick(T0 + 64_999) == []
+    [signal] = engine.tick(T0 + 65_000)
+    assert (signal.kind, signal.device, signal.ts) == ("raise", "pump-0001", T0 + 65_000)

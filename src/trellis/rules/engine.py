@@ -41,6 +41,7 @@ class RuleStats(msgspec.Struct):
     """What one rule did since the engine started: the numbers the page and API show."""
 
     rule: str
+    tenant: str
     readings: int = 0
     raised: int = 0
     cleared: int = 0
@@ -83,7 +84,8 @@ class RuleEngine:
         self._dirty: set[_StateKey] = set()
         self._by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
         self._compiled: dict[str, CompiledRule] = {}
-        self._stats: dict[str, RuleStats] = {}
+        self._stats: dict[tuple[str, str], RuleStats] = {}  # (tenant, rule)
+        self._timed: set[_StateKey] = set()  # series of heartbeat and session rules
         self.transitions = 0
         self.batches = 0
 
@@ -100,23 +102,28 @@ class RuleEngine:
             ) or compile_rule(rule)
             compiled[f"{tenant}/{rule.id}"] = runtime
             by_tenant.setdefault(tenant, {}).setdefault(rule.metric, []).append(runtime)
-            self._stats.setdefault(rule.id, RuleStats(rule.id))
+            self._stats.setdefault((tenant, rule.id), RuleStats(rule.id, tenant))
         self._compiled = compiled
         self._by_tenant = by_tenant
 
-    def stats(self) -> list[RuleStats]:
-        """Per-rule counters, ordered by rule id."""
-        for runtime in self._compiled.values():
-            stats = self._stats[runtime.id]
+    def stats(self, tenant: str | None = None) -> list[RuleStats]:
+        """Per-rule counters (of one tenant, or all), ordered by tenant and rule id."""
+        for key, runtime in self._compiled.items():
+            stats = self._stats[(key.split("/", 1)[0], runtime.id)]
             stats.suppressed = runtime.suppressed
             stats.late = runtime.late
             stats.actions_delivered = self.actions.delivered.get(runtime.id, 0)
             stats.actions_failed = self.actions.failed.get(runtime.id, 0)
-        return [self._stats[key] for key in sorted(self._stats)]
+        return [self._stats[key] for key in sorted(self._stats) if tenant in (None, key[0])]
+
+    def _is_timed(self, tenant: str, rule: str) -> bool:
+        runtime = self._compiled.get(f"{tenant}/{rule}")
+        return runtime is not None and runtime.timed
 
     # -- checkpoints ----------------------------------------------------------------
 
-    def _restore(self) -> None:
+    def restore(self) -> None:
+        """Load the checkpoint and mark the series of open alerts raised (at start)."""
         with self._engine.connect() as connection:
             for row in connection.execute(sa.select(rule_state)):
                 self._states[(row.rule, row.tenant, row.device)] = msgspec.json.decode(
@@ -126,6 +133,7 @@ class RuleEngine:
             state = self._states.setdefault((rule, tenant, device), SeriesState())
             state.raised = True
             state.suppressed = False
+        self._timed = {key for key in self._states if self._is_timed(key[1], key[0])}
 
     def checkpoint(self) -> int:
         """Write the states changed since the last checkpoint; returns how many."""
@@ -181,8 +189,10 @@ class RuleEngine:
                 state = states.get(key)
                 if state is None:
                     state = states[key] = SeriesState()
+                    if runtime.timed:
+                        self._timed.add(key)
                 dirty.add(key)
-                stats = self._stats[runtime.id]
+                stats = self._stats[(reading.tenant, runtime.id)]
                 started = time.perf_counter_ns()
                 try:
                     runtime.feed(
@@ -206,25 +216,20 @@ class RuleEngine:
     def tick(self, now: int) -> list[Signal]:
         """Let time pass: heartbeats (absence) fire and session windows close."""
         signals: list[Signal] = []
-        timed = {
-            runtime.id: runtime
-            for runtime in self._compiled.values()
-            if runtime.absence_ms is not None
-            or (runtime.window is not None and runtime.window[0] == "session")
-        }
-        if not timed:
-            return signals
-        for (rule, tenant, device), state in self._states.items():
-            runtime = timed.get(rule)
-            if runtime is not None:
-                runtime.tick(state, tenant, device, now, signals)
-                self._dirty.add((rule, tenant, device))
+        for key in list(self._timed):
+            rule, tenant, device = key
+            runtime = self._compiled.get(f"{tenant}/{rule}")
+            state = self._states.get(key)
+            if runtime is None or state is None:
+                continue  # the rule was disabled or deleted; its state waits
+            runtime.tick(state, tenant, device, now, signals)
+            self._dirty.add(key)
         return signals
 
     async def run(self) -> None:
         """Consume the bus until it closes, then checkpoint."""
         await asyncio.to_thread(self.reload)
-        await asyncio.to_thread(self._restore)
+        await asyncio.to_thread(self.restore)
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.actions.run(stop), name="trellis.rules.actions")
@@ -255,7 +260,7 @@ class RuleEngine:
                 what="alert write",
                 logger=log,
             )
-            stats = self._stats[signal.rule.id]
+            stats = self._stats[(signal.tenant, signal.rule.id)]
             if signal.kind == "raise":
                 stats.raised += 1
             else:

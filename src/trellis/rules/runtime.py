@@ -167,6 +167,8 @@ class CompiledRule:
         self.absence_ms = absence_ms
         self._within_ms = within_ms
         self.lateness_ms = lateness_ms
+        #: Whether time passing alone can change it (heartbeats, session windows).
+        self.timed = absence_ms is not None or (window is not None and window[0] == "session")
         self._rate = max_alerts_per_s
         self._tokens = max(1.0, max_alerts_per_s)
         self._tokens_ts = -1

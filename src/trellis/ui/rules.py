@@ -58,7 +58,7 @@ async def edit_flow_page(flow_id: str, request: Request, platform: PlatformDep) 
 async def rules_page(request: Request, platform: PlatformDep) -> HTMLResponse:
     """Every rule with what the engine counted for it: readings, raises, errors, latency."""
     rules = await asyncio.to_thread(platform.rules.find, platform.tenant)
-    stats = {s.rule: s for s in platform.rule_engine.stats()}
+    stats = {s.rule: s for s in platform.rule_engine.stats(platform.tenant)}
     rows = [(rule, stats.get(rule.id)) for _, rule in rules]
     return _render(request, "rules.html", {"rows": rows})
 

@@ -54,7 +54,7 @@ def list_rules(platform: PlatformDep) -> Response:
 @router.get("/rules/stats", responses=documented(list[RuleStats]))
 def rule_stats(platform: PlatformDep) -> Response:
     """Per-rule readings judged, raises, clears, errors, suppressed, late, actions, busy time."""
-    return json_response(platform.rule_engine.stats())
+    return json_response(platform.rule_engine.stats(platform.tenant))
 
 
 @router.get("/rules/dead-letters", responses=documented(list[RuleDeadLetter]))
