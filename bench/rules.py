@@ -11,6 +11,9 @@ not included (``bench/alerts.py`` measures those).
 * ``rule_readings_per_s_windowed``: 100 CEL rules on a 60 s sliding window
   (``window.avg``). Baseline: the same bare comparison loop.
 * ``rule_readings_per_s_for_duration``: 100 CEL rules with ``for_s``.
+* ``checkpoint_states_per_s``: rule states written by :meth:`RuleEngine.checkpoint`
+  after the windowed run. Baseline: ``executemany`` of the same blobs into a plain
+  SQLite table in the same database.
 * ``readings_per_s_mix``: readings/s through 100 rules (40 threshold, 30 windowed,
   30 for-duration). Baseline: the same readings through the engine with no rules.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -180,6 +184,31 @@ def bare_loop(work: list[list[Reading]], thresholds: list[float]) -> float:
     return time.perf_counter() - started
 
 
+def bench_checkpoint(engine: RuleEngine, directory: Path) -> None:
+    """Time one checkpoint of every state the run left, beside a bare executemany."""
+    started = time.perf_counter()
+    written = engine.checkpoint()
+    seconds = time.perf_counter() - started
+    blobs = [(str(i), b"x" * 64) for i in range(written)]
+    connection = sqlite3.connect(directory / "bare.db")
+    connection.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v BLOB)")
+    started = time.perf_counter()
+    with connection:
+        connection.executemany("INSERT INTO t VALUES (?, ?)", blobs)
+    bare = time.perf_counter() - started
+    connection.close()
+    log(f"checkpoint: {written:,} states in {seconds:.2f} s")
+    emit(
+        "checkpoint_states_per_s",
+        written / seconds,
+        "states/s",
+        "sqlite3 executemany of as many 64-byte blobs into a plain table",
+        written / bare,
+        "",
+        written,
+    )
+
+
 def main() -> None:
     """Run every figure."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -204,6 +233,8 @@ def main() -> None:
             seconds = judge_all(engine, work[: n // BATCH])
             rate = n * RULES / seconds
             log(f"{figure}: {rate:,.0f} rule-readings/s")
+            if figure == "rule_readings_per_s_windowed":
+                bench_checkpoint(engine, directory)
             emit(
                 figure,
                 rate,
