@@ -139,3 +139,30 @@ def test_store_versions_deploy_and_revert(metadata_engine: sa.Engine) -> None:
     assert rules.find(TENANT) == []
     with pytest.raises(NotFoundError):
         flows.latest(TENANT, "pump-overheat")
+
+
+def test_a_sequence_condition_in_a_flow() -> None:
+    """A condition node with a sequence compiles to A-then-B and its flow test passes."""
+    data = {
+        "id": "surge",
+        "nodes": [
+            {"id": "p", "type": "source", "metric": "pressure"},
+            {
+                "id": "drop-then-spike",
+                "type": "condition",
+                "condition": "value < 1.0",
+                "sequence": {"then": "value > 9.0", "within_s": 10},
+            },
+            {"id": "a", "type": "alert", "severity": "major"},
+        ],
+        "edges": [["p", "drop-then-spike"], ["drop-then-spike", "a"]],
+        "tests": [
+            {
+                "name": "drop then spike within 10 s",
+                "readings": [["pump-1", 0, 0.5], ["pump-1", 4, 5.0], ["pump-1", 8, 9.5]],
+                "expect": [["raise", "pump-1", 8, "drop-then-spike"]],
+            }
+        ],
+    }
+    [result] = run_flow_tests(parse_flow(data))
+    assert result.passed, result.actual

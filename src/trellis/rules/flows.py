@@ -27,7 +27,14 @@ import msgspec
 
 from trellis.core.types import AlertSeverity, Device
 from trellis.rules.runtime import SeriesState, Signal, compile_rule
-from trellis.rules.spec import MAX_WINDOW_S, Selector, StreamRule, WebhookAction, Window
+from trellis.rules.spec import (
+    MAX_WINDOW_S,
+    Selector,
+    Sequence,
+    StreamRule,
+    WebhookAction,
+    Window,
+)
 
 __all__ = [
     "AlertNode",
@@ -82,6 +89,7 @@ class ConditionNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
     clear: str | None = None
     for_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_WINDOW_S)] = 0.0
     debounce_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_WINDOW_S)] = 0.0
+    sequence: Sequence | None = None
     max_alerts_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0
 
 
@@ -282,6 +290,7 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
                 for_s=node.for_s,
                 clear=node.clear,
                 debounce_s=node.debounce_s,
+                sequence=node.sequence,
                 lateness_s=source.lateness_s,
                 max_alerts_per_s=node.max_alerts_per_s,
                 actions=[
