@@ -84,11 +84,12 @@ def test_apply_refuses_a_bad_file_naming_file_and_field(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "broken.json:2:" in result.output
     invalid = tmp_path / "invalid.json"
-    invalid.write_text(json.dumps([RULE, RULE | {"condition": "value >"}]))
+    invalid.write_text(json.dumps([RULE, RULE | {"condition": "value >"}], indent=1))
     result = runner.invoke(app, ["rules", "apply", str(invalid), "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1
     assert "invalid.json[1]" in result.output
-    assert "$.condition" in result.output
+    line = invalid.read_text().splitlines().index('  "condition": "value >",') + 1
+    assert f"$[1].condition (line {line})" in result.output.replace("\n", "")
 
 
 def test_sparkline_spans_the_range() -> None:

@@ -9,6 +9,7 @@ its file and field; nothing half-valid is saved.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from rich.table import Table
 from trellis.cli._common import ConfigOption, console
 from trellis.cli.alerts import JsonOption, UrlOption, _call, _client, _fail, _print_json
 from trellis.core.clock import to_iso
+from trellis.rules.locate import with_line
 from trellis.rules.store import parse_rule, rule_text
 
 __all__ = ["app", "sparkline"]
@@ -80,14 +82,20 @@ def _load(path: Path) -> list[dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         _fail(f"{path}:{exc.lineno}:{exc.colno}: JSON is malformed: {exc.msg}")
-    items = data if isinstance(data, list) else [data]
-    for index, item in enumerate(items):
+    if not isinstance(data, list):
+        try:
+            parse_rule(text)
+        except ValueError as exc:
+            _fail(f"{path}: {exc}")
+        return [data]
+    for index, item in enumerate(data):
         try:
             parse_rule(item)
         except ValueError as exc:
-            where = f"[{index}]" if isinstance(data, list) else ""
-            _fail(f"{path}{where}: {exc}")
-    return items
+            # the item's paths, seen from the file: $.condition -> $[1].condition
+            message = re.sub(r"\$(?=[.\[])", f"$[{index}]", str(exc), count=1)
+            _fail(f"{path}[{index}]: {with_line(message, text)}")
+    return data
 
 
 @app.command("apply")

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from trellis.core.types import AlertSeverity, Device
+from trellis.rules.locate import with_line
 from trellis.rules.runtime import SeriesState, Signal, compile_rule
 from trellis.rules.spec import (
     MAX_WINDOW_S,
@@ -157,9 +158,11 @@ def _type_name(node_type: type[Node]) -> str:
 def parse_flow(definition: bytes | str | dict[str, Any]) -> Flow:
     """A flow from JSON text or a mapping, checked and compiled once; ``ValueError``
     names the field (``$.nodes[2].condition``, ``$.edges[1]``) or the line."""
+    text = None
     if isinstance(definition, bytes | str):
+        text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
         try:
-            data = json.loads(definition)
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"invalid flow: JSON is malformed at line {exc.lineno}, column {exc.colno}: "
@@ -169,9 +172,10 @@ def parse_flow(definition: bytes | str | dict[str, Any]) -> Flow:
         data = definition
     try:
         flow = msgspec.convert(data, Flow)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid flow: {exc}") from None
-    compile_flow(flow)
+        compile_flow(flow)
+    except (ValueError, msgspec.ValidationError) as exc:
+        message = str(exc) if str(exc).startswith("invalid flow") else f"invalid flow: {exc}"
+        raise ValueError(with_line(message, text) if text else message) from None
     return flow
 
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from trellis.core.clock import now_ms
 from trellis.core.errors import NotFoundError
+from trellis.rules.locate import with_line
 from trellis.rules.model import ThresholdRule
 from trellis.rules.spec import StreamRule
 from trellis.store.metadata import rules
@@ -22,10 +23,11 @@ def parse_rule(definition: bytes | str | dict[str, object]) -> AnyRule:
     """A rule from JSON text or a mapping; ``ValueError`` names the offending field.
 
     A definition with a ``threshold`` is a :class:`ThresholdRule`; any other is a
-    :class:`StreamRule`. A JSON syntax error names the line and column.
+    :class:`StreamRule`. From text, errors also name the line.
     """
+    text: str | None = None
     if isinstance(definition, bytes | str):
-        text = definition.decode() if isinstance(definition, bytes) else definition
+        text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -41,7 +43,8 @@ def parse_rule(definition: bytes | str | dict[str, object]) -> AnyRule:
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid rule: {exc}") from exc
+        message = f"invalid rule: {exc}"
+        raise ValueError(with_line(message, text) if text else message) from None
 
 
 def rule_text(rule: AnyRule) -> str:
