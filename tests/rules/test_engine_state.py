@@ -184,3 +184,23 @@ def test_a_heartbeat_survives_a_restart_and_fires_from_the_tick(
     assert engine.tick(T0 + 64_999) == []
     [signal] = engine.tick(T0 + 65_000)
     assert (signal.kind, signal.device, signal.ts) == ("raise", "pump-0001", T0 + 65_000)
+
+
+def test_trace_records_judgements_only_while_watched(
+    metadata_engine: sa.Engine, registry: DeviceRegistry
+) -> None:
+    """Before anyone asks, a rule records nothing; after, each judgement with its result."""
+    RuleStore(metadata_engine).put(TENANT, stream_rule(condition="value > 80.0"))
+    bus: InProcessBus[Reading] = InProcessBus(1)
+    alerts = AlertService(metadata_engine)
+    engine = RuleEngine(bus.subscribe("rules"), RuleStore(metadata_engine), alerts, registry)
+    engine.reload()
+    engine.judge([at(0, 95.0, device="pump-0001")])
+    assert engine.trace(TENANT, "hot") == []
+    engine.judge([at(1, 70.0, device="pump-0001"), at(2, 90.0, device="pump-0002")])
+    trace = engine.trace(TENANT, "hot")
+    assert [(t.device, t.ts - T0, t.value, t.holds) for t in trace] == [
+        ("pump-0001", 1000, 70.0, False),
+        ("pump-0002", 2000, 90.0, True),
+    ]
+    assert engine.trace(TENANT, "nope") == []

@@ -166,3 +166,22 @@ def test_a_sequence_condition_in_a_flow() -> None:
     }
     [result] = run_flow_tests(parse_flow(data))
     assert result.passed, result.actual
+
+
+def test_a_transform_node_compiles_and_cannot_follow_a_window() -> None:
+    """A transform node becomes the rule's transform; a window cannot feed a transform."""
+    data = {
+        "id": "fahrenheit",
+        "nodes": [
+            {"id": "t", "type": "source", "metric": "temperature"},
+            {"id": "f", "type": "transform", "expression": "value * 1.8 + 32.0"},
+            {"id": "c", "type": "condition", "condition": "value > 212.0"},
+            {"id": "a", "type": "alert", "severity": "minor"},
+        ],
+        "edges": [["t", "f"], ["f", "c"], ["c", "a"]],
+    }
+    [rule] = compile_flow(parse_flow(data))
+    assert rule.transform == "value * 1.8 + 32.0"
+    data["nodes"].insert(1, {"id": "w", "type": "window", "kind": "sliding", "size_s": 5})
+    data["edges"] = [["t", "w"], ["w", "f"], ["f", "c"], ["c", "a"]]
+    assert "window node 'w' cannot feed transform node 'f'" in _refused(data)

@@ -222,3 +222,26 @@ def test_where_filters_readings_before_the_window() -> None:
         )
     )
     assert times(judge.feed(series([60, 0, 60, 0, 40, 60]))) == [("raise", 4)]
+
+
+def test_transform_converts_before_the_condition() -> None:
+    """A transform to °F is applied before the window; the condition reads °F."""
+    judge = Judge(
+        rule(
+            transform="value * 1.8 + 32.0",
+            condition="window.max > 212.0",
+            window={"kind": "sliding", "size_s": 2},
+        )
+    )
+    assert times(judge.feed(series([99.0, 101.0, 99.0, 99.0, 99.0]))) == [
+        ("raise", 1),
+        ("clear", 3),
+    ]
+
+
+def test_a_transform_must_give_a_double() -> None:
+    """A transform yielding a bool or an int is refused on save."""
+    with pytest.raises(ValueError, match="must give a double"):
+        rule(condition="true", transform="value > 1.0")
+    with pytest.raises(ValueError, match="must give a double"):
+        rule(condition="true", transform="1")

@@ -59,6 +59,7 @@ def test_build_deploy_and_see_a_three_node_flow_fire(
     _place(page, "alert", 560, 80)
     _set(page, "source", "metric", "pressure")
     _set(page, "source", "models", "pump")
+    _set(page, "source", "sites", "ui-site")  # the simulated pumps are elsewhere
     _set(page, "condition", "condition", "value > 55.0")
     _set(page, "alert", "severity", "critical")
     expect(page.locator(".drawflow-node.condition .node-summary")).to_have_text("value > 55.0")
@@ -80,12 +81,17 @@ def test_build_deploy_and_see_a_three_node_flow_fire(
     )
 
     device = "ui-flow-pump"
-    assert client.put(f"/api/v1/devices/{device}", json={"model": "pump"}).status_code == 200
+    new = {"model": "pump", "site": "ui-site"}
+    assert client.put(f"/api/v1/devices/{device}", json=new).status_code == 200
+    with page.expect_response(lambda r: r.url.endswith("/trace")):
+        pass  # the debug panel now watches the rule, so the next message is recorded
     posted = client.post(f"/api/v1/telemetry/{device}", json={"values": {"pressure": 60.0}})
     assert posted.status_code == 202
     row = page.locator('#debug tr[data-rule="flow.ui-flow.condition2"]')
     expect(row.locator("td").nth(2)).to_have_text("1", timeout=15_000)  # raised
     expect(page.locator("#debug-events")).to_contain_text(f"active {device}")
+    # the message that tripped it, as it passed the condition node
+    expect(page.locator("#debug-trace")).to_contain_text(f"condition2 ← {device} 60 ✔")
     [alert] = [
         a for a in client.get("/api/v1/alerts").json() if a["rule"] == "flow.ui-flow.condition2"
     ]

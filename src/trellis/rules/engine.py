@@ -12,6 +12,7 @@ raised, so a restart neither re-fires an alert nor forgets one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -31,7 +32,7 @@ from trellis.rules.runtime import CompiledRule, SeriesState, Signal, compile_rul
 from trellis.rules.store import RuleStore
 from trellis.store.metadata import rule_state
 
-__all__ = ["RuleEngine", "RuleStats"]
+__all__ = ["RuleEngine", "RuleStats", "TraceEntry"]
 
 log = logging.getLogger(__name__)
 _StateKey = tuple[str, str, str]  # rule, tenant, device
@@ -57,6 +58,15 @@ class RuleStats(msgspec.Struct):
     def mean_latency_us(self) -> float:
         """Mean time spent per reading judged."""
         return self.busy_ns / self.readings / 1000 if self.readings else 0.0
+
+
+class TraceEntry(msgspec.Struct, frozen=True, array_like=True):
+    """One judgement of a watched rule: ``[device, ts, value, holds]`` on the wire."""
+
+    device: str
+    ts: int
+    value: float
+    holds: bool
 
 
 class RuleEngine:
@@ -87,6 +97,7 @@ class RuleEngine:
         self._compiled: dict[str, CompiledRule] = {}
         self._stats: dict[tuple[str, str], RuleStats] = {}  # (tenant, rule)
         self._timed: set[_StateKey] = set()  # series of heartbeat and session rules
+        self._watched: dict[str, float] = {}  # "tenant/rule" -> when tracing stops
         self.transitions = 0
         self.batches = 0
 
@@ -116,6 +127,17 @@ class RuleEngine:
             stats.actions_delivered = self.actions.delivered.get(runtime.id, 0)
             stats.actions_failed = self.actions.failed.get(runtime.id, 0)
         return [self._stats[key] for key in sorted(self._stats) if tenant in (None, key[0])]
+
+    def trace(self, tenant: str, rule_id: str, watch_s: float = 30.0) -> list[TraceEntry]:
+        """The rule's last judgements, oldest first; recording them starts with the first
+        call and stops ``watch_s`` after the last one, so unwatched rules cost nothing."""
+        runtime = self._compiled.get(f"{tenant}/{rule_id}")
+        if runtime is None:
+            return []
+        if runtime.trace is None:
+            runtime.trace = collections.deque(maxlen=50)
+        self._watched[f"{tenant}/{rule_id}"] = time.monotonic() + watch_s
+        return [TraceEntry(*entry) for entry in runtime.trace]
 
     def _is_timed(self, tenant: str, rule: str) -> bool:
         runtime = self._compiled.get(f"{tenant}/{rule}")
@@ -268,6 +290,13 @@ class RuleEngine:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
+            now = time.monotonic()
+            for key, until in list(self._watched.items()):
+                if until < now:
+                    del self._watched[key]
+                    runtime = self._compiled.get(key)
+                    if runtime is not None:
+                        runtime.trace = None
             await self._write(self.tick(now_ms()))
 
     async def _write(self, signals: list[Signal]) -> None:

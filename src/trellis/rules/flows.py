@@ -10,11 +10,12 @@ A flow is what the visual editor draws and what lives in git as text::
      "tests": [{"name": "ten hot seconds page", "readings": [["pump-1", 0, 90], ...],
                 "expect": [["raise", "pump-1", 10, "hot"]]}]}
 
-Wires are typed: a source feeds filters, a window or a condition; a filter feeds
-filters, a window or a condition; a window feeds a condition; a condition feeds
-alert and webhook nodes. Every condition compiles, with the chain above it, to one
-:class:`StreamRule` named ``flow.<flow>.<condition>``; deploying a flow saves those
-rules, so flows and rules share the runtime, the stats and the dead letters.
+Wires are typed: a source feeds filters, a transform, a window or a condition; a
+filter feeds the same; a transform feeds a window or a condition; a window feeds a
+condition; a condition feeds alert and webhook nodes. Every condition compiles,
+with the chain above it, to one :class:`StreamRule` named ``flow.<flow>.<condition>``;
+deploying a flow saves those rules, so flows and rules share the runtime, the stats
+and the dead letters.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "FlowTest",
     "FlowTestResult",
     "SourceNode",
+    "TransformNode",
     "WebhookNode",
     "WindowNode",
     "compile_flow",
@@ -71,6 +73,13 @@ class FilterNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="f
 
     id: str
     where: str
+
+
+class TransformNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="transform"):
+    """Replace the value by ``expression`` (CEL, a double), e.g. ``value * 1.8 + 32.0``."""
+
+    id: str
+    expression: str
 
 
 class WindowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="window"):
@@ -111,11 +120,14 @@ class WebhookNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     backoff_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
 
 
-Node = SourceNode | FilterNode | WindowNode | ConditionNode | AlertNode | WebhookNode
+Node = (
+    SourceNode | FilterNode | TransformNode | WindowNode | ConditionNode | AlertNode | WebhookNode
+)
 
 _FEEDS: dict[type[Node], tuple[type[Node], ...]] = {
-    SourceNode: (FilterNode, WindowNode, ConditionNode),
-    FilterNode: (FilterNode, WindowNode, ConditionNode),
+    SourceNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
+    FilterNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
+    TransformNode: (WindowNode, ConditionNode),
     WindowNode: (ConditionNode,),
     ConditionNode: (AlertNode, WebhookNode),
     AlertNode: (),
@@ -248,12 +260,14 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
     rules: list[StreamRule] = []
     for node in flow.nodes:
         where = f"$.nodes[{index_of[node.id]}] ({node.id})"
-        if isinstance(node, SourceNode | FilterNode | WindowNode) and not outputs[node.id]:
+        inner = SourceNode | FilterNode | TransformNode | WindowNode
+        if isinstance(node, inner) and not outputs[node.id]:
             raise ValueError(f"invalid flow: {where}: its output is not wired to anything")
         if not isinstance(node, ConditionNode):
             continue
         filters: list[str] = []
         window: WindowNode | None = None
+        transform: TransformNode | None = None
         current: Node = node
         while not isinstance(current, SourceNode):
             parents = inputs[current.id]
@@ -267,6 +281,8 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
                 filters.append(f"({current.where})")
             elif isinstance(current, WindowNode):
                 window = current
+            elif isinstance(current, TransformNode):
+                transform = current
         source = current
         alerts = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], AlertNode)]
         hooks = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], WebhookNode)]
@@ -285,6 +301,7 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
                 severity=alert.severity,
                 condition=node.condition,
                 where=" && ".join(reversed(filters)) or None,
+                transform=transform.expression if transform else None,
                 select=source.select,
                 window=(
                     Window(kind=window.kind, size_s=window.size_s, gap_s=window.gap_s)

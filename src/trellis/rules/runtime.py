@@ -10,6 +10,7 @@ checkpoint it and a restart continues where it stopped.
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,11 @@ def _cel(expression: CompiledExpression) -> Predicate:
     return lambda context: bool(program.execute(context))
 
 
+def _number(expression: CompiledExpression) -> Callable[[dict[str, Any]], float]:
+    program = expression.program
+    return lambda context: float(program.execute(context))
+
+
 class CompiledRule:
     """A rule ready to run: predicates compiled once, parameters in milliseconds."""
 
@@ -137,6 +143,7 @@ class CompiledRule:
         release: Predicate | None,
         then: Predicate | None = None,
         where: Predicate | None = None,
+        transform: Callable[[dict[str, Any]], float] | None = None,
         needs: frozenset[str] = frozenset(),
         aggregates: tuple[str, ...] = (),
         window: tuple[str, int] | None = None,
@@ -158,6 +165,9 @@ class CompiledRule:
         self._release = release
         self._then = then
         self._where = where
+        self._transform = transform
+        #: The last judgements ``(device, ts, value, holds)`` while someone watches.
+        self.trace: collections.deque[tuple[str, int, float, bool]] | None = None
         self._needs = needs
         self._device_vars = bool(needs - {"value", "window"})
         self._aggregates = aggregates
@@ -242,10 +252,12 @@ class CompiledRule:
         value: float,
         out: list[Signal],
     ) -> None:
-        if self._where is not None and not self._where(
-            self._context(tenant, device_id, device, ts, value, None)
-        ):
-            return
+        if self._where is not None or self._transform is not None:
+            context = self._context(tenant, device_id, device, ts, value, None)
+            if self._where is not None and not self._where(context):
+                return
+            if self._transform is not None:
+                value = self._transform(context)
         if self.window is None:
             self._judge(state, tenant, device_id, device, ts, value, None, out)
             return
@@ -321,6 +333,8 @@ class CompiledRule:
         context = self._context(tenant, device_id, device, ts, value, points)
         assert self._condition is not None
         holds = self._condition(context)
+        if self.trace is not None:
+            self.trace.append((device_id, ts, value, holds))
         if not state.raised:
             if self._then is not None:
                 if state.armed_ms >= 0 and ts - state.armed_ms > self._within_ms:
@@ -427,7 +441,12 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
         else None
     )
     where = compile_condition(rule.where, "where", windowed=False) if rule.where else None
-    expressions = [e for e in (condition, clear, then, where) if e is not None]
+    transform = (
+        compile_condition(rule.transform, "transform", windowed=False, number=True)
+        if rule.transform
+        else None
+    )
+    expressions = [e for e in (condition, clear, then, where, transform) if e is not None]
     needs = frozenset().union(*(e.variables for e in expressions)) | {"value"}
     aggregates = tuple(sorted({a for e in expressions for a in e.aggregates}))
     window = None
@@ -444,6 +463,7 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
         release=_cel(clear) if clear else None,
         then=_cel(then) if then else None,
         where=_cel(where) if where else None,
+        transform=_number(transform) if transform else None,
         needs=needs,
         aggregates=aggregates,
         window=window,

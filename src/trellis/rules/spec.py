@@ -111,7 +111,8 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     default: when the condition stops holding), ``debounce_s`` (a clear, like a
     raise, must persist that long), ``absence_s`` (raise when a device sends nothing
     for that long, clear at its next reading), ``sequence`` (A then B within N s).
-    ``where`` filters readings before they reach the window or the condition.
+    ``where`` filters readings before they reach the window or the condition;
+    ``transform`` (a CEL double) then replaces the value, e.g. ``value * 1.8 + 32.0``.
     ``lateness_s`` holds readings back that long in event time so out-of-order
     readings are judged in order; older ones are counted as late and dropped.
     """
@@ -121,6 +122,7 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     severity: AlertSeverity
     condition: str = ""
     where: str | None = None
+    transform: str | None = None
     name: str = ""
     select: Selector = Selector()
     window: Window | None = None
@@ -153,6 +155,8 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
             compile_condition(self.clear, "clear", windowed=windowed)
         if self.where is not None:
             compile_condition(self.where, "where", windowed=False)
+        if self.transform is not None:
+            compile_condition(self.transform, "transform", windowed=False, number=True)
         if self.sequence is not None:
             compile_condition(self.sequence.then, "sequence.then", windowed=windowed)
 
@@ -182,7 +186,9 @@ def _percentile(name: str) -> float | None:
     return float(match.group(1))
 
 
-def compile_condition(source: str, field: str, *, windowed: bool) -> CompiledExpression:
+def compile_condition(
+    source: str, field: str, *, windowed: bool, number: bool = False
+) -> CompiledExpression:
     """Compile ``source`` and check it, or raise ``ValueError`` naming ``field``.
 
     Refused: syntax errors (with line and column), unknown variables, unknown window
@@ -230,9 +236,15 @@ def compile_condition(source: str, field: str, *, windowed: bool) -> CompiledExp
         result = program.execute(sample)
     except TypeError as exc:
         raise ValueError(f"{where}: CEL type error: {str(exc).split('. ', 1)[0]}") from None
-    except Exception:
-        result = True
-    if not isinstance(result, bool):
+    except Exception:  # a key missing from the sample attributes is not a type error
+        result = 0.0 if number else True
+    if number:
+        if not isinstance(result, float):
+            raise ValueError(
+                f"{where}: the expression must give a double (write 1.0, not 1), "
+                f"not {type(result).__name__}"
+            )
+    elif not isinstance(result, bool):
         raise ValueError(
             f"{where}: the expression must be true or false, not {type(result).__name__}"
         )

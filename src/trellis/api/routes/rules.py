@@ -12,7 +12,7 @@ from trellis.api.deps import PlatformDep, time_range
 from trellis.api.encoding import documented, json_response
 from trellis.rules.actions import RuleDeadLetter
 from trellis.rules.dryrun import DryRun, dry_run, parse_since
-from trellis.rules.engine import RuleStats
+from trellis.rules.engine import RuleStats, TraceEntry
 from trellis.rules.model import ThresholdRule
 from trellis.rules.store import AnyRule, parse_rule
 
@@ -63,6 +63,14 @@ def dead_letters(
 ) -> Response:
     """Rule actions that failed every retry, newest first."""
     return json_response(platform.rule_engine.actions.dead_letters(platform.tenant, limit))
+
+
+@router.get("/rules/{rule_id}/trace", responses=documented(list[TraceEntry]))
+def rule_trace(rule_id: str, platform: PlatformDep) -> Response:
+    """The rule's last judgements ``[device, ts, value, holds]``, for a live debug view.
+
+    Recording starts with the first call and stops 30 s after the last one."""
+    return json_response(platform.rule_engine.trace(platform.tenant, rule_id))
 
 
 @router.get("/rules/{rule_id}", responses=documented(RuleDefinition))

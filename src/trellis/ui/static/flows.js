@@ -8,19 +8,21 @@
 
 (function () {
   const FEEDS = {
-    source: ["filter", "window", "condition"],
-    filter: ["filter", "window", "condition"],
+    source: ["filter", "transform", "window", "condition"],
+    filter: ["filter", "transform", "window", "condition"],
+    transform: ["window", "condition"],
     window: ["condition"],
     condition: ["alert", "webhook"],
     alert: [],
     webhook: [],
   };
   const PORTS = {  // inputs, outputs
-    source: [0, 1], filter: [1, 1], window: [1, 1], condition: [1, 1], alert: [1, 0], webhook: [1, 0],
+    source: [0, 1], filter: [1, 1], transform: [1, 1], window: [1, 1], condition: [1, 1], alert: [1, 0], webhook: [1, 0],
   };
   const FIELDS = {
     source: [["metric", "text", "temperature"], ["models", "text", "pump"], ["sites", "text", ""]],
     filter: [["where", "text", "value > -40.0"]],
+    transform: [["expression", "text", "value * 1.8 + 32.0"]],
     window: [["kind", ["sliding", "tumbling", "session"], "sliding"], ["size_s", "number", "60"],
              ["gap_s", "number", "0"]],
     condition: [["condition", "text", "value > 80.0"], ["for_s", "number", "0"], ["clear", "text", ""],
@@ -57,6 +59,7 @@
   function summary(type, data) {
     if (type === "source") return `${data.metric || "?"} of ${data.models || "any model"}`;
     if (type === "filter") return data.where || "";
+    if (type === "transform") return data.expression || "";
     if (type === "window") return `${data.kind} ${data.kind === "session" ? data.gap_s : data.size_s} s`;
     if (type === "condition") return data.condition + (Number(data.for_s) ? ` for ${data.for_s} s` : "");
     if (type === "alert") return data.severity;
@@ -284,6 +287,16 @@
           return tr;
         });
         document.querySelector("#debug tbody").replaceChildren(...rows);
+        const traces = await Promise.all(stats.map(async (s) => {
+          const entries = await (await fetch(`/api/v1/rules/${encodeURIComponent(s.rule)}/trace`)).json();
+          return entries.slice(-8).map(([device, ts, value, holds]) => {
+            const li = document.createElement("li");
+            li.textContent = `${s.rule.slice(prefix.length)} ← ${device} ${value} ${holds ? "✔" : "✘"}`;
+            li.dataset.holds = String(holds);
+            return li;
+          });
+        }));
+        document.getElementById("debug-trace").replaceChildren(...traces.flat());
         const alerts = (await (await fetch("/api/v1/alerts?status=active&status=cleared&limit=20")).json())
           .filter((a) => a.rule.startsWith(prefix));
         document.getElementById("debug-events").replaceChildren(...alerts.map((a) => {
