@@ -126,7 +126,10 @@ class RuleEngine:
             stats.late = runtime.late
             stats.actions_delivered = self.actions.delivered.get(runtime.id, 0)
             stats.actions_failed = self.actions.failed.get(runtime.id, 0)
-        return [self._stats[key] for key in sorted(self._stats) if tenant in (None, key[0])]
+        # Counters of deleted or disabled rules stay (a batch in flight may still count
+        # on them) but are not shown.
+        live = {(key.split("/", 1)[0], runtime.id) for key, runtime in self._compiled.items()}
+        return [self._stats[key] for key in sorted(live) if tenant in (None, key[0])]
 
     def trace(self, tenant: str, rule_id: str, watch_s: float = 30.0) -> list[TraceEntry]:
         """The rule's last judgements, oldest first; recording them starts with the first
