@@ -34,6 +34,7 @@ from trellis.protocols.mqtt import (
 )
 from trellis.protocols.mqtt.fleet import publish_fleet
 from trellis.rules.engine import RuleEngine
+from trellis.rules.flowstore import FlowStore
 from trellis.rules.store import RuleStore
 from trellis.sim.demo import DEMO_RULES
 from trellis.sim.fleet import Fleet, run_realtime
@@ -82,6 +83,7 @@ class Platform:
         self.models = ModelService(
             self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
         )
+        self.flows = FlowStore(self.engine, self.rules)
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -147,7 +149,14 @@ class Platform:
         self._pipeline = IngestPipeline(
             self.store, self.registry, self.quarantine, bus, self.settings.ingest
         )
-        self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
+        self._engine = RuleEngine(
+            bus.subscribe("rules"),
+            self.rules,
+            self.alerts,
+            self.registry,
+            checkpoint_s=self.settings.rules.checkpoint_s,
+            tick_s=self.settings.rules.tick_s,
+        )
         self._live = LiveHub(bus.subscribe("live"))
         notifier = Notifier(
             self.engine,

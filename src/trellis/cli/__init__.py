@@ -10,10 +10,12 @@ from trellis.cli import (
     alerts,
     db,
     device_models,
+    flows,
     models,
     mqtt,
     quarantine,
     query,
+    rules,
     serve,
     sim,
 )
@@ -35,6 +37,8 @@ app.command("query")(query.query)
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(models.app, name="models")
 app.add_typer(device_models.app, name="device-models")
+app.add_typer(rules.app, name="rules")
+app.add_typer(flows.app, name="flows")
 
 
 @app.command()

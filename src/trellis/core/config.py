@@ -36,6 +36,7 @@ __all__ = [
     "MlSettings",
     "MqttSettings",
     "RetentionRule",
+    "RuleSettings",
     "Settings",
     "SimSettings",
     "StorageSettings",
@@ -146,6 +147,13 @@ class StorageSettings(_Section):
         if value is None or value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             return value
         raise ValueError(f"storage.url {value!r} must start with sqlite:/// or postgresql://")
+
+
+class RuleSettings(_Section):
+    """The rule engine: how often its state is checkpointed and time-driven rules run."""
+
+    checkpoint_s: float = Field(default=1.0, gt=0, le=3600)
+    tick_s: float = Field(default=1.0, gt=0, le=3600)
 
 
 class SimSettings(_Section):
@@ -262,6 +270,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     storage: StorageSettings = StorageSettings()
     ml: MlSettings = MlSettings()
+    rules: RuleSettings = RuleSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,7 @@ __all__ = [
     "alerts",
     "device_models",
     "devices",
+    "flow_versions",
     "metadata",
     "migrate",
     "ml_models",
@@ -37,6 +38,8 @@ __all__ = [
     "open_metadata",
     "quarantine",
     "row_dict",
+    "rule_dead_letters",
+    "rule_state",
     "rules",
 ]
 
@@ -231,6 +234,44 @@ ml_prediction_batches = sa.Table(
     sa.Column("cpu_us", sa.Integer, nullable=False),
     sa.Column("at_ms", sa.BigInteger, nullable=False),
     sa.Index("ix_ml_prediction_batches_model", "tenant", "name", "at_ms"),
+)
+
+#: Every saved version of every flow; ``deployed`` marks the one whose rules run.
+flow_versions = sa.Table(
+    "flow_versions",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("deployed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+#: Rule engine checkpoints: one msgspec-JSON :class:`SeriesState` per (rule, device).
+rule_state = sa.Table(
+    "rule_state",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("rule", sa.String(128), primary_key=True),
+    sa.Column("device", sa.String(128), primary_key=True),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+#: Rule actions (webhooks) that failed every retry, kept for an operator to see.
+rule_dead_letters = sa.Table(
+    "rule_dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(512), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_rule_dead_letters_tenant", "tenant", "created_ms"),
 )
 
 quarantine = sa.Table(

@@ -395,6 +395,9 @@ async def alert_stream(
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, fragments, streams and static files to ``app``."""
+    from trellis.ui import rules  # it renders with this module's templates
+
+    app.include_router(rules.pages)
     app.include_router(pages)
     app.include_router(model_pages.router)
     app.include_router(live)
