@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,parquet]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,parquet,ml]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 assets: $(ASSETS)
@@ -41,6 +41,8 @@ bench: install  ## print benchmark figures as JSON lines (quick mode)
 	$(BIN)/python bench/ingest_embedded.py --quick
 	$(BIN)/python bench/alerts.py --quick
 	$(BIN)/python bench/storage.py --quick
+	$(BIN)/python bench/inference.py --quick
+	$(BIN)/python bench/rules.py --quick
 
 clean:
 	rm -rf $(VENV) node_modules src/trellis/ui/static/vendor .trellis .mypy_cache .ruff_cache .pytest_cache

@@ -27,6 +27,8 @@ ASSETS: dict[str, str] = {
     "uplot/dist/uPlot.iife.min.js": "uPlot.iife.min.js",
     "uplot/dist/uPlot.min.css": "uPlot.min.css",
     "echarts/dist/echarts.min.js": "echarts.min.js",
+    "drawflow/dist/drawflow.min.js": "drawflow.min.js",
+    "drawflow/dist/drawflow.min.css": "drawflow.min.css",
 }
 
 INSTALL_HINT = "run `npm ci --ignore-scripts --no-audit --no-fund` in the repository root first"

@@ -24,6 +24,7 @@ from trellis.core.types import AlertSeverity, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
+from trellis.ml.service import ModelService
 from trellis.protocols.mqtt import (
     MosquittoProcess,
     MqttGateway,
@@ -33,6 +34,7 @@ from trellis.protocols.mqtt import (
 )
 from trellis.protocols.mqtt.fleet import publish_fleet
 from trellis.rules.engine import RuleEngine
+from trellis.rules.flowstore import FlowStore
 from trellis.rules.store import RuleStore
 from trellis.sim.demo import DEMO_RULES
 from trellis.sim.fleet import Fleet, run_realtime
@@ -78,6 +80,10 @@ class Platform:
         self.storage = StorageMaintenance(
             self.store, settings.storage, lambda: self.registry.find(self.tenant)
         )
+        self.models = ModelService(
+            self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
+        )
+        self.flows = FlowStore(self.engine, self.rules)
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -143,7 +149,14 @@ class Platform:
         self._pipeline = IngestPipeline(
             self.store, self.registry, self.quarantine, bus, self.settings.ingest
         )
-        self._engine = RuleEngine(bus.subscribe("rules"), self.rules, self.alerts, self.registry)
+        self._engine = RuleEngine(
+            bus.subscribe("rules"),
+            self.rules,
+            self.alerts,
+            self.registry,
+            checkpoint_s=self.settings.rules.checkpoint_s,
+            tick_s=self.settings.rules.tick_s,
+        )
         self._live = LiveHub(bus.subscribe("live"))
         notifier = Notifier(
             self.engine,
@@ -169,6 +182,7 @@ class Platform:
                 tasks.create_task(self._live.run(), name="trellis.live")
                 tasks.create_task(escalator.run(), name="trellis.alerts.escalation")
                 tasks.create_task(notifier.run(), name="trellis.alerts.notify")
+                models = tasks.create_task(self.models.run(), name="trellis.ml")
                 gateway = None
                 if url is not None:
                     address = parse_broker_url(url, self.settings.mqtt)
@@ -205,6 +219,7 @@ class Platform:
                     await ingest
                     bus.close()
                     escalator.stop()
+                    models.cancel()
                     self.alerts.on_notify = None
                     notifier.stop()
         finally:

@@ -232,7 +232,7 @@ def test_unknown_metric() -> None:
     """A metric the device model lacks is refused, listing the known ones."""
     rejection = rejected(telemetry("pump-0001", {"temperature": 20, "rpm": 1450}))
     assert rejection.reason == (
-        "unknown metric 'rpm' for device model 'pump'; "
+        "unknown metric 'rpm' for device model pump@1.0.0; "
         f"known: {sorted(BUILTIN_MODELS['pump'].metrics)}"
     )
 
@@ -242,11 +242,11 @@ def test_unknown_metric() -> None:
     [
         (
             {"temperature": 250.5},
-            "value 250.5 of 'temperature' is outside the physical range [-40, 250] Cel",
+            "value 250.5 of 'temperature' is outside the contract range [-40, 250] Cel",
         ),
         (
             {"vibration": -0.1},
-            "value -0.1 of 'vibration' is outside the physical range [0, 100] mm/s",
+            "value -0.1 of 'vibration' is outside the contract range [0, 100] mm/s",
         ),
     ],
 )

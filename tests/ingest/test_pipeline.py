@@ -107,7 +107,7 @@ BAD_MESSAGES: list[tuple[RawMessage, str]] = [
     (telemetry("pump-9999", {"temperature": 20}), "unknown device 'pump-9999' in tenant 'default'"),
     (
         telemetry(ROOMS[0], {"co2": 50_000}),
-        "value 50000.0 of 'co2' is outside the physical range [0, 40000] ppm",
+        "value 50000.0 of 'co2' is outside the contract range [0, 40000] ppm",
     ),
     (telemetry(PUMPS[1], {}), "invalid payload: 'values' is empty"),
 ]

@@ -1,4 +1,4 @@
-"""Threshold rules evaluated on batches: duration, hysteresis, event time, selectors."""
+"""Threshold rules on the shared runtime: duration, hysteresis, event time, selectors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import NOW_MS, TENANT
+from tests.rules.streams import Judge
 from trellis.core.types import AlertSeverity, Reading
-from trellis.rules import SeriesState, ThresholdRule, evaluate, parse_rule
+from trellis.rules import Signal, ThresholdRule, parse_rule
 
 HOT = ThresholdRule(
     id="hot",
@@ -22,10 +23,6 @@ HOT = ThresholdRule(
 )
 
 
-def _models(_tenant: str, device: str) -> str | None:
-    return device.split("-")[0]
-
-
 def _series(device: str, values: list[float], step_ms: int = 1000) -> list[Reading]:
     return [
         Reading(TENANT, device, "temperature", NOW_MS + i * step_ms, value)
@@ -33,8 +30,8 @@ def _series(device: str, values: list[float], step_ms: int = 1000) -> list[Readi
     ]
 
 
-def _run(readings: list[Reading], states: dict[tuple[str, str, str], SeriesState] | None = None):
-    return evaluate({"temperature": [HOT]}, {} if states is None else states, readings, _models)
+def _run(readings: list[Reading], judge: Judge | None = None) -> list[Signal]:
+    return (judge or Judge(HOT)).feed(readings)
 
 
 def test_raises_only_after_the_duration_holds() -> None:
@@ -59,7 +56,7 @@ def test_hysteresis_clears_only_below_clear_threshold() -> None:
 
 def test_duplicates_and_late_readings_are_ignored() -> None:
     """A redelivered or older reading neither advances the timer nor clears the alert."""
-    states: dict[tuple[str, str, str], SeriesState] = {}
+    states = Judge(HOT)
     first = _series("pump-1", [90.0] * 12)
     assert [t.kind for t in _run(first, states)] == ["raise"]
     late = Reading(TENANT, "pump-1", "temperature", NOW_MS + 500, 10.0)
@@ -83,7 +80,7 @@ def test_batch_boundaries_do_not_change_the_outcome() -> None:
     """Evaluating one batch or the same readings one at a time gives the same transitions."""
     readings = _series("pump-1", [85, 90, 70, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 60])
     whole = _run(readings)
-    states: dict[tuple[str, str, str], SeriesState] = {}
+    states = Judge(HOT)
     pieces = [t for r in readings for t in _run([r], states)]
     assert [(t.kind, t.ts) for t in whole] == [(t.kind, t.ts) for t in pieces]
 
@@ -92,7 +89,7 @@ def test_batch_boundaries_do_not_change_the_outcome() -> None:
 def test_raise_and_clear_alternate(values: list[float], chunk: int) -> None:
     """Whatever the values and batching, transitions alternate raise, clear, raise…"""
     readings = _series("pump-1", values)
-    states: dict[tuple[str, str, str], SeriesState] = {}
+    states = Judge(HOT)
     kinds = [
         t.kind
         for i in range(0, len(readings), chunk)

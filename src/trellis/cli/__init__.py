@@ -9,9 +9,14 @@ from trellis._version import __version__
 from trellis.cli import (
     alerts,
     db,
+    device_models,
     experiment,
+    flows,
+    models,
     mqtt,
+    quarantine,
     query,
+    rules,
     serve,
     sim,
 )
@@ -31,6 +36,11 @@ app.add_typer(mqtt.app, name="mqtt")
 app.add_typer(db.app, name="db")
 app.add_typer(experiment.app, name="experiment")
 app.command("query")(query.query)
+app.add_typer(quarantine.app, name="quarantine")
+app.add_typer(models.app, name="models")
+app.add_typer(device_models.app, name="device-models")
+app.add_typer(rules.app, name="rules")
+app.add_typer(flows.app, name="flows")
 
 
 @app.command()

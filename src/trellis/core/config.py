@@ -33,8 +33,10 @@ __all__ = [
     "EmailSettings",
     "HttpSettings",
     "IngestSettings",
+    "MlSettings",
     "MqttSettings",
     "RetentionRule",
+    "RuleSettings",
     "Settings",
     "SimSettings",
     "StorageSettings",
@@ -147,6 +149,13 @@ class StorageSettings(_Section):
         raise ValueError(f"storage.url {value!r} must start with sqlite:/// or postgresql://")
 
 
+class RuleSettings(_Section):
+    """The rule engine: how often its state is checkpointed and time-driven rules run."""
+
+    checkpoint_s: float = Field(default=1.0, gt=0, le=3600)
+    tick_s: float = Field(default=1.0, gt=0, le=3600)
+
+
 class SimSettings(_Section):
     """The simulated fleet that ``trellis demo`` and ``trellis sim`` run."""
 
@@ -233,6 +242,30 @@ class AlertSettings(_Section):
     )
 
 
+class MlSettings(_Section):
+    """Model registry, inference, validation gate, drift and carbon."""
+
+    artifact_dir: Path | None = Field(
+        default=None, description="local artifact store (default <data_dir>/artifacts)"
+    )
+    log_max_pending: int = Field(
+        default=20_000, ge=1, description="predictions waiting before the caller writes them"
+    )
+    log_flush_s: float = Field(default=0.25, gt=0, description="write the log this often")
+    sessions: int = Field(default=16, ge=1, description="loaded models kept warm")
+    drift_window: int = Field(default=500, ge=10, description="recent inputs compared")
+    drift_check_s: float = Field(default=60.0, gt=0, description="how often drift is checked")
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_pvalue: float = Field(default=0.01, gt=0, lt=1)
+    holdout_s: float = Field(default=3600.0, gt=0, description="newest stored data held out")
+    max_alarm_rate: float = Field(default=0.1, ge=0, le=1)
+    alarm_tolerance: float = Field(default=0.02, ge=0, le=1)
+    latency_budget_ms: float = Field(default=20.0, gt=0, description="single-row p99")
+    require_review: bool = Field(default=False, description="gate needs a governance review")
+    cpu_power_w: float = Field(default=15.0, gt=0, description="power of one busy core")
+    grid_gco2e_per_kwh: float = Field(default=400.0, ge=0, description="grid carbon intensity")
+
+
 class Settings(BaseSettings):
     """Every setting of a Trellis process, validated before anything starts."""
 
@@ -249,6 +282,8 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     alerts: AlertSettings = AlertSettings()
     storage: StorageSettings = StorageSettings()
+    ml: MlSettings = MlSettings()
+    rules: RuleSettings = RuleSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -12,11 +12,12 @@ import threading
 import msgspec
 import sqlalchemy as sa
 
+from trellis.contracts.compiled import compile_model
 from trellis.core.clock import now_ms
-from trellis.core.errors import NotFoundError
+from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Device
 from trellis.devices.models import BUILTIN_MODELS, DeviceModel
-from trellis.store.metadata import devices, row_dict
+from trellis.store.metadata import device_models, devices, row_dict
 
 __all__ = ["DeviceRegistry"]
 
@@ -29,10 +30,54 @@ class DeviceRegistry:
         self.models: dict[str, DeviceModel] = dict(models or BUILTIN_MODELS)
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], Device] = {}
+        self._versions: dict[str, dict[str, DeviceModel]] = {
+            name: {model.version: model} for name, model in self.models.items()
+        }
         with engine.connect() as connection:
             for row in connection.execute(sa.select(devices)).mappings():
                 device = _device_from_row(row)
                 self._cache[(device.tenant, device.id)] = device
+            query = sa.select(device_models).order_by(device_models.c.created_ms)
+            for row in connection.execute(query).mappings():
+                model = msgspec.convert(row["definition"], DeviceModel)
+                self._versions.setdefault(model.name, {})[model.version] = model
+                self.models[model.name] = model
+
+    def model_versions(self, name: str) -> list[DeviceModel]:
+        """Every known version of a model, oldest import first; the last one is in use."""
+        versions = self._versions.get(name)
+        if not versions:
+            raise NotFoundError("device model", name)
+        return list(versions.values())
+
+    def put_model(self, model: DeviceModel, fmt: str) -> DeviceModel:
+        """Store a model version and make it the one its devices are validated against.
+
+        A version is immutable: importing the same version again with a different
+        definition is a :class:`ConflictError` (bump the version instead).
+        """
+        compile_model(model)  # refuses unknown units and contradicting contracts
+        existing = self._versions.get(model.name, {}).get(model.version)
+        if existing is not None:
+            if msgspec.json.encode(existing) != msgspec.json.encode(model):
+                raise ConflictError(
+                    f"device model {model.key} exists with another definition; "
+                    "a model version is immutable, import it as a new version"
+                )
+            return existing
+        with self._lock, self._engine.begin() as connection:
+            connection.execute(
+                device_models.insert().values(
+                    name=model.name,
+                    version=model.version,
+                    format=fmt,
+                    definition=msgspec.to_builtins(model),
+                    created_ms=now_ms(),
+                )
+            )
+            self._versions.setdefault(model.name, {})[model.version] = model
+            self.models[model.name] = model
+        return model
 
     def get(self, tenant: str, device_id: str) -> Device | None:
         """The device, or ``None`` when it is not registered (hot path: no I/O)."""

@@ -20,6 +20,11 @@ the MQTT 5 content type (``properties["content-type"]``):
 
 ``properties["seq"]`` (an MQTT 5 user property) gives the sequence number for every
 format; ``properties["schema-version"]`` must be a version this decoder knows.
+
+A vendor payload is read through one of the device model's vendor mappings, named by
+the ``mapping`` user property or the device's ``mapping`` attribute. Every value is
+checked against, and normalised to, the model's compiled data contract
+(:mod:`trellis.contracts.compiled`); a rejection names the contract version.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from trellis.contracts.compiled import CompiledMapping, Contract, contract_of
 from trellis.core.clock import parse_timestamp
 from trellis.core.types import Device, DeviceStatus, Quality, RawMessage, Reading
 from trellis.devices.models import DeviceModel
@@ -69,6 +75,7 @@ class Rejection(msgspec.Struct, frozen=True):
 
     reason: str
     tenant: str | None = None
+    contract: str | None = None
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -138,7 +145,20 @@ def decode_telemetry(
         if not (text.isascii() and text.isdigit()):
             return Rejection(f"user property seq={text!r} is not a non-negative integer", tenant)
         seq = int(text)
+    model = models[device.model]
+    contract = contract_of(model)
     content_type = raw.properties.get("content-type", JSON).split(";", 1)[0].strip().lower()
+    mapping_name = raw.properties.get("mapping") or device.attributes.get("mapping")
+    if mapping_name is not None and content_type == JSON:
+        mapping = contract.mappings.get(str(mapping_name))
+        if mapping is None:
+            return Rejection(
+                f"device model {model.key} has no vendor mapping {mapping_name!r}; "
+                f"known: {sorted(contract.mappings)}",
+                tenant,
+                contract.key,
+            )
+        return _mapped(raw, mapping, contract, tenant, device_id, seq, limits)
     if content_type == JSON:
         samples = _json_samples(raw, seq)
     elif content_type in (SENML_JSON, SENML_CBOR):
@@ -149,43 +169,112 @@ def decode_telemetry(
             tenant,
         )
     if isinstance(samples, str):
-        return Rejection(samples, tenant)
+        return Rejection(samples, tenant, contract.key)
 
-    model = models[device.model]
+    checks = contract.metrics
     readings: list[Reading] = []
     for ts_given, ts, metric, value, sample_seq in samples:
-        if ts - raw.received_ms > limits.max_future_skew_ms:
+        if ts - raw.received_ms > limits.max_future_skew_ms or (
+            raw.received_ms - ts > limits.max_past_age_ms
+        ):
+            return Rejection(_skew(ts_given, ts, raw.received_ms, limits), tenant, contract.key)
+        check = checks.get(metric)
+        if check is None:
             return Rejection(
-                f"timestamp {ts_given!r} is {(ts - raw.received_ms) / 1000:.0f} s ahead of the "
-                "receive time (device clock wrong? limit "
-                f"{limits.max_future_skew_ms / 1000:.0f} s)",
+                f"unknown metric {metric!r} for device model {model.key}; known: {sorted(checks)}",
                 tenant,
-            )
-        if raw.received_ms - ts > limits.max_past_age_ms:
-            return Rejection(
-                f"timestamp {ts_given!r} is {(raw.received_ms - ts) / 1000:.0f} s older than the "
-                f"receive time (limit {limits.max_past_age_ms / 1000:.0f} s)",
-                tenant,
-            )
-        spec = model.metrics.get(metric)
-        if spec is None:
-            return Rejection(
-                f"unknown metric {metric!r} for device model {model.name!r}; "
-                f"known: {sorted(model.metrics)}",
-                tenant,
+                contract.key,
             )
         if not math.isfinite(value):
-            return Rejection(f"value of {metric!r} is not finite: {value!r}", tenant)
-        if not spec.minimum <= value <= spec.maximum:
-            return Rejection(
-                f"value {value!r} of {metric!r} is outside the physical range "
-                f"[{spec.minimum:g}, {spec.maximum:g}] {spec.unit}",
-                tenant,
-            )
+            return Rejection(f"value of {metric!r} is not finite: {value!r}", tenant, contract.key)
+        if not check.identity:
+            value = value * check.scale + check.offset
+        if not check.minimum <= value <= check.maximum:
+            return Rejection(_out_of_range(metric, value, check), tenant, contract.key)
         readings.append(
             Reading(
-                tenant, device_id, metric, ts, value, spec.unit, Quality.GOOD, sample_seq, raw.id
+                tenant, device_id, metric, ts, value, check.unit, Quality.GOOD, sample_seq, raw.id
             )
+        )
+    return readings
+
+
+def _skew(ts_given: object, ts: int, received_ms: int, limits: Limits) -> str:
+    if ts - received_ms > limits.max_future_skew_ms:
+        return (
+            f"timestamp {ts_given!r} is {(ts - received_ms) / 1000:.0f} s ahead of the "
+            "receive time (device clock wrong? limit "
+            f"{limits.max_future_skew_ms / 1000:.0f} s)"
+        )
+    return (
+        f"timestamp {ts_given!r} is {(received_ms - ts) / 1000:.0f} s older than the "
+        f"receive time (limit {limits.max_past_age_ms / 1000:.0f} s)"
+    )
+
+
+def _out_of_range(metric: str, value: float, check: Any) -> str:
+    return (
+        f"value {value!r} of {metric!r} is outside the contract range "
+        f"[{check.minimum:g}, {check.maximum:g}] {check.unit}"
+    )
+
+
+def _mapped(
+    raw: RawMessage,
+    mapping: CompiledMapping,
+    contract: Contract,
+    tenant: str,
+    device_id: str,
+    seq: int | None,
+    limits: Limits,
+) -> list[Reading] | Rejection:
+    """Readings from a vendor payload through a compiled mapping (one typed decode)."""
+    try:
+        payload = mapping.decoder.decode(raw.payload)
+    except msgspec.ValidationError as exc:
+        return Rejection(
+            f"payload does not match mapping {mapping.name!r}: {exc}", tenant, contract.key
+        )
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        return Rejection(f"malformed JSON: {exc}", tenant, contract.key)
+    ts = raw.received_ms
+    ts_given: int | float | str | None = None
+    if mapping.ts is not None:
+        ts_given = mapping.ts(payload)
+        if ts_given is not None:
+            try:
+                ts = parse_timestamp(ts_given)
+            except ValueError as exc:
+                return Rejection(f"invalid payload: {exc}", tenant, contract.key)
+            if ts - raw.received_ms > limits.max_future_skew_ms or (
+                raw.received_ms - ts > limits.max_past_age_ms
+            ):
+                return Rejection(_skew(ts_given, ts, raw.received_ms, limits), tenant, contract.key)
+    if mapping.seq is not None:
+        given = mapping.seq(payload)
+        if isinstance(given, int) and given >= 0:
+            seq = given
+    readings: list[Reading] = []
+    checks = contract.metrics
+    for metric, get, scale, offset in mapping.fields:
+        found = get(payload)
+        if found is None:
+            continue
+        if not math.isfinite(found):
+            return Rejection(f"value of {metric!r} is not finite: {found!r}", tenant, contract.key)
+        value = found * scale + offset
+        check = checks[metric]
+        if not check.minimum <= value <= check.maximum:
+            return Rejection(_out_of_range(metric, value, check), tenant, contract.key)
+        readings.append(
+            Reading(tenant, device_id, metric, ts, value, check.unit, Quality.GOOD, seq, raw.id)
+        )
+    if not readings:
+        return Rejection(
+            f"payload matches no field of mapping {mapping.name!r} "
+            f"(expected one of {[m for m, *_ in mapping.fields]})",
+            tenant,
+            contract.key,
         )
     return readings
 

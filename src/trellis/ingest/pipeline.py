@@ -198,7 +198,7 @@ class IngestPipeline:
 
     async def _process(self, batch: list[_Item]) -> None:
         readings: list[Reading] = []
-        rejected: list[tuple[RawMessage, str, str | None]] = []
+        rejected: list[tuple[RawMessage, str, str | None, str | None]] = []
         outcomes: list[IngestResult] = []
         lookup = self._registry.get
         models = self._registry.models
@@ -211,7 +211,7 @@ class IngestPipeline:
                 log.exception("decoding %s failed", raw.id)
                 decoded = Rejection(f"internal error while decoding: {exc!r}")
             if isinstance(decoded, Rejection):
-                rejected.append((raw, decoded.reason, decoded.tenant))
+                rejected.append((raw, decoded.reason, decoded.tenant, decoded.contract))
                 outcomes.append(IngestResult(raw.id, 0, True, decoded.reason))
             else:
                 readings.extend(decoded)
@@ -241,7 +241,9 @@ class IngestPipeline:
                     log.exception("ingest completion callback failed for %s", outcome.message_id)
 
     async def _write(
-        self, readings: list[Reading], rejected: list[tuple[RawMessage, str, str | None]]
+        self,
+        readings: list[Reading],
+        rejected: list[tuple[RawMessage, str, str | None, str | None]],
     ) -> int:
         result = await self._until_written(self._store.write, readings)
         for refused in result.rejected:

@@ -27,6 +27,8 @@ class QuarantinedMessage(msgspec.Struct, frozen=True):
     message: RawMessage
     reason: str
     quarantined_ms: int
+    contract: str | None = None
+    replayed_ms: int | None = None
 
 
 class Quarantine:
@@ -35,8 +37,12 @@ class Quarantine:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
 
-    def add(self, entries: Sequence[tuple[RawMessage, str, str | None]]) -> None:
-        """Store ``(message, reason, tenant)`` triples in one transaction."""
+    def add(
+        self,
+        entries: Sequence[tuple[RawMessage, str, str | None]]
+        | Sequence[tuple[RawMessage, str, str | None, str | None]],
+    ) -> None:
+        """Store ``(message, reason, tenant[, contract])`` entries in one transaction."""
         if not entries:
             return
         at = now_ms()
@@ -51,8 +57,10 @@ class Quarantine:
                 "received_ms": raw.received_ms,
                 "reason": reason,
                 "quarantined_ms": at,
+                "contract": entry[3] if len(entry) > 3 else None,
             }
-            for raw, reason, tenant in entries
+            for entry in entries
+            for raw, reason, tenant in (entry[:3],)
         ]
         try:
             with self._engine.begin() as connection:
@@ -61,12 +69,20 @@ class Quarantine:
             raise StoreError(f"quarantining {len(rows)} messages failed: {exc}") from exc
 
     def find(
-        self, tenant: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        tenant: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        pending: bool = False,
     ) -> list[QuarantinedMessage]:
-        """Newest first; ``tenant=None`` includes messages whose tenant was unreadable."""
+        """Newest first; ``tenant=None`` includes messages whose tenant was unreadable;
+        ``pending`` leaves out the entries a replay has already recovered."""
         query = sa.select(quarantine).order_by(quarantine.c.id.desc()).limit(limit).offset(offset)
         if tenant is not None:
             query = query.where(quarantine.c.tenant == tenant)
+        if pending:
+            query = query.where(quarantine.c.replayed_ms.is_(None))
         with self._engine.connect() as connection:
             return [_entry(row) for row in connection.execute(query).mappings()]
 
@@ -82,11 +98,36 @@ class Quarantine:
             raise NotFoundError("quarantined message", entry_id)
         return _entry(row)
 
-    def count(self, tenant: str | None = None) -> int:
-        """How many messages are in quarantine."""
+    def mark_replayed(
+        self, recovered: Sequence[int], failed: Sequence[tuple[int, str, str | None]]
+    ) -> None:
+        """Record a replay: ``recovered`` entries are done, ``failed`` ones get the new
+        reason and contract version (they stay in quarantine)."""
+        at = now_ms()
+        try:
+            with self._engine.begin() as connection:
+                if recovered:
+                    connection.execute(
+                        quarantine.update()
+                        .where(quarantine.c.id.in_(list(recovered)))
+                        .values(replayed_ms=at)
+                    )
+                for entry_id, reason, contract in failed:
+                    connection.execute(
+                        quarantine.update()
+                        .where(quarantine.c.id == entry_id)
+                        .values(reason=reason, contract=contract)
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"recording a replay failed: {exc}") from exc
+
+    def count(self, tenant: str | None = None, *, pending: bool = False) -> int:
+        """How many messages are in quarantine (``pending``: not yet recovered)."""
         query = sa.select(sa.func.count()).select_from(quarantine)
         if tenant is not None:
             query = query.where(quarantine.c.tenant == tenant)
+        if pending:
+            query = query.where(quarantine.c.replayed_ms.is_(None))
         with self._engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -105,4 +146,6 @@ def _entry(row: sa.RowMapping) -> QuarantinedMessage:
         ),
         reason=row["reason"],
         quarantined_ms=row["quarantined_ms"],
+        contract=row["contract"],
+        replayed_ms=row["replayed_ms"],
     )

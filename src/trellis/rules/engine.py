@@ -1,33 +1,76 @@
-"""The rule engine: a bus subscriber that turns rule transitions into alerts.
+"""The rule engine: a bus subscriber that runs compiled rules and writes their alerts.
 
-It keeps per-(rule, device) state in memory and restores the "raised" half of it
-from the open alerts at start, so after a restart it clears an alert whose
-condition has ended instead of forgetting it. Alert writes run in a thread, off the
-event loop; while they run, the bus queue fills and backpressure reaches ingest.
+Every rule, threshold or stream, is compiled once (:func:`compile_rule`) and keeps
+one :class:`SeriesState` per device. A rule that raises while judging a reading is
+counted and skipped; the other rules go on. Alert writes run in a thread, off the
+event loop, retried until done; webhook actions go to per-rule queues
+(:class:`ActionDispatcher`). State is checkpointed every ``checkpoint_s`` and at
+stop; at start the checkpoint is loaded and every open alert marks its series
+raised, so a restart neither re-fires an alert nor forgets one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
+import time
+from collections.abc import Sequence
+
+import msgspec
+import sqlalchemy as sa
 
 from trellis.alerts.service import AlertService
 from trellis.bus.base import Subscription
+from trellis.core.clock import now_ms
 from trellis.core.retry import retry_until_done
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
-from trellis.rules.evaluate import SeriesState, Transition, evaluate
-from trellis.rules.model import ThresholdRule
+from trellis.rules.actions import ActionDispatcher
+from trellis.rules.runtime import CompiledRule, SeriesState, Signal, compile_rule
 from trellis.rules.store import RuleStore
+from trellis.store.metadata import rule_state
 
-__all__ = ["RuleEngine"]
+__all__ = ["RuleEngine", "RuleStats", "TraceEntry"]
 
 log = logging.getLogger(__name__)
+_StateKey = tuple[str, str, str]  # rule, tenant, device
+
+
+class RuleStats(msgspec.Struct):
+    """What one rule did since the engine started: the numbers the page and API show."""
+
+    rule: str
+    tenant: str
+    readings: int = 0
+    raised: int = 0
+    cleared: int = 0
+    errors: int = 0
+    last_error: str = ""
+    suppressed: int = 0
+    late: int = 0
+    actions_delivered: int = 0
+    actions_failed: int = 0
+    busy_ns: int = 0
+
+    @property
+    def mean_latency_us(self) -> float:
+        """Mean time spent per reading judged."""
+        return self.busy_ns / self.readings / 1000 if self.readings else 0.0
+
+
+class TraceEntry(msgspec.Struct, frozen=True, array_like=True):
+    """One judgement of a watched rule: ``[device, ts, value, holds]`` on the wire."""
+
+    device: str
+    ts: int
+    value: float
+    holds: bool
 
 
 class RuleEngine:
-    """Evaluate every enabled rule on every batch of readings."""
+    """Judge every enabled rule on every batch of readings."""
 
     def __init__(
         self,
@@ -35,71 +78,285 @@ class RuleEngine:
         rules: RuleStore,
         alerts: AlertService,
         registry: DeviceRegistry,
+        *,
+        checkpoint_s: float = 1.0,
+        tick_s: float = 1.0,
     ) -> None:
         self._subscription = subscription
         self._rules = rules
         self._alerts = alerts
         self._registry = registry
-        self._states: dict[tuple[str, str, str], SeriesState] = {}
-        self._by_tenant: dict[str, dict[str, list[ThresholdRule]]] = {}
+        self._engine: sa.Engine = rules.engine
+        self._checkpoint_s = checkpoint_s
+        self._tick_s = tick_s
+        self.actions = ActionDispatcher(self._engine)
+        self._upsert = _upsert_statement(self._engine)
+        self._states: dict[_StateKey, SeriesState] = {}
+        self._dirty: set[_StateKey] = set()
+        self._by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
+        self._compiled: dict[str, CompiledRule] = {}
+        self._stats: dict[tuple[str, str], RuleStats] = {}  # (tenant, rule)
+        self._timed: set[_StateKey] = set()  # series of heartbeat and session rules
+        self._watched: dict[str, float] = {}  # "tenant/rule" -> when tracing stops
         self.transitions = 0
+        self.batches = 0
 
     def reload(self) -> None:
-        """Re-read the rules; call after a rule was saved or deleted."""
-        by_tenant: dict[str, dict[str, list[ThresholdRule]]] = {}
+        """Re-read and recompile the rules; call after a rule was saved or deleted."""
+        by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
+        compiled: dict[str, CompiledRule] = {}
         for tenant, rule in self._rules.find():
-            if rule.enabled:
-                by_tenant.setdefault(tenant, {}).setdefault(rule.metric, []).append(rule)
+            if not rule.enabled:
+                continue
+            previous = self._compiled.get(f"{tenant}/{rule.id}")
+            runtime = (
+                previous if previous is not None and previous.definition == rule else None
+            ) or compile_rule(rule)
+            compiled[f"{tenant}/{rule.id}"] = runtime
+            by_tenant.setdefault(tenant, {}).setdefault(rule.metric, []).append(runtime)
+            self._stats.setdefault((tenant, rule.id), RuleStats(rule.id, tenant))
+        self._compiled = compiled
         self._by_tenant = by_tenant
 
-    def _restore(self) -> None:
-        for tenant, rule, device in self._alerts.open_keys():
-            self._states[(rule, tenant, device)] = SeriesState(raised=True)
+    def stats(self, tenant: str | None = None) -> list[RuleStats]:
+        """Per-rule counters (of one tenant, or all), ordered by tenant and rule id."""
+        for key, runtime in self._compiled.items():
+            stats = self._stats[(key.split("/", 1)[0], runtime.id)]
+            stats.suppressed = runtime.suppressed
+            stats.late = runtime.late
+            stats.actions_delivered = self.actions.delivered.get(runtime.id, 0)
+            stats.actions_failed = self.actions.failed.get(runtime.id, 0)
+        # Counters of deleted or disabled rules stay (a batch in flight may still count
+        # on them) but are not shown.
+        live = {(key.split("/", 1)[0], runtime.id) for key, runtime in self._compiled.items()}
+        return [self._stats[key] for key in sorted(live) if tenant in (None, key[0])]
 
-    def _model_of(self, tenant: str, device: str) -> str | None:
-        found = self._registry.get(tenant, device)
-        return found.model if found else None
+    def trace(self, tenant: str, rule_id: str, watch_s: float = 30.0) -> list[TraceEntry]:
+        """The rule's last judgements, oldest first; recording them starts with the first
+        call and stops ``watch_s`` after the last one, so unwatched rules cost nothing."""
+        runtime = self._compiled.get(f"{tenant}/{rule_id}")
+        if runtime is None:
+            return []
+        if runtime.trace is None:
+            runtime.trace = collections.deque(maxlen=50)
+        self._watched[f"{tenant}/{rule_id}"] = time.monotonic() + watch_s
+        return [TraceEntry(*entry) for entry in runtime.trace]
+
+    def _is_timed(self, tenant: str, rule: str) -> bool:
+        runtime = self._compiled.get(f"{tenant}/{rule}")
+        return runtime is not None and runtime.timed
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Load the checkpoint and mark the series of open alerts raised (at start)."""
+        with self._engine.connect() as connection:
+            for row in connection.execute(sa.select(rule_state)):
+                self._states[(row.rule, row.tenant, row.device)] = msgspec.json.decode(
+                    row.state, type=SeriesState
+                )
+        for tenant, rule, device in self._alerts.open_keys():
+            state = self._states.setdefault((rule, tenant, device), SeriesState())
+            state.raised = True
+            state.suppressed = False
+        self._timed = {key for key in self._states if self._is_timed(key[1], key[0])}
+
+    def checkpoint(self) -> int:
+        """Write the states changed since the last checkpoint; returns how many."""
+        return self._write_checkpoint(self._snapshot())
+
+    def _snapshot(self) -> list[dict[str, object]]:
+        """The changed states, encoded now (on the loop, so no judge runs meanwhile)."""
+        dirty, self._dirty = self._dirty, set()
+        now = now_ms()
+        states = self._states
+        return [
+            {
+                "tenant": tenant,
+                "rule": rule,
+                "device": device,
+                "state": msgspec.json.encode(states[(rule, tenant, device)]),
+                "updated_ms": now,
+            }
+            for rule, tenant, device in dirty
+            if (rule, tenant, device) in states
+        ]
+
+    def _write_checkpoint(self, rows: list[dict[str, object]]) -> int:
+        """Write encoded states; on a database error they are marked dirty again."""
+        if not rows:
+            return 0
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(self._upsert, rows)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning(
+                "rule checkpoint of %d states failed, retried next round: %s", len(rows), exc
+            )
+            self._dirty.update((r["rule"], r["tenant"], r["device"]) for r in rows)  # type: ignore[misc]
+            return 0
+        return len(rows)
+
+    # -- running --------------------------------------------------------------------
+
+    def judge(self, batch: Sequence[Reading]) -> list[Signal]:
+        """Advance the states over one batch; what must be written comes back."""
+        signals: list[Signal] = []
+        by_tenant = self._by_tenant
+        registry_get = self._registry.get
+        states = self._states
+        dirty = self._dirty
+        for reading in batch:
+            rules = by_tenant.get(reading.tenant)
+            if not rules:
+                continue
+            runtimes = rules.get(reading.metric)
+            if not runtimes:
+                continue
+            device = registry_get(reading.tenant, reading.device)
+            for runtime in runtimes:
+                if not runtime.matches(device):
+                    continue
+                key = (runtime.id, reading.tenant, reading.device)
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = SeriesState()
+                    if runtime.timed:
+                        self._timed.add(key)
+                dirty.add(key)
+                stats = self._stats[(reading.tenant, runtime.id)]
+                started = time.perf_counter_ns()
+                try:
+                    runtime.feed(
+                        state,
+                        reading.tenant,
+                        reading.device,
+                        device,
+                        reading.ts,
+                        reading.value,
+                        signals,
+                    )
+                except Exception as exc:
+                    if not stats.errors:
+                        log.warning("rule %s failed on %s: %s", runtime.id, reading.device, exc)
+                    stats.errors += 1
+                    stats.last_error = f"{type(exc).__name__}: {exc}"
+                stats.readings += 1
+                stats.busy_ns += time.perf_counter_ns() - started
+        return signals
+
+    def tick(self, now: int) -> list[Signal]:
+        """Let time pass: heartbeats (absence) fire and session windows close."""
+        signals: list[Signal] = []
+        for key in list(self._timed):
+            rule, tenant, device = key
+            runtime = self._compiled.get(f"{tenant}/{rule}")
+            state = self._states.get(key)
+            if runtime is None or state is None:
+                continue  # the rule was disabled or deleted; its state waits
+            runtime.tick(state, tenant, device, now, signals)
+            self._dirty.add(key)
+        return signals
 
     async def run(self) -> None:
-        """Consume the bus until it closes."""
+        """Consume the bus until it closes, then checkpoint."""
         await asyncio.to_thread(self.reload)
-        await asyncio.to_thread(self._restore)
-        async for batch in self._subscription:
-            transitions: list[Transition] = []
-            by_tenant = self._by_tenant
-            tenants = {reading.tenant for reading in batch}
-            for tenant in tenants:
-                rules = by_tenant.get(tenant)
-                if not rules:
-                    continue
-                readings = batch if len(tenants) == 1 else [r for r in batch if r.tenant == tenant]
-                transitions += evaluate(rules, self._states, readings, self._model_of)
-            for transition in transitions:
-                # One at a time: a retried raise must not count twice.
-                await retry_until_done(
-                    functools.partial(asyncio.to_thread, self._apply, transition),
-                    what="alert write",
-                    logger=log,
-                )
-                self.transitions += 1
+        await asyncio.to_thread(self.restore)
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.actions.run(stop), name="trellis.rules.actions")
+            ticker = tasks.create_task(self._ticker(), name="trellis.rules.tick")
+            # One checkpoint write at a time, in a thread, while judging goes on; a
+            # round whose predecessor is still writing is skipped (its states stay dirty).
+            writing: asyncio.Task[int] | None = None
+            try:
+                last_checkpoint = time.monotonic()
+                async for batch in self._subscription:
+                    await self._write(self.judge(batch))
+                    self.batches += 1
+                    due = time.monotonic() - last_checkpoint >= self._checkpoint_s
+                    if due and (writing is None or writing.done()):
+                        if writing is not None:
+                            writing.result()  # a failed write surfaces here
+                        writing = tasks.create_task(
+                            asyncio.to_thread(self._write_checkpoint, self._snapshot()),
+                            name="trellis.rules.checkpoint",
+                        )
+                        last_checkpoint = time.monotonic()
+            finally:
+                ticker.cancel()
+                stop.set()
+                if writing is not None:
+                    await asyncio.wait([writing])
+                await asyncio.to_thread(self._write_checkpoint, self._snapshot())
 
-    def _apply(self, t: Transition) -> None:
-        if t.kind == "raise":
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            now = time.monotonic()
+            for key, until in list(self._watched.items()):
+                if until < now:
+                    del self._watched[key]
+                    runtime = self._compiled.get(key)
+                    if runtime is not None:
+                        runtime.trace = None
+            await self._write(self.tick(now_ms()))
+
+    async def _write(self, signals: list[Signal]) -> None:
+        for signal in signals:
+            # One at a time: a retried raise must not count twice.
+            await retry_until_done(
+                functools.partial(asyncio.to_thread, self._apply, signal),
+                what="alert write",
+                logger=log,
+            )
+            stats = self._stats[(signal.tenant, signal.rule.id)]
+            if signal.kind == "raise":
+                stats.raised += 1
+            else:
+                stats.cleared += 1
+            self.transitions += 1
+            self.actions.submit(signal)
+
+    def _apply(self, signal: Signal) -> None:
+        rule = signal.rule
+        if signal.kind == "raise":
             self._alerts.raise_alert(
-                tenant=t.tenant,
-                device=t.device,
-                rule=t.rule.id,
-                type=t.rule.title,
-                severity=t.rule.severity,
-                message=(
-                    f"{t.rule.metric} = {t.value:g} {t.rule.op} {t.rule.threshold:g}"
-                    + (f" for {t.rule.for_s:g} s" if t.rule.for_s else "")
-                ),
-                value=t.value,
-                at_ms=t.ts,
-                metric=t.rule.metric,
+                tenant=signal.tenant,
+                device=signal.device,
+                rule=rule.id,
+                type=rule.title,
+                severity=rule.severity,
+                message=signal.message,
+                value=signal.value,
+                at_ms=signal.ts,
+                metric=rule.metric,
             )
         else:
             self._alerts.clear(
-                tenant=t.tenant, rule=t.rule.id, device=t.device, value=t.value, at_ms=t.ts
+                tenant=signal.tenant,
+                rule=rule.id,
+                device=signal.device,
+                value=signal.value,
+                at_ms=signal.ts,
             )
+
+
+def _upsert_statement(engine: sa.Engine) -> sa.Insert:
+    """``INSERT … ON CONFLICT DO UPDATE`` for checkpoints, in the database's dialect.
+
+    SQLite and PostgreSQL spell it the same; one executemany of it is ~50× faster
+    than deleting and re-inserting the rows.
+    """
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    else:
+        raise ValueError(f"rule checkpoints need SQLite or PostgreSQL, not {dialect}")
+    statement = insert(rule_state)
+    return statement.on_conflict_do_update(
+        index_elements=[rule_state.c.tenant, rule_state.c.rule, rule_state.c.device],
+        set_={"state": statement.excluded.state, "updated_ms": statement.excluded.updated_ms},
+    )

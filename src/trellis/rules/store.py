@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import sqlalchemy as sa
 
 from trellis.core.clock import now_ms
 from trellis.core.errors import NotFoundError
+from trellis.rules.locate import with_line
 from trellis.rules.model import ThresholdRule
+from trellis.rules.spec import StreamRule
 from trellis.store.metadata import rules
 
-__all__ = ["RuleStore", "parse_rule"]
+__all__ = ["AnyRule", "RuleStore", "parse_rule", "rule_text"]
+
+AnyRule = ThresholdRule | StreamRule
 
 
-def parse_rule(definition: bytes | str | dict[str, object]) -> ThresholdRule:
-    """A rule from JSON text or a mapping; ``ValueError`` names the offending field."""
+def parse_rule(definition: bytes | str | dict[str, object]) -> AnyRule:
+    """A rule from JSON text or a mapping; ``ValueError`` names the offending field.
+
+    A definition with a ``threshold`` is a :class:`ThresholdRule`; any other is a
+    :class:`StreamRule`. From text, errors also name the line.
+    """
+    text: str | None = None
+    if isinstance(definition, bytes | str):
+        text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"invalid rule: JSON is malformed at line {exc.lineno}, column {exc.colno}: "
+                f"{exc.msg}"
+            ) from None
+    else:
+        data = definition
+    if not isinstance(data, dict):
+        raise ValueError("invalid rule: expected a JSON object")
+    kind: type[AnyRule] = ThresholdRule if "threshold" in data else StreamRule
     try:
-        if isinstance(definition, bytes | str):
-            return msgspec.json.decode(definition, type=ThresholdRule)
-        return msgspec.convert(definition, ThresholdRule)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise ValueError(f"invalid rule: {exc}") from exc
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        message = f"invalid rule: {exc}"
+        raise ValueError(with_line(message, text) if text else message) from None
+
+
+def rule_text(rule: AnyRule) -> str:
+    """Stable, diff-friendly JSON for a rule file: sorted keys, two-space indent."""
+    return json.dumps(msgspec.to_builtins(rule), indent=2, sort_keys=True) + "\n"
 
 
 class RuleStore:
@@ -29,7 +58,12 @@ class RuleStore:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
 
-    def put(self, tenant: str, rule: ThresholdRule) -> ThresholdRule:
+    @property
+    def engine(self) -> sa.Engine:
+        """The metadata database the rules live in (the engine checkpoints there too)."""
+        return self._engine
+
+    def put(self, tenant: str, rule: AnyRule) -> AnyRule:
         """Save ``rule``, replacing the rule with the same id."""
         values = {
             "definition": msgspec.to_builtins(rule),
@@ -44,7 +78,7 @@ class RuleStore:
                 connection.execute(rules.insert().values(tenant=tenant, id=rule.id, **values))
         return rule
 
-    def get(self, tenant: str, rule_id: str) -> ThresholdRule:
+    def get(self, tenant: str, rule_id: str) -> AnyRule:
         """One rule, or :class:`NotFoundError`."""
         with self._engine.connect() as connection:
             definition = connection.execute(
@@ -54,13 +88,18 @@ class RuleStore:
             raise NotFoundError("rule", rule_id)
         return parse_rule(definition)
 
-    def find(self, tenant: str | None = None) -> list[tuple[str, ThresholdRule]]:
+    def find(self, tenant: str | None = None) -> list[tuple[str, AnyRule]]:
         """``(tenant, rule)`` pairs, for one tenant or all, ordered by id."""
         query = sa.select(rules.c.tenant, rules.c.definition).order_by(rules.c.tenant, rules.c.id)
         if tenant is not None:
             query = query.where(rules.c.tenant == tenant)
         with self._engine.connect() as connection:
             return [(row.tenant, parse_rule(row.definition)) for row in connection.execute(query)]
+
+    def set_enabled(self, tenant: str, rule_id: str, enabled: bool) -> AnyRule:
+        """Enable or disable a rule without changing anything else."""
+        rule = msgspec.structs.replace(self.get(tenant, rule_id), enabled=enabled)
+        return self.put(tenant, rule)
 
     def delete(self, tenant: str, rule_id: str) -> None:
         """Remove a rule; :class:`NotFoundError` when it does not exist."""

@@ -1,4 +1,5 @@
-"""The metadata schema (devices, rules, alerts, their timelines and labels) and migrations.
+"""The metadata schema (devices, rules, alerts, their timelines and labels, models) and
+migrations.
 
 SQLAlchemy Core on SQLite in embedded mode and PostgreSQL at scale: one schema, one
 set of Alembic migrations. :func:`open_metadata` upgrades the database at start,
@@ -24,13 +25,21 @@ __all__ = [
     "alert_events",
     "alert_labels",
     "alerts",
+    "device_models",
     "devices",
+    "flow_versions",
     "metadata",
     "migrate",
+    "ml_models",
+    "ml_prediction_batches",
+    "ml_stage_events",
+    "ml_versions",
     "notification_dead_letters",
     "open_metadata",
     "quarantine",
     "row_dict",
+    "rule_dead_letters",
+    "rule_state",
     "rules",
 ]
 
@@ -156,6 +165,115 @@ notification_dead_letters = sa.Table(
     sa.Index("ix_dead_letters_tenant", "tenant", "created_ms"),
 )
 
+#: Registered models: the routing policy between versions and the promotion lock.
+ml_models = sa.Table(
+    "ml_models",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("routing", sa.JSON, nullable=False),
+    # Set while a promotion runs (its start time), so a second one is refused.
+    sa.Column("promoting_ms", sa.BigInteger, nullable=True),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+#: Model versions: the artifact by sha256, signature, metrics, card, lineage, stage.
+ml_versions = sa.Table(
+    "ml_versions",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("signature", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("card", sa.JSON, nullable=False),
+    sa.Column("lineage", sa.JSON, nullable=False),
+    sa.Column("reference", sa.JSON, nullable=False),
+    sa.Column("reviews", sa.JSON, nullable=False),
+    sa.Column("registered_by", sa.String(128), nullable=False),
+    sa.Column("registered_ms", sa.BigInteger, nullable=False),
+    sa.Column("stage_ms", sa.BigInteger, nullable=False),
+)
+
+#: Every stage change of a version, in order: what rollback reads.
+ml_stage_events = sa.Table(
+    "ml_stage_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("from_stage", sa.String(16), nullable=True),
+    sa.Column("to_stage", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_ml_stage_events_model", "tenant", "name", "id"),
+)
+
+#: The prediction log, one row per version per served batch: every prediction's inputs
+#: digest (16 bytes each) and score (float32 each) packed in order, so two versions can
+#: be compared on the same traffic, at a write cost per batch rather than per row.
+ml_prediction_batches = sa.Table(
+    "ml_prediction_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("devices", sa.JSON, nullable=False),
+    sa.Column("digests", sa.LargeBinary, nullable=False),
+    sa.Column("scores", sa.LargeBinary, nullable=True),
+    sa.Column("score_sum", sa.Float, nullable=True),
+    sa.Column("latency_us", sa.Integer, nullable=False),
+    sa.Column("cpu_us", sa.Integer, nullable=False),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_ml_prediction_batches_model", "tenant", "name", "at_ms"),
+)
+
+#: Every saved version of every flow; ``deployed`` marks the one whose rules run.
+flow_versions = sa.Table(
+    "flow_versions",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("deployed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+#: Rule engine checkpoints: one msgspec-JSON :class:`SeriesState` per (rule, device).
+rule_state = sa.Table(
+    "rule_state",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("rule", sa.String(128), primary_key=True),
+    sa.Column("device", sa.String(128), primary_key=True),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Column("updated_ms", sa.BigInteger, nullable=False),
+)
+
+#: Rule actions (webhooks) that failed every retry, kept for an operator to see.
+rule_dead_letters = sa.Table(
+    "rule_dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(512), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_rule_dead_letters_tenant", "tenant", "created_ms"),
+)
+
 quarantine = sa.Table(
     "quarantine",
     metadata,
@@ -169,7 +287,20 @@ quarantine = sa.Table(
     sa.Column("received_ms", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("quarantined_ms", sa.BigInteger, nullable=False),
+    sa.Column("contract", sa.String(160), nullable=True),
+    sa.Column("replayed_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_quarantine_received", "received_ms"),
+)
+
+#: Device model versions imported from model files (the built-ins are not stored).
+device_models = sa.Table(
+    "device_models",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
 
 log = logging.getLogger(__name__)

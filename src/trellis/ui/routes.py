@@ -31,6 +31,7 @@ from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, Device
 from trellis.platform import Platform
 from trellis.ui import experiments, streams, views
+from trellis.ui import models as model_pages
 from trellis.ui.streams import end_streams
 
 __all__ = ["end_streams", "mount"]
@@ -394,7 +395,11 @@ async def alert_stream(
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, fragments, streams and static files to ``app``."""
+    from trellis.ui import rules  # it renders with this module's templates
+
+    app.include_router(rules.pages)
     app.include_router(pages)
+    app.include_router(model_pages.router)
     app.include_router(live)
     app.include_router(experiments.router)
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")

@@ -48,7 +48,14 @@ __all__ = [
 STATIC_DIR = Path(__file__).parent / "static"
 VENDOR_DIR = STATIC_DIR / "vendor"
 #: The files ``scripts/copy_assets.py`` puts in ``static/vendor/`` (``make assets``).
-VENDOR_FILES = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css", "echarts.min.js")
+VENDOR_FILES = (
+    "htmx.min.js",
+    "uPlot.iife.min.js",
+    "uPlot.min.css",
+    "echarts.min.js",
+    "drawflow.min.js",
+    "drawflow.min.css",
+)
 
 FLEET_PAGE_SIZE = 50
 ALERT_PAGE_SIZE = 50

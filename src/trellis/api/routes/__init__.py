@@ -11,7 +11,10 @@ from trellis.api.routes import (
     commands,
     devices,
     experiments,
+    fabric,
+    flows,
     ingest,
+    models,
     mqtt,
     rules,
     storage,
@@ -30,8 +33,11 @@ for module in (
     storage,
     alerts,
     rules,
+    flows,
     ingest,
     mqtt,
+    models,
+    fabric,
     experiments,
 ):
     router.include_router(module.router)

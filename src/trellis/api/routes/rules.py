@@ -1,29 +1,85 @@
-"""Rule routes: rules as data, validated before they are saved."""
+"""Rule routes: rules as data, validated before they are saved; stats, dry runs, dead letters."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import PlatformDep, time_range
 from trellis.api.encoding import documented, json_response
+from trellis.rules.actions import RuleDeadLetter
+from trellis.rules.dryrun import DryRun, dry_run, parse_since
+from trellis.rules.engine import RuleStats, TraceEntry
 from trellis.rules.model import ThresholdRule
-from trellis.rules.store import parse_rule
+from trellis.rules.store import AnyRule, parse_rule
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["rules"])
 
+#: A threshold rule or a stream rule (the schemas of ThresholdRule and StreamRule);
+#: msgspec cannot document a union of untagged structs, and tagging would change the
+#: rule files people already keep in git.
+RuleDefinition = dict[str, Any]
 
-@router.get("/rules", responses=documented(list[ThresholdRule]))
+
+def _known_metric(platform: PlatformDep, rule: AnyRule) -> None:
+    """A rule must name a metric some device model has, and models that exist."""
+    models = platform.registry.models
+    wanted = (
+        ([rule.model] if rule.model else [])
+        if isinstance(rule, ThresholdRule)
+        else rule.select.models
+    )
+    unknown = sorted(set(wanted) - set(models))
+    if unknown:
+        raise HTTPException(422, f"$.select.models: unknown model(s) {', '.join(unknown)}")
+    candidates = [models[name] for name in wanted] or list(models.values())
+    if not any(rule.metric in model.metrics for model in candidates):
+        known = sorted({m for model in candidates for m in model.metrics})
+        raise HTTPException(
+            422, f"$.metric: no selected model measures {rule.metric!r}; known: {', '.join(known)}"
+        )
+
+
+@router.get("/rules", responses=documented(list[RuleDefinition]))
 def list_rules(platform: PlatformDep) -> Response:
     """The tenant's rules."""
     return json_response([rule for _, rule in platform.rules.find(platform.tenant)])
 
 
-@router.put("/rules/{rule_id}", responses=documented(ThresholdRule))
+@router.get("/rules/stats", responses=documented(list[RuleStats]))
+def rule_stats(platform: PlatformDep) -> Response:
+    """Per-rule readings judged, raises, clears, errors, suppressed, late, actions, busy time."""
+    return json_response(platform.rule_engine.stats(platform.tenant))
+
+
+@router.get("/rules/dead-letters", responses=documented(list[RuleDeadLetter]))
+def dead_letters(
+    platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> Response:
+    """Rule actions that failed every retry, newest first."""
+    return json_response(platform.rule_engine.actions.dead_letters(platform.tenant, limit))
+
+
+@router.get("/rules/{rule_id}/trace", responses=documented(list[TraceEntry]))
+def rule_trace(rule_id: str, platform: PlatformDep) -> Response:
+    """The rule's last judgements ``[device, ts, value, holds]``, for a live debug view.
+
+    Recording starts with the first call and stops 30 s after the last one."""
+    return json_response(platform.rule_engine.trace(platform.tenant, rule_id))
+
+
+@router.get("/rules/{rule_id}", responses=documented(RuleDefinition))
+def get_rule(rule_id: str, platform: PlatformDep) -> Response:
+    """One rule."""
+    return json_response(platform.rules.get(platform.tenant, rule_id))
+
+
+@router.put("/rules/{rule_id}", responses=documented(RuleDefinition))
 async def put_rule(rule_id: str, request: Request, platform: PlatformDep) -> Response:
     """Create or replace a rule; it is validated before it is saved."""
     body = await request.body()
@@ -33,9 +89,42 @@ async def put_rule(rule_id: str, request: Request, platform: PlatformDep) -> Res
         raise HTTPException(422, str(exc)) from None
     if rule.id != rule_id:
         raise HTTPException(422, f"rule id {rule.id!r} in the body differs from {rule_id!r}")
+    _known_metric(platform, rule)
     await asyncio.to_thread(platform.rules.put, platform.tenant, rule)
     await asyncio.to_thread(platform.rule_engine.reload)
     return json_response(rule)
+
+
+@router.post("/rules/{rule_id}/enabled", responses=documented(RuleDefinition))
+async def set_enabled(
+    rule_id: str, platform: PlatformDep, enabled: Annotated[bool, Query()] = True
+) -> Response:
+    """Enable or disable a rule; disabling keeps its open alerts open."""
+    rule = await asyncio.to_thread(platform.rules.set_enabled, platform.tenant, rule_id, enabled)
+    await asyncio.to_thread(platform.rule_engine.reload)
+    return json_response(rule)
+
+
+@router.post("/rules/{rule_id}/test", responses=documented(DryRun))
+async def replay_rule(
+    rule_id: str,
+    platform: PlatformDep,
+    since: Annotated[str | None, Query(description="-24h, -30m, -7d (instead of start)")] = None,
+    start: Annotated[str | None, Query(description="epoch ms or RFC 3339")] = None,
+    end: Annotated[str | None, Query(description="epoch ms or RFC 3339; default now")] = None,
+) -> Response:
+    """What the rule would have fired over stored data; nothing is written."""
+    rule = await asyncio.to_thread(platform.rules.get, platform.tenant, rule_id)
+    start_ms, end_ms = time_range(start, end, default_span_ms=86_400_000)
+    if since is not None:
+        try:
+            start_ms = parse_since(since, end_ms)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    result = await asyncio.to_thread(
+        dry_run, rule, platform.store, platform.registry, platform.tenant, start_ms, end_ms
+    )
+    return json_response(result)
 
 
 @router.delete("/rules/{rule_id}", status_code=204)

@@ -1,0 +1,81 @@
+"""Data fabric routes: device models (import, list, versions), quarantine entries and replay
+(the quarantine list is in :mod:`trellis.api.routes.ingest`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from trellis.api.deps import PlatformDep
+from trellis.api.encoding import documented, json_response
+from trellis.contracts.importers import ModelFormatError, parse_model
+from trellis.core.errors import ConflictError
+from trellis.devices.models import DeviceModel
+from trellis.ingest.quarantine import QuarantinedMessage
+from trellis.ingest.replay import ReplayReport, limits_of, replay
+
+__all__ = ["ModelIn", "ReplayIn", "router"]
+
+router = APIRouter(tags=["fabric"])
+
+
+class ModelIn(BaseModel):
+    """A model file's text; ``format`` is detected when omitted."""
+
+    text: str = Field(examples=["name: boiler\nversion: 1.0.0\nproperties: {t: {unit: Cel}}"])
+    format: Literal["wot", "dtdl", "yaml"] | None = None
+
+
+class ReplayIn(BaseModel):
+    """Which entries to replay; all pending ones of the tenant when ``ids`` is empty."""
+
+    ids: list[int] = []
+
+
+@router.get("/device-models", responses=documented(list[DeviceModel]))
+def list_models(platform: PlatformDep) -> Response:
+    """The device models in use (newest version of each)."""
+    return json_response(sorted(platform.registry.models.values(), key=lambda m: m.name))
+
+
+@router.get("/device-models/{name}/versions", responses=documented(list[DeviceModel]))
+def model_versions(name: str, platform: PlatformDep) -> Response:
+    """Every version of one model, oldest first; the last is in use."""
+    return json_response(platform.registry.model_versions(name))
+
+
+@router.post("/device-models", responses=documented(DeviceModel))
+def import_model(body: ModelIn, platform: PlatformDep) -> Response:
+    """Import a WoT TM/TD, DTDL v3 interface or YAML model; 422 names what is wrong."""
+    try:
+        model, fmt = parse_model(body.text, body.format)
+    except ModelFormatError as exc:
+        raise HTTPException(422, str(exc)) from None
+    try:
+        return json_response(platform.registry.put_model(model, fmt))
+    except ConflictError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
+@router.get("/quarantine/{entry_id}", responses=documented(QuarantinedMessage))
+def get_quarantined(entry_id: int, platform: PlatformDep) -> Response:
+    """One quarantined message, its payload included."""
+    return json_response(platform.quarantine.get(entry_id))
+
+
+@router.post("/quarantine/replay", responses=documented(ReplayReport))
+def replay_quarantine(body: ReplayIn, platform: PlatformDep) -> Response:
+    """Decode entries again with today's models; store what passes, each reading once."""
+    quarantine = platform.quarantine
+    entries = (
+        [quarantine.get(i) for i in body.ids]
+        if body.ids
+        else quarantine.find(platform.tenant, limit=10_000, pending=True)
+    )
+    report = replay(
+        entries, quarantine, platform.registry, platform.store, limits_of(platform.settings.ingest)
+    )
+    return json_response(report)

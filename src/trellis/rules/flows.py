@@ -1,0 +1,381 @@
+"""Flows: a DAG of typed nodes, stored as JSON, compiled to stream rules (one engine).
+
+A flow is what the visual editor draws and what lives in git as text::
+
+    {"id": "chiller-drift", "nodes": [
+       {"id": "supply", "type": "source", "metric": "temperature", "select": {"models": ["pump"]}},
+       {"id": "hot", "type": "condition", "condition": "value > 80.0", "for_s": 10},
+       {"id": "page", "type": "alert", "severity": "major"}],
+     "edges": [["supply", "hot"], ["hot", "page"]],
+     "tests": [{"name": "ten hot seconds page", "readings": [["pump-1", 0, 90], ...],
+                "expect": [["raise", "pump-1", 10, "hot"]]}]}
+
+Wires are typed: a source feeds filters, a transform, a window or a condition; a
+filter feeds the same; a transform feeds a window or a condition; a window feeds a
+condition; a condition feeds alert and webhook nodes. Every condition compiles,
+with the chain above it, to one :class:`StreamRule` named ``flow.<flow>.<condition>``;
+deploying a flow saves those rules, so flows and rules share the runtime, the stats
+and the dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from trellis.core.types import AlertSeverity, Device
+from trellis.rules.locate import with_line
+from trellis.rules.runtime import SeriesState, Signal, compile_rule
+from trellis.rules.spec import (
+    MAX_WINDOW_S,
+    Selector,
+    Sequence,
+    StreamRule,
+    WebhookAction,
+    Window,
+)
+
+__all__ = [
+    "AlertNode",
+    "ConditionNode",
+    "FilterNode",
+    "Flow",
+    "FlowTest",
+    "FlowTestResult",
+    "SourceNode",
+    "TransformNode",
+    "WebhookNode",
+    "WindowNode",
+    "compile_flow",
+    "flow_text",
+    "parse_flow",
+    "rule_id_for",
+    "run_flow_tests",
+]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+
+
+class SourceNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="source"):
+    """Readings of one metric from the devices the selector picks."""
+
+    id: str
+    metric: str
+    select: Selector = Selector()
+    lateness_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
+
+
+class FilterNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="filter"):
+    """Only readings for which ``where`` (CEL) holds pass."""
+
+    id: str
+    where: str
+
+
+class TransformNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="transform"):
+    """Replace the value by ``expression`` (CEL, a double), e.g. ``value * 1.8 + 32.0``."""
+
+    id: str
+    expression: str
+
+
+class WindowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="window"):
+    """Aggregate readings over a tumbling, sliding or session window."""
+
+    id: str
+    kind: Literal["tumbling", "sliding", "session"]
+    size_s: float = 0.0
+    gap_s: float = 0.0
+
+
+class ConditionNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="condition"):
+    """The CEL condition and its temporal operators (see :class:`StreamRule`)."""
+
+    id: str
+    condition: str
+    clear: str | None = None
+    for_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_WINDOW_S)] = 0.0
+    debounce_s: Annotated[float, msgspec.Meta(ge=0, le=MAX_WINDOW_S)] = 0.0
+    sequence: Sequence | None = None
+    max_alerts_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+
+
+class AlertNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="alert"):
+    """Raise and clear an alert of this severity."""
+
+    id: str
+    severity: AlertSeverity
+    name: str = ""
+
+
+class WebhookNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="webhook"):
+    """POST each raise and clear; retried with backoff, then dead-lettered."""
+
+    id: str
+    url: str
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    backoff_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
+
+
+Node = (
+    SourceNode | FilterNode | TransformNode | WindowNode | ConditionNode | AlertNode | WebhookNode
+)
+
+_FEEDS: dict[type[Node], tuple[type[Node], ...]] = {
+    SourceNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
+    FilterNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
+    TransformNode: (WindowNode, ConditionNode),
+    WindowNode: (ConditionNode,),
+    ConditionNode: (AlertNode, WebhookNode),
+    AlertNode: (),
+    WebhookNode: (),
+}
+
+
+class FlowTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Readings in (``[device, seconds, value]``) and the transitions expected out
+    (``[kind, device, seconds, condition node]``). Device models come from ``devices``
+    (id → model, site, attributes) or, by default, from the id before its first dash."""
+
+    name: str
+    readings: list[tuple[str, float, float]]
+    expect: list[tuple[Literal["raise", "clear"], str, float, str]]
+    devices: dict[str, dict[str, Any]] = {}
+
+
+class Flow(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A named DAG of nodes, with its unit tests."""
+
+    id: str
+    nodes: list[Node]
+    edges: list[tuple[str, str]]
+    name: str = ""
+    enabled: bool = True
+    tests: list[FlowTest] = []
+    layout: dict[str, tuple[float, float]] = {}
+
+
+def rule_id_for(flow_id: str, node_id: str) -> str:
+    """The id of the rule a condition node compiles to."""
+    return f"flow.{flow_id}.{node_id}"
+
+
+def _type_name(node_type: type[Node]) -> str:
+    return str(node_type.__struct_config__.tag)
+
+
+def parse_flow(definition: bytes | str | dict[str, Any]) -> Flow:
+    """A flow from JSON text or a mapping, checked and compiled once; ``ValueError``
+    names the field (``$.nodes[2].condition``, ``$.edges[1]``) or the line."""
+    text = None
+    if isinstance(definition, bytes | str):
+        text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"invalid flow: JSON is malformed at line {exc.lineno}, column {exc.colno}: "
+                f"{exc.msg}"
+            ) from None
+    else:
+        data = definition
+    try:
+        flow = msgspec.convert(data, Flow)
+        compile_flow(flow)
+    except (ValueError, msgspec.ValidationError) as exc:
+        message = str(exc) if str(exc).startswith("invalid flow") else f"invalid flow: {exc}"
+        raise ValueError(with_line(message, text) if text else message) from None
+    return flow
+
+
+def _check_graph(flow: Flow) -> tuple[dict[str, Node], dict[str, list[str]], dict[str, list[str]]]:
+    if not _ID.match(flow.id):
+        raise ValueError(f"invalid flow: $.id {flow.id!r}: lowercase letters, digits, '_', '-'")
+    nodes: dict[str, Node] = {}
+    for index, node in enumerate(flow.nodes):
+        if not _ID.match(node.id):
+            raise ValueError(
+                f"invalid flow: $.nodes[{index}].id {node.id!r}: "
+                "lowercase letters, digits, '_', '-'"
+            )
+        if node.id in nodes:
+            raise ValueError(f"invalid flow: $.nodes[{index}].id {node.id!r} is used twice")
+        nodes[node.id] = node
+    inputs: dict[str, list[str]] = {node: [] for node in nodes}
+    outputs: dict[str, list[str]] = {node: [] for node in nodes}
+    for index, (source, target) in enumerate(flow.edges):
+        for end in (source, target):
+            if end not in nodes:
+                raise ValueError(f"invalid flow: $.edges[{index}]: unknown node {end!r}")
+        a, b = type(nodes[source]), type(nodes[target])
+        if b not in _FEEDS[a]:
+            allowed = ", ".join(_type_name(t) for t in _FEEDS[a]) or "nothing"
+            raise ValueError(
+                f"invalid flow: $.edges[{index}]: {_type_name(a)} node {source!r} cannot "
+                f"feed {_type_name(b)} node {target!r}; a {_type_name(a)} feeds {allowed}"
+            )
+        outputs[source].append(target)
+        inputs[target].append(source)
+    cycle = _find_cycle(outputs)
+    if cycle:
+        raise ValueError(f"invalid flow: $.edges: cycle {' → '.join(cycle)}")
+    return nodes, inputs, outputs
+
+
+def _find_cycle(outputs: dict[str, list[str]]) -> list[str]:
+    """One cycle as a path of node ids (first == last), or ``[]``."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for nxt in outputs[node]:
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(outputs):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def compile_flow(flow: Flow) -> list[StreamRule]:
+    """The stream rules a flow stands for, one per condition node; ``ValueError`` if
+    the graph is not a well-typed DAG or a node is incomplete."""
+    nodes, inputs, outputs = _check_graph(flow)
+    index_of = {node.id: i for i, node in enumerate(flow.nodes)}
+    rules: list[StreamRule] = []
+    for node in flow.nodes:
+        where = f"$.nodes[{index_of[node.id]}] ({node.id})"
+        inner = SourceNode | FilterNode | TransformNode | WindowNode
+        if isinstance(node, inner) and not outputs[node.id]:
+            raise ValueError(f"invalid flow: {where}: its output is not wired to anything")
+        if not isinstance(node, ConditionNode):
+            continue
+        filters: list[str] = []
+        window: WindowNode | None = None
+        transform: TransformNode | None = None
+        current: Node = node
+        while not isinstance(current, SourceNode):
+            parents = inputs[current.id]
+            if len(parents) != 1:
+                raise ValueError(
+                    f"invalid flow: {where}: the {_type_name(type(current))} node "
+                    f"{current.id!r} needs exactly one input, has {len(parents)}"
+                )
+            current = nodes[parents[0]]
+            if isinstance(current, FilterNode):
+                filters.append(f"({current.where})")
+            elif isinstance(current, WindowNode):
+                window = current
+            elif isinstance(current, TransformNode):
+                transform = current
+        source = current
+        alerts = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], AlertNode)]
+        hooks = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], WebhookNode)]
+        if len(alerts) != 1:
+            raise ValueError(
+                f"invalid flow: {where}: a condition leads to exactly one alert node, "
+                f"not {len(alerts)}"
+            )
+        alert = alerts[0]
+        assert isinstance(alert, AlertNode)
+        try:
+            rule = StreamRule(
+                id=rule_id_for(flow.id, node.id),
+                name=alert.name or flow.name or node.id,
+                metric=source.metric,
+                severity=alert.severity,
+                condition=node.condition,
+                where=" && ".join(reversed(filters)) or None,
+                transform=transform.expression if transform else None,
+                select=source.select,
+                window=(
+                    Window(kind=window.kind, size_s=window.size_s, gap_s=window.gap_s)
+                    if window
+                    else None
+                ),
+                for_s=node.for_s,
+                clear=node.clear,
+                debounce_s=node.debounce_s,
+                sequence=node.sequence,
+                lateness_s=source.lateness_s,
+                max_alerts_per_s=node.max_alerts_per_s,
+                actions=[
+                    WebhookAction(url=h.url, attempts=h.attempts, backoff_s=h.backoff_s)
+                    for h in hooks
+                    if isinstance(h, WebhookNode)
+                ],
+                enabled=flow.enabled,
+            )
+        except (ValueError, msgspec.ValidationError) as exc:
+            raise ValueError(f"invalid flow: {where}: {exc}") from None
+        rules.append(rule)
+    if not rules:
+        raise ValueError("invalid flow: $.nodes: a flow needs at least one condition node")
+    return rules
+
+
+def flow_text(flow: Flow) -> str:
+    """Stable, diff-friendly JSON: sorted keys, two-space indent, one trailing newline."""
+    return json.dumps(msgspec.to_builtins(flow), indent=2, sort_keys=True) + "\n"
+
+
+class FlowTestResult(msgspec.Struct, frozen=True):
+    """One flow test: passed, or what came out instead."""
+
+    name: str
+    passed: bool
+    expected: list[tuple[str, str, float, str]]
+    actual: list[tuple[str, str, float, str]]
+
+
+def _device(device_id: str, spec: dict[str, Any]) -> Device:
+    return Device(
+        "test",
+        device_id,
+        str(spec.get("model", device_id.split("-")[0])),
+        site=str(spec.get("site", "")),
+        attributes=dict(spec.get("attributes", {})),
+    )
+
+
+def run_flow_tests(flow: Flow, t0: int = 1_700_000_000_000) -> list[FlowTestResult]:
+    """Run the flow's tests through the same runtime the engine uses."""
+    compiled = [compile_rule(rule) for rule in compile_flow(flow)]
+    prefix = len(rule_id_for(flow.id, ""))
+    results: list[FlowTestResult] = []
+    for test in flow.tests:
+        devices = {d: _device(d, spec) for d, spec in test.devices.items()}
+        signals: list[Signal] = []
+        for rule in compiled:
+            states: dict[str, SeriesState] = {}
+            for device_id, seconds, value in test.readings:
+                device = devices.get(device_id) or _device(device_id, {})
+                if not rule.matches(device):
+                    continue
+                state = states.setdefault(device_id, SeriesState())
+                ts = t0 + round(seconds * 1000)
+                rule.feed(state, "test", device_id, device, ts, value, signals)
+            end = t0 + round(max((r[1] for r in test.readings), default=0) * 1000)
+            for device_id, state in states.items():
+                rule.tick(state, "test", device_id, end, signals)
+        actual = sorted(
+            (str(s.kind), s.device, (s.ts - t0) / 1000, s.rule.id[prefix:]) for s in signals
+        )
+        expected = sorted((str(k), d, float(at), n) for k, d, at, n in test.expect)
+        results.append(FlowTestResult(test.name, actual == expected, expected, actual))
+    return results
