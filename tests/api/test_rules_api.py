@@ -52,7 +52,7 @@ def test_rules_naming_unknown_metrics_models_or_bad_cel_are_refused(client: http
     base = {"id": "bad", "severity": "minor", "condition": "value > 1.0"}
     cases = [
         ({"metric": "humidity", "select": {"models": ["pump"]}}, "$.metric"),
-        ({"metric": "pressure", "select": {"models": ["chiller"]}}, "$.select.models"),
+        ({"metric": "pressure", "select": {"models": ["boiler"]}}, "$.select.models"),
         ({"metric": "pressure", "condition": "value >"}, "line 1, column 8"),
         ({"metric": "pressure", "condition": "value + 1 > 2.0"}, "type error"),
     ]

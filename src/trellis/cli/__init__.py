@@ -10,6 +10,7 @@ from trellis.cli import (
     alerts,
     db,
     device_models,
+    experiment,
     flows,
     models,
     mqtt,
@@ -33,6 +34,7 @@ app.command("sim")(sim.simulate)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(mqtt.app, name="mqtt")
 app.add_typer(db.app, name="db")
+app.add_typer(experiment.app, name="experiment")
 app.command("query")(query.query)
 app.add_typer(quarantine.app, name="quarantine")
 app.add_typer(models.app, name="models")

@@ -167,6 +167,19 @@ class SimSettings(_Section):
         default="pump-0002", description="device that develops a fault; empty for none"
     )
     fault_after_s: float = Field(default=15.0, ge=0)
+    scenario: Path | None = Field(
+        default=None,
+        description="a scenario file (TOML) to run instead of the demo fleet, from now on",
+    )
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_loads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from trellis.sim.scenario import load_scenario  # sim imports config
+
+            load_scenario(value)  # a ScenarioError (a ValueError) names the file and line
+        return value
 
     @field_validator("fault_device", mode="before")
     @classmethod

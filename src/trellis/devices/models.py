@@ -127,6 +127,12 @@ BUILTIN_MODELS: dict[str, DeviceModel] = {
                 "pressure": MetricSpec(
                     "bar", 0.0, 100.0, "discharge pressure", expected_rate_hz=1.0
                 ),
+                # Reported by the simulator's physics model (trellis.sim.pumps).
+                "flow": MetricSpec("m3/h", 0.0, 10_000.0, "delivered flow"),
+                "power": MetricSpec("kW", 0.0, 10_000.0, "electrical power"),
+                "vib_1x": MetricSpec("mm/s", 0.0, 100.0, "vibration at running speed, RMS"),
+                "vib_bearing": MetricSpec("mm/s", 0.0, 100.0, "bearing defect band, RMS"),
+                "vib_hf": MetricSpec("mm/s", 0.0, 100.0, "high-frequency band, RMS"),
             },
             actions={"stop": ActionSpec("stop the motor"), "start": ActionSpec("start the motor")},
             events={"overheat": EventSpec("winding temperature above the trip point")},
@@ -143,6 +149,26 @@ BUILTIN_MODELS: dict[str, DeviceModel] = {
                 "occupancy": MetricSpec(
                     "count", 0.0, 10_000.0, "people present", expected_rate_hz=1.0
                 ),
+            },
+        ),
+        DeviceModel(
+            name="chiller",
+            version="1.0.0",
+            description="Chiller with cooling load, electrical power, COP, supply temperature",
+            metrics={
+                "load": MetricSpec("kW", 0.0, 100_000.0, "cooling delivered"),
+                "power": MetricSpec("kW", 0.0, 100_000.0, "electrical power"),
+                "cop": MetricSpec("1", 0.0, 20.0, "coefficient of performance"),
+                "chw_temp": MetricSpec("Cel", -10.0, 40.0, "chilled-water supply temperature"),
+            },
+        ),
+        DeviceModel(
+            name="meter",
+            version="1.0.0",
+            description="Site electricity meter: active power and the energy register",
+            metrics={
+                "power": MetricSpec("kW", 0.0, 1e7, "active power"),
+                "energy": MetricSpec("kWh", 0.0, 1e12, "energy register"),
             },
         ),
     )

@@ -1,4 +1,8 @@
-"""Simulated assets: small, seeded step functions with a little real physics.
+"""Single simulated assets: small, seeded, scalar step functions.
+
+Kept for callers that step one asset at a time; fleets (``Fleet``, scenarios, the
+benchmarks) run on the vectorised banks of :mod:`trellis.sim.engine` instead, which
+carry the fuller physics (pump curve, RC zones, chillers, meters).
 
 Each asset keeps its own state and random generator, so a fleet built from one seed
 produces the same telemetry every run. ``step(ts_ms)`` advances the asset to an

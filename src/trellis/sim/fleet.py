@@ -1,8 +1,10 @@
-"""A simulated fleet: assets that publish telemetry as devices would.
+"""A simulated fleet that publishes telemetry as devices would, on the wall clock.
 
 The fleet produces :class:`~trellis.core.types.RawMessage` objects on the same
 topics and in the same JSON a real device sends, so everything after the source
-(ingest, storage, rules, alerts) runs exactly as it would for real hardware.
+(ingest, storage, rules, alerts) runs exactly as it would for real hardware. It is
+the :class:`~trellis.sim.engine.Simulation` configured from :class:`SimSettings`:
+pumps and rooms (HVAC zones) reporting the metrics of the built-in device models.
 """
 
 from __future__ import annotations
@@ -16,29 +18,49 @@ import msgspec
 from trellis.core.clock import now_ms
 from trellis.core.config import SimSettings
 from trellis.core.types import Device, RawMessage
-from trellis.ingest.decode import TelemetryPayload, telemetry_topic
-from trellis.sim.assets import Pump, Room, SimAsset
+from trellis.sim.engine import FaultPlan, Plan, Simulation, SitePlan
+from trellis.sim.outputs import MessageEncoder
+from trellis.sim.scenario import load_scenario
 
 __all__ = ["Fleet", "run_realtime"]
 
-_encoder = msgspec.json.Encoder()
+#: What the demo fleet reports per asset kind: the metrics its device models know.
+DEMO_METRICS = {"pump": ("temperature", "vibration", "pressure")}
+#: Faults of the demo grow in seconds, not days, so a demo shows them.
+DEMO_FAULTS = {"pump": ("bearing_wear", 5.0), "zone": ("schedule_override", 1.0)}
 
 
 class Fleet:
-    """Pumps and rooms built from :class:`SimSettings`, deterministic per seed."""
+    """Pumps and rooms built from :class:`SimSettings`, deterministic per seed; or,
+    when ``settings.scenario`` names a file, that scenario's fleet starting now."""
 
     def __init__(self, settings: SimSettings, tenant: str, start_ms: int | None = None) -> None:
         self.tenant = tenant
         self.start_ms = now_ms() if start_ms is None else start_ms
-        self._run = secrets.token_hex(4)
-        self.assets: list[SimAsset] = [
-            Pump(f"pump-{i:04d}", seed=settings.seed * 10_007 + i)
-            for i in range(1, settings.pumps + 1)
-        ] + [
-            Room(f"room-{i:04d}", seed=settings.seed * 20_011 + i)
-            for i in range(1, settings.rooms + 1)
-        ]
-        self._seq = dict.fromkeys((asset.device_id for asset in self.assets), 0)
+        self.from_scenario = settings.scenario is not None
+        if settings.scenario is not None:
+            plan = load_scenario(settings.scenario)
+            plan = msgspec.structs.replace(plan, start_ms=self.start_ms, prefixes={})
+            self.simulation = Simulation(plan)
+            self.encoder = MessageEncoder(tenant, f"sim-{secrets.token_hex(4)}")
+            return
+        plan = Plan(
+            sites=[
+                SitePlan(
+                    name="plant-1",
+                    counts={"pump": settings.pumps, "zone": settings.rooms},
+                    period_s=1 / settings.rate_hz,
+                )
+            ],
+            start_ms=self.start_ms,
+            duration_s=1.0,
+            step_s=1 / settings.rate_hz,
+            seed=settings.seed,
+            thermal_tau_s=30.0,  # compressed so a demo shows the motor heat up
+            prefixes={"zone": "room"},
+        )
+        self.simulation = Simulation(plan)
+        self.encoder = MessageEncoder(tenant, f"sim-{secrets.token_hex(4)}", DEMO_METRICS)
         if settings.fault_device is not None:
             self.inject_fault(
                 settings.fault_device, self.start_ms + int(settings.fault_after_s * 1000)
@@ -46,43 +68,31 @@ class Fleet:
 
     def inject_fault(self, device_id: str, onset_ms: int) -> None:
         """Start the asset's fault at ``onset_ms``; an unknown device is an error."""
-        for asset in self.assets:
-            if asset.device_id == device_id:
-                asset.fault_onset_ms = onset_ms
-                return
-        raise ValueError(f"no simulated device {device_id!r} in this fleet")
+        if not self.simulation.has(device_id):
+            raise ValueError(f"no simulated device {device_id!r} in this fleet")
+        kind = "pump" if device_id.startswith("pump-") else "zone"
+        fault, growth_s = DEMO_FAULTS[kind]  # a scenario names its own faults in its file
+        onset_s = (onset_ms - self.start_ms) / 1000
+        self.simulation.inject(FaultPlan(device_id, fault, onset_s, growth_s))
 
     def devices(self, site: str = "plant-1") -> list[Device]:
         """The registry entries for the fleet's assets."""
         return [
             Device(
                 tenant=self.tenant,
-                id=asset.device_id,
-                model=asset.model,
-                name=f"{asset.model.title()} {asset.device_id.rsplit('-', 1)[1].lstrip('0')}",
-                site=site,
+                id=device_id,
+                model=model,
+                name=f"{model.title()} {device_id.rsplit('-', 1)[1].lstrip('0')}",
+                site=own_site if self.from_scenario else site,
                 attributes={"simulated": True},
             )
-            for asset in self.assets
+            for device_id, model, own_site in self.simulation.device_ids()
         ]
 
     def messages(self, ts_ms: int, received_ms: int | None = None) -> list[RawMessage]:
         """One telemetry message per asset for the instant ``ts_ms``."""
         received = ts_ms if received_ms is None else received_ms
-        out: list[RawMessage] = []
-        for asset in self.assets:
-            seq = self._seq[asset.device_id] = self._seq[asset.device_id] + 1
-            payload = TelemetryPayload(values=asset.step(ts_ms), ts=ts_ms, seq=seq)
-            out.append(
-                RawMessage(
-                    id=f"sim-{self._run}-{asset.device_id}-{seq}",
-                    source="sim",
-                    topic=telemetry_topic(self.tenant, asset.device_id),
-                    payload=_encoder.encode(payload),
-                    received_ms=received,
-                )
-            )
-        return out
+        return self.encoder.messages(self.simulation.step_to(ts_ms), received)
 
 
 async def run_realtime(

@@ -342,7 +342,10 @@ def device_view(
     values = _values(model, latest)
     units = {v.metric: (v.unit, v.description) for v in values}
     series = []
-    for metric in _metric_order(model, latest):
+    order = _metric_order(model, latest)
+    # Charts for what the device reports; a device that has sent nothing yet gets its
+    # model's charts, empty, to fill live.
+    for metric in [m for m in order if m in latest] or order:
         spec = model.metrics.get(metric) if model else None
         unit, description = units.get(
             metric, (unit_label(spec.unit) if spec else "", spec.description if spec else "")

@@ -10,6 +10,7 @@ from trellis.api.routes import (
     alerts,
     commands,
     devices,
+    experiments,
     fabric,
     flows,
     ingest,
@@ -37,5 +38,6 @@ for module in (
     mqtt,
     models,
     fabric,
+    experiments,
 ):
     router.include_router(module.router)
