@@ -67,8 +67,14 @@ def _serve(settings: Settings, *, simulate: bool) -> None:
 
 
 def demo(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
-    """Start the platform with a simulated fleet and the dashboard (embedded mode)."""
-    _serve(load_or_exit(config, host, port), simulate=True)
+    """Start the platform with a simulated fleet and the dashboard (embedded mode).
+
+    The demo binds to 127.0.0.1 and treats local callers as the admin (``auth.loopback_admin``),
+    so the dashboard works without a login; every call is still authorised and audited.
+    """
+    settings = load_or_exit(config, host, port)
+    auth = settings.auth.model_copy(update={"loopback_admin": True})
+    _serve(settings.model_copy(update={"auth": auth}), simulate=True)
 
 
 def serve(

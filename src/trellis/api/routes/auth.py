@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -87,7 +87,7 @@ def login(body: LoginIn, request: Request) -> Response:
     return json_response(TokenOut(token, sorted(set(body.scopes))), 201)
 
 
-@audit_router.get("/audit", responses=documented(list[dict[str, object]]))
+@audit_router.get("/audit", responses=documented(list[dict[str, Any]]))
 def audit_entries(
     request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> Response:
