@@ -127,7 +127,7 @@ class UserStore:
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         with self._engine.begin() as conn:
             if not conn.execute(sa.select(users.c.name).where(users.c.name == name)).first():
-                raise NotFoundError(f"no user {name!r}")
+                raise NotFoundError("user", name)
             conn.execute(
                 api_tokens.insert().values(
                     id=token_id,

@@ -11,6 +11,8 @@ import sys
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
+import os
+
 import httpx
 import msgspec
 import typer
@@ -47,7 +49,9 @@ def _client(url: str | None, config: Any) -> httpx.Client:
     if url is None:
         http = load_or_exit(config).http
         url = f"http://{http.host}:{http.port}"
-    return httpx.Client(base_url=url.rstrip("/"), timeout=30)
+    token = os.environ.get("TRELLIS_TOKEN")  # an API token (trellis users token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url.rstrip("/"), timeout=30, headers=headers)
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
