@@ -17,7 +17,9 @@ from trellis.cli import app
 def _log(tmp_path: Path, n: int = 5) -> Path:
     log = AuditLog(tmp_path / "audit.jsonl")
     for i in range(n):
-        log.append(principal=f"u{i}", action="devices.put_device", decision="allow", client="127.0.0.1")
+        log.append(
+            principal=f"u{i}", action="devices.put_device", decision="allow", client="127.0.0.1"
+        )
     return log.path
 
 
@@ -30,7 +32,9 @@ def test_intact_log_verifies_and_reopening_continues_the_chain(tmp_path: Path) -
 
 @settings(max_examples=60, deadline=None)
 @given(position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=6))
-def test_one_changed_byte_names_its_entry(tmp_path_factory: pytest.TempPathFactory, position: int, bit: int) -> None:
+def test_one_changed_byte_names_its_entry(
+    tmp_path_factory: pytest.TempPathFactory, position: int, bit: int
+) -> None:
     """Flipping any one bit of any entry (newlines aside) makes verify name exactly that line."""
     path = _log(tmp_path_factory.mktemp("a"))
     data = bytearray(path.read_bytes())
@@ -41,7 +45,8 @@ def test_one_changed_byte_names_its_entry(tmp_path_factory: pytest.TempPathFacto
     path.write_bytes(bytes(data))
     line = data[:index].count(b"\n") + 1
     count, broken = verify(path)
-    assert broken is not None and broken.line == line
+    assert broken is not None
+    assert broken.line == line
     assert count == line - 1
 
 
@@ -67,7 +72,8 @@ def test_recomputed_hash_still_breaks_the_chain(tmp_path: Path) -> None:
     lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
     path.write_text("\n".join(lines) + "\n")
     broken = verify(path)[1]
-    assert broken is not None and broken.line == 3
+    assert broken is not None
+    assert broken.line == 3
 
 
 def test_cli_verify_names_the_bad_entry_and_export_refuses(tmp_path: Path) -> None:
@@ -75,7 +81,14 @@ def test_cli_verify_names_the_bad_entry_and_export_refuses(tmp_path: Path) -> No
     path = _log(tmp_path)
     runner = CliRunner()
     ok = runner.invoke(app, ["audit", "export", "--file", str(path)])
-    assert ok.exit_code == 0 and [json.loads(x)["seq"] for x in ok.stdout.splitlines()] == [1, 2, 3, 4, 5]
+    assert ok.exit_code == 0
+    assert [json.loads(x)["seq"] for x in ok.stdout.splitlines()] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
     data = path.read_bytes().replace(b'"u3"', b'"u9"')
     path.write_bytes(data)
     bad = runner.invoke(app, ["audit", "verify", "--file", str(path)])

@@ -48,8 +48,6 @@ def _openapi_operations(http: httpx.Client) -> list[tuple[str, str, str]]:
     ]
 
 
-
-
 def _groups() -> dict[tuple[str, str], str]:
     from fastapi.routing import APIRoute
 
@@ -68,7 +66,7 @@ def _groups() -> dict[tuple[str, str], str]:
 def test_every_openapi_operation_is_guarded_and_allowed_only_for_its_roles(
     secured: Secured, http: httpx.Client
 ) -> None:
-    """Each operation answers 401 without a token, 403 to a role outside its group, not 403 to one inside."""
+    """Each operation: 401 without a token, 403 for roles outside its group, allowed inside."""
     groups = _groups()
     checked = 0
     for method, path, _tag in _openapi_operations(http):
@@ -99,7 +97,12 @@ def test_forged_and_malformed_tokens_are_refused(secured: Secured, http: httpx.C
     """A token with a changed secret, an unknown id, or the wrong scheme answers 401."""
     good = secured.tokens["viewer"]
     forged = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
-    for header in (f"Bearer {forged}", "Bearer trl_0000000000000000.abc", "Bearer nonsense", "Basic abc"):
+    for header in (
+        f"Bearer {forged}",
+        "Bearer trl_0000000000000000.abc",
+        "Bearer nonsense",
+        "Basic abc",
+    ):
         answer = http.get("/api/v1/devices", headers={"Authorization": header})
         assert answer.status_code == 401, header
         assert answer.headers["www-authenticate"] == "Bearer"
@@ -110,7 +113,11 @@ def test_expired_token_is_refused(secured: Secured, http: httpx.Client) -> None:
     engine = open_metadata(secured.settings.metadata_url)
     token = UserStore(engine).issue_token("u-viewer", ["read"], 1)
     with engine.begin() as conn:
-        conn.execute(sa.update(api_tokens).where(api_tokens.c.id == token[4:].split(".")[0]).values(expires_ms=1))
+        conn.execute(
+            sa.update(api_tokens)
+            .where(api_tokens.c.id == token[4:].split(".")[0])
+            .values(expires_ms=1)
+        )
     engine.dispose()
     answer = http.get("/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 401
@@ -129,27 +136,37 @@ def test_token_without_the_scope_is_refused(secured: Secured, http: httpx.Client
     assert "scope 'write'" in answer.json()["detail"]
 
 
-def test_login_issues_a_token_and_refuses_wrong_passwords(secured: Secured, http: httpx.Client) -> None:
+def test_login_issues_a_token_and_refuses_wrong_passwords(
+    secured: Secured, http: httpx.Client
+) -> None:
     """The password gives a working token; a wrong one answers 401 and is audited."""
     answer = http.post("/api/v1/auth/token", json={"username": "u-viewer", "password": PASSWORD})
     assert answer.status_code == 201, answer.text
     token = answer.json()["token"]
-    assert http.get("/api/v1/devices", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        http.get("/api/v1/devices", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
     wrong = http.post("/api/v1/auth/token", json={"username": "u-viewer", "password": "nope"})
     assert wrong.status_code == 401
     bad_scope = http.post(
-        "/api/v1/auth/token", json={"username": "u-viewer", "password": PASSWORD, "scopes": ["root"]}
+        "/api/v1/auth/token",
+        json={"username": "u-viewer", "password": PASSWORD, "scopes": ["root"]},
     )
     assert bad_scope.status_code == 422
 
 
 def test_state_changes_are_audited_with_the_decision(secured: Secured, http: httpx.Client) -> None:
     """An allowed and a denied change both appear in the audit log, and the chain verifies."""
-    http.put("/api/v1/devices/audited-1", json={"model": "pump"}, headers=_bearer(secured, "engineer"))
-    http.put("/api/v1/devices/audited-2", json={"model": "pump"}, headers=_bearer(secured, "viewer"))
+    http.put(
+        "/api/v1/devices/audited-1", json={"model": "pump"}, headers=_bearer(secured, "engineer")
+    )
+    http.put(
+        "/api/v1/devices/audited-2", json={"model": "pump"}, headers=_bearer(secured, "viewer")
+    )
     entries = http.get("/api/v1/audit?limit=50", headers=_bearer(secured, "auditor")).json()
     mine = {(e["path"], e["principal"], e["decision"]) for e in entries}
     assert ("/api/v1/devices/audited-1", "u-engineer", "allow") in mine
     assert ("/api/v1/devices/audited-2", "u-viewer", "deny") in mine
     verified = http.get("/api/v1/audit/verify", headers=_bearer(secured, "auditor")).json()
-    assert verified["ok"] and verified["entries"] >= 2
+    assert verified["ok"]
+    assert verified["entries"] >= 2

@@ -20,7 +20,9 @@ def test_passwords_and_tokens_are_stored_hashed(metadata_engine: sa.Engine) -> N
     store.add("ann", "default", "viewer", "a long enough password")
     token = store.issue_token("ann", ["read"], 1)
     with metadata_engine.connect() as conn:
-        dumped = repr(conn.execute(sa.select(users)).all()) + repr(conn.execute(sa.select(api_tokens)).all())
+        dumped = repr(conn.execute(sa.select(users)).all()) + repr(
+            conn.execute(sa.select(api_tokens)).all()
+        )
     assert "a long enough password" not in dumped
     assert token.split(".", 1)[1] not in dumped
     assert store.resolve(token).role == "viewer"
@@ -38,9 +40,11 @@ def test_passwords_and_tokens_are_stored_hashed(metadata_engine: sa.Engine) -> N
         ("ann", "viewer", "short"),
     ],
 )
-def test_bad_users_are_refused(metadata_engine: sa.Engine, name: str, role: str, password: str) -> None:
+def test_bad_users_are_refused(
+    metadata_engine: sa.Engine, name: str, role: str, password: str
+) -> None:
     """An unknown role, a traversal or SQL-meaningful name, a short password: refused."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"role|name|password"):
         UserStore(metadata_engine).add(name, "default", role, password)
 
 
@@ -50,7 +54,7 @@ def test_duplicate_user_and_bad_scope(metadata_engine: sa.Engine) -> None:
     store.add("ann", "default", "viewer", "a long enough password")
     with pytest.raises(ConflictError):
         store.add("ann", "default", "viewer", "a long enough password")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown scope"):
         store.issue_token("ann", ["root"], 1)
     for junk in ("", "trl_", "trl_../../x.y", "trl_' OR 1=1 --.z"):
         with pytest.raises(TokenError):
@@ -64,8 +68,10 @@ def test_cli_users_add_list_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     added = runner.invoke(app, ["users", "add", "bob", "--role", "operator"])
     assert added.exit_code == 0, added.output
     listed = runner.invoke(app, ["users", "list"])
-    assert "bob" in listed.output and "operator" in listed.output
+    assert "bob" in listed.output
+    assert "operator" in listed.output
     token = runner.invoke(app, ["users", "token", "bob", "--scope", "read", "--scope", "operate"])
-    assert token.exit_code == 0 and token.stdout.startswith("trl_")
+    assert token.exit_code == 0
+    assert token.stdout.startswith("trl_")
     assert runner.invoke(app, ["users", "add", "eve", "--role", "root"]).exit_code == 2
     assert runner.invoke(app, ["users", "token", "nobody"]).exit_code == 2

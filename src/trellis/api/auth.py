@@ -70,7 +70,7 @@ def operations(router: APIRouter) -> dict[Callable[..., Any], Operation]:
         if route.endpoint.__dict__.get("trellis_public"):
             continue
         tag = str(route.tags[0]) if route.tags else "system"
-        method = sorted(route.methods)[0]
+        method = sorted(route.methods or {"GET"})[0]
         action = f"{tag}.{route.endpoint.__name__}"
         if action in names and route.endpoint not in found:
             raise RuntimeError(f"two API operations share the action name {action!r}")
@@ -107,11 +107,15 @@ def _principal(gate: Gate, request: Request) -> Principal:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "use 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401, "use 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"}
+            )
         try:
             return gate.users.resolve(token.strip())
         except TokenError as exc:
-            raise HTTPException(401, f"invalid token: {exc}", {"WWW-Authenticate": "Bearer"}) from None
+            raise HTTPException(
+                401, f"invalid token: {exc}", {"WWW-Authenticate": "Bearer"}
+            ) from None
     client = request.client.host if request.client else None
     if gate.loopback_admin and _is_loopback(client):
         return Principal(_LOCAL.name, gate.tenant, "admin", _LOCAL.scopes, "loopback")
@@ -128,10 +132,17 @@ def authorized(request: Request) -> Principal | None:
     if op is None:  # a route added after start: refuse rather than guess
         raise HTTPException(403, "operation not known to the policy schema")
     client = request.client.host if request.client else None
-    record = {"action": op.action, "method": request.method, "path": request.url.path, "client": client}
+    record = {
+        "action": op.action,
+        "method": request.method,
+        "path": request.url.path,
+        "client": client,
+    }
     if not gate.enabled:
         if op.changes:
-            gate.audit.append(principal="anonymous", decision="allow", reason="auth disabled", **record)
+            gate.audit.append(
+                principal="anonymous", decision="allow", reason="auth disabled", **record
+            )
         return None
     try:
         principal = _principal(gate, request)
@@ -139,7 +150,12 @@ def authorized(request: Request) -> Principal | None:
         if op.changes:
             gate.audit.append(principal=None, decision="deny", reason=str(exc.detail), **record)
         raise
-    who = {"principal": principal.name, "role": principal.role, "tenant": principal.tenant, "via": principal.via}
+    who = {
+        "principal": principal.name,
+        "role": principal.role,
+        "tenant": principal.tenant,
+        "via": principal.via,
+    }
     if op.group not in principal.scopes:
         reason = f"token lacks scope {op.group!r}"
         if op.changes:
@@ -147,7 +163,12 @@ def authorized(request: Request) -> Principal | None:
         raise HTTPException(403, reason)
     decision = gate.policies.authorize(principal, op.action, ("Tenant", gate.tenant))
     if op.changes or not decision.allowed:
-        gate.audit.append(**who, decision="allow" if decision.allowed else "deny", reason=decision.explanation, **record)
+        gate.audit.append(
+            **who,
+            decision="allow" if decision.allowed else "deny",
+            reason=decision.explanation,
+            **record,
+        )
     if not decision.allowed:
         raise HTTPException(403, decision.explanation)
     request.state.principal = principal

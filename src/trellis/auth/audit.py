@@ -93,9 +93,14 @@ def verify(path: Path) -> tuple[int, Broken | None]:
         except ValueError:
             return count, Broken(number, "not a JSON object (edited or truncated)")
         if entry.get("seq") != number:
-            return count, Broken(number, f"sequence {entry.get('seq')!r}, expected {number} (entry deleted or reordered)")
+            return count, Broken(
+                number,
+                f"sequence {entry.get('seq')!r}, expected {number} (entry deleted or reordered)",
+            )
         if entry.get("prev") != prev:
-            return count, Broken(number, "does not chain to the previous entry (deleted, inserted or reordered)")
+            return count, Broken(
+                number, "does not chain to the previous entry (deleted, inserted or reordered)"
+            )
         if entry.get("hash") != _hash(entry):
             return count, Broken(number, "content does not match its hash (edited)")
         prev, count = entry["hash"], count + 1

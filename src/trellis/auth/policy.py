@@ -120,7 +120,13 @@ class PolicyEngine:
 
     def authorize(self, principal: Principal, action: str, resource: tuple[str, str]) -> Decision:
         """THE authorization function: may ``principal`` do ``action`` on ``resource``?"""
-        key = (principal.name, principal.role, principal.tenant, action, f"{resource[0]}:{resource[1]}")
+        key = (
+            principal.name,
+            principal.role,
+            principal.tenant,
+            action,
+            f"{resource[0]}:{resource[1]}",
+        )
         cached = self._cache.get(key)
         if cached is not None:
             return cached
@@ -139,7 +145,7 @@ class PolicyEngine:
             return Decision(False, (), f"unknown role {principal.role!r}")
         rtype, rid = resource
         tenant = {"__entity": {"type": "Tenant", "id": principal.tenant}}
-        entities = [
+        entities: list[dict[str, Any]] = [
             {
                 "uid": {"type": "User", "id": principal.name},
                 "attrs": {"tenant": tenant},

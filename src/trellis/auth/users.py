@@ -75,11 +75,17 @@ class UserStore:
         with self._engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one())
 
-    def add(self, name: str, tenant: str, role: str, password: str, *, must_change: bool = False) -> None:
+    def add(
+        self, name: str, tenant: str, role: str, password: str, *, must_change: bool = False
+    ) -> None:
         """Create a user; an unknown role or an existing name is refused."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        if (
+            not name
+            or len(name) > 64
+            or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
             raise ValueError(f"bad user name {name!r}: letters, digits, '-', '_', '.' (1-64)")
         if len(password) < 12:
             raise ValueError("a password needs at least 12 characters")
@@ -96,7 +102,7 @@ class UserStore:
                 raise ConflictError(f"user {name!r} exists")
             conn.execute(users.insert().values(row))
 
-    def list(self) -> list[dict[str, object]]:
+    def all(self) -> list[dict[str, object]]:
         """Every user without the password hash."""
         with self._engine.connect() as conn:
             rows = conn.execute(
@@ -119,7 +125,7 @@ class UserStore:
 
     def issue_token(self, name: str, scopes: list[str], days: float) -> str:
         """A new token ``trl_<id>.<secret>``; only its digest is stored, so show it once."""
-        bad = sorted(set(scopes) - set(SCOPES))
+        bad: list[str] = sorted(set(scopes) - set(SCOPES))
         if bad or not scopes:
             raise ValueError(f"unknown scope(s) {bad}; choose from {', '.join(SCOPES)}")
         if days <= 0:

@@ -7,11 +7,10 @@ as the dashboard. Tables go to stderr; ``--json`` and ``labels`` write data to s
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
-
-import os
 
 import httpx
 import msgspec

@@ -42,7 +42,9 @@ def _users(config: Path | None):  # type: ignore[no-untyped-def]
 @users_app.command("add")
 def users_add(
     name: str,
-    role: Annotated[str, typer.Option(help="admin, engineer, data_scientist, operator, viewer, auditor")],
+    role: Annotated[
+        str, typer.Option(help="admin, engineer, data_scientist, operator, viewer, auditor")
+    ],
     tenant: Annotated[str | None, typer.Option(help="default: the configured tenant")] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -62,7 +64,7 @@ def users_list(config: ConfigOption = None) -> None:
     """Every user, its tenant and role."""
     _, users = _users(config)
     table = Table("name", "tenant", "role")
-    for row in users.list():
+    for row in users.all():
         table.add_row(str(row["name"]), str(row["tenant"]), str(row["role"]))
     console.print(table)
 
@@ -70,14 +72,18 @@ def users_list(config: ConfigOption = None) -> None:
 @users_app.command("token")
 def users_token(
     name: str,
-    scope: Annotated[list[str], typer.Option(help="read, write, operate, ml, audit, admin")] = ["read"],  # noqa: B006
+    scope: Annotated[
+        list[str] | None, typer.Option(help="read, write, operate, ml, audit, admin")
+    ] = None,
     days: Annotated[float, typer.Option(help="lifetime")] = 30.0,
     config: ConfigOption = None,
 ) -> None:
     """Issue an API token for ``name`` (printed once to stdout; only its hash is kept)."""
+    if scope is None:
+        scope = ["read"]
     _, users = _users(config)
     try:
-        token = users.issue_token(name, scope, days)
+        token = users.issue_token(name, scope or ["read"], days)
     except (ValueError, TrellisError) as exc:
         _fail(str(exc), 2)
     typer.echo(token)
@@ -100,7 +106,9 @@ def audit_verify(
         _fail(f"no audit log at {path}", 2)
     count, broken = verify(path)
     if broken is not None:
-        _fail(f"{path}: entry at line {broken.line} is bad: {broken.reason} ({count} good before it)")
+        _fail(
+            f"{path}: entry at line {broken.line} is bad: {broken.reason} ({count} good before it)"
+        )
     console.print(f"[green]ok[/green]: {count} entries chain from the first")
 
 
@@ -125,7 +133,9 @@ def audit_export(
 
 @policy_app.command("validate")
 def policy_validate(
-    directory: Annotated[Path | None, typer.Argument(help="*.cedar files; default: configured")] = None,
+    directory: Annotated[
+        Path | None, typer.Argument(help="*.cedar files; default: configured")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Parse and validate the policies against the schema of the API's operations."""

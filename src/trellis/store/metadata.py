@@ -22,11 +22,10 @@ from alembic.script import ScriptDirectory
 from trellis.core.errors import SchemaError
 
 __all__ = [
-    "api_tokens",
-    "users",
     "alert_events",
     "alert_labels",
     "alerts",
+    "api_tokens",
     "device_models",
     "devices",
     "flow_versions",
@@ -43,6 +42,7 @@ __all__ = [
     "rule_dead_letters",
     "rule_state",
     "rules",
+    "users",
 ]
 
 metadata = sa.MetaData()

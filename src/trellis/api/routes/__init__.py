@@ -7,7 +7,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from trellis.api.auth import authorized
-
 from trellis.api.routes import (
     alerts,
     auth,

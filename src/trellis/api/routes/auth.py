@@ -78,12 +78,26 @@ def login(body: LoginIn, request: Request) -> Response:
     principal = gate.users.login(body.username, body.password)
     if principal is None:
         _failed(client)
-        gate.audit.append(principal=body.username, decision="deny", reason="bad credentials",
-                          action="auth.login", method="POST", path=request.url.path, client=client)
+        gate.audit.append(
+            principal=body.username,
+            decision="deny",
+            reason="bad credentials",
+            action="auth.login",
+            method="POST",
+            path=request.url.path,
+            client=client,
+        )
         raise HTTPException(401, "wrong username or password")
     token = gate.users.issue_token(principal.name, body.scopes, body.days)
-    gate.audit.append(principal=principal.name, decision="allow", reason="password",
-                      action="auth.login", method="POST", path=request.url.path, client=client)
+    gate.audit.append(
+        principal=principal.name,
+        decision="allow",
+        reason="password",
+        action="auth.login",
+        method="POST",
+        path=request.url.path,
+        client=client,
+    )
     return json_response(TokenOut(token, sorted(set(body.scopes))), 201)
 
 
@@ -104,5 +118,10 @@ def audit_verify(request: Request) -> Response:
         return json_response(AuditVerified(0, True, None, None))
     count, broken = verify(gate.audit.path)
     return json_response(
-        AuditVerified(count, broken is None, broken.line if broken else None, broken.reason if broken else None)
+        AuditVerified(
+            count,
+            broken is None,
+            broken.line if broken else None,
+            broken.reason if broken else None,
+        )
     )
