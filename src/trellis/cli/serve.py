@@ -73,8 +73,12 @@ def demo(config: ConfigOption = None, host: HostOption = None, port: PortOption 
     so the dashboard works without a login; every call is still authorised and audited.
     """
     settings = load_or_exit(config, host, port)
-    auth = settings.auth.model_copy(update={"loopback_admin": True})
-    _serve(settings.model_copy(update={"auth": auth}), simulate=True)
+    if settings.http.host in ("127.0.0.1", "::1", "localhost"):
+        auth = settings.auth.model_copy(update={"loopback_admin": True})
+        settings = settings.model_copy(update={"auth": auth})
+    else:  # reachable from elsewhere: no implicit admin, tokens as with `serve`
+        console.print("demo on a non-loopback address: the API needs tokens (docs/security.md)")
+    _serve(settings, simulate=True)
 
 
 def serve(
