@@ -15,6 +15,18 @@ from trellis.devices.registry import DeviceRegistry
 from trellis.store.metadata import open_metadata
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _loopback_admin() -> Iterator[None]:
+    """Servers in tests authenticate callers from 127.0.0.1 as the local admin.
+
+    Authentication stays on and every call is still authorised by the Cedar policies and
+    audited; tests of authentication itself (tests/auth) turn this off and use tokens.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRELLIS_AUTH__LOOPBACK_ADMIN", "true")
+        yield
+
+
 @pytest.fixture
 def tmp_data_dir(tmp_path: Path) -> Path:
     """An empty directory laid out like ``./.trellis``."""

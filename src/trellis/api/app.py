@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from trellis._version import __version__
 from trellis.api import routes
 from trellis.api.encoding import install_openapi
+from trellis.auth.setup import open_gate
 from trellis.core.config import Settings
 from trellis.core.errors import ClosedError, ConflictError, LimitError, NotFoundError
 from trellis.platform import Platform
@@ -28,6 +29,7 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
         try:
             async with platform.running(simulate=simulate):
                 app.state.platform = platform
+                app.state.gate = open_gate(settings, platform.engine, routes.router)
                 yield
         finally:
             platform.close()

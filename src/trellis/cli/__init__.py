@@ -17,6 +17,7 @@ from trellis.cli import (
     quarantine,
     query,
     rules,
+    security,
     serve,
     sim,
 )
@@ -41,6 +42,9 @@ app.add_typer(models.app, name="models")
 app.add_typer(device_models.app, name="device-models")
 app.add_typer(rules.app, name="rules")
 app.add_typer(flows.app, name="flows")
+app.add_typer(security.users_app, name="users")
+app.add_typer(security.audit_app, name="audit")
+app.add_typer(security.policy_app, name="policy")
 
 
 @app.command()

@@ -7,6 +7,7 @@ as the dashboard. Tables go to stderr; ``--json`` and ``labels`` write data to s
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -47,7 +48,9 @@ def _client(url: str | None, config: Any) -> httpx.Client:
     if url is None:
         http = load_or_exit(config).http
         url = f"http://{http.host}:{http.port}"
-    return httpx.Client(base_url=url.rstrip("/"), timeout=30)
+    token = os.environ.get("TRELLIS_TOKEN")  # an API token (trellis users token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url.rstrip("/"), timeout=30, headers=headers)
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:

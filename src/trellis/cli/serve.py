@@ -67,8 +67,18 @@ def _serve(settings: Settings, *, simulate: bool) -> None:
 
 
 def demo(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
-    """Start the platform with a simulated fleet and the dashboard (embedded mode)."""
-    _serve(load_or_exit(config, host, port), simulate=True)
+    """Start the platform with a simulated fleet and the dashboard (embedded mode).
+
+    The demo binds to 127.0.0.1 and treats local callers as the admin (``auth.loopback_admin``),
+    so the dashboard works without a login; every call is still authorised and audited.
+    """
+    settings = load_or_exit(config, host, port)
+    if settings.http.host in ("127.0.0.1", "::1", "localhost"):
+        auth = settings.auth.model_copy(update={"loopback_admin": True})
+        settings = settings.model_copy(update={"auth": auth})
+    else:  # reachable from elsewhere: no implicit admin, tokens as with `serve`
+        console.print("demo on a non-loopback address: the API needs tokens (docs/security.md)")
+    _serve(settings, simulate=True)
 
 
 def serve(

@@ -266,6 +266,20 @@ class MlSettings(_Section):
     grid_gco2e_per_kwh: float = Field(default=400.0, ge=0, description="grid carbon intensity")
 
 
+class AuthSettings(_Section):
+    """Who may call the API, and under which policies (see docs/security.md)."""
+
+    enabled: bool = Field(default=True, description="require a principal on /api/v1")
+    loopback_admin: bool = Field(
+        default=False,
+        description="a request from 127.0.0.1/::1 without credentials acts as the local admin "
+        "(the embedded demo; refused unless http.host is a loopback address)",
+    )
+    policy_dir: Path | None = Field(default=None, description="*.cedar files; default: built-in")
+    token_days: float = Field(default=90.0, gt=0, le=3650, description="API token lifetime")
+    decision_cache: int = Field(default=65_536, ge=0, description="cached decisions kept")
+
+
 class Settings(BaseSettings):
     """Every setting of a Trellis process, validated before anything starts."""
 
@@ -284,6 +298,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     ml: MlSettings = MlSettings()
     rules: RuleSettings = RuleSettings()
+    auth: AuthSettings = AuthSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -344,7 +359,12 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
 
 #: ``TRELLIS_*`` variables that are not settings: switches of the tests and benchmarks.
 _NOT_SETTINGS = frozenset(
-    {"TRELLIS_REQUIRE_SERVICES", "TRELLIS_TEST_POSTGRES", "TRELLIS_BENCH_POSTGRES"}
+    {
+        "TRELLIS_REQUIRE_SERVICES",
+        "TRELLIS_TEST_POSTGRES",
+        "TRELLIS_BENCH_POSTGRES",
+        "TRELLIS_TOKEN",
+    }
 )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "alert_events",
     "alert_labels",
     "alerts",
+    "api_tokens",
     "device_models",
     "devices",
     "flow_versions",
@@ -41,6 +42,7 @@ __all__ = [
     "rule_dead_letters",
     "rule_state",
     "rules",
+    "users",
 ]
 
 metadata = sa.MetaData()
@@ -300,6 +302,28 @@ device_models = sa.Table(
     sa.Column("version", sa.String(64), primary_key=True),
     sa.Column("format", sa.String(16), nullable=False),
     sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("must_change", sa.Boolean, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user", sa.String(64), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
 

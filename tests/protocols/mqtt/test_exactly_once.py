@@ -53,6 +53,8 @@ def platform_process(
         "TRELLIS_MQTT__URL": broker_url,
         "TRELLIS_MQTT__CLIENT_ID": client_id,
         "TRELLIS_MQTT__SHARE_GROUP": share_group,
+        # Status polls come from this host: authenticated as the loopback admin (docs/security.md).
+        "TRELLIS_AUTH__LOOPBACK_ADMIN": "true",
     }
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "trellis"), "serve", "--port", str(port)],

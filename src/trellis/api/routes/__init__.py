@@ -4,10 +4,12 @@ parallel additions merge cleanly)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from trellis.api.auth import authorized
 from trellis.api.routes import (
     alerts,
+    auth,
     commands,
     devices,
     experiments,
@@ -24,7 +26,8 @@ from trellis.api.routes import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1")
+# Every operation passes the one gate (authentication, Cedar authorization, audit).
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorized)])
 for module in (
     system,
     devices,
@@ -38,6 +41,8 @@ for module in (
     mqtt,
     models,
     fabric,
+    auth,
     experiments,
 ):
     router.include_router(module.router)
+router.include_router(auth.audit_router)

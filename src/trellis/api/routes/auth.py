@@ -1,0 +1,127 @@
+"""Authentication and audit routes: log in for a token, read and verify the audit log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any
+
+import msgspec
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from trellis.api.auth import Gate, public
+from trellis.api.encoding import documented, json_response
+from trellis.auth.audit import verify
+from trellis.auth.users import SCOPES
+
+__all__ = ["LoginIn", "router"]
+
+router = APIRouter(tags=["auth"])
+audit_router = APIRouter(tags=["audit"])
+
+_WINDOW_S, _MAX_FAILURES = 60.0, 10
+_failures: dict[str, list[float]] = {}
+_failures_lock = threading.Lock()
+
+
+class LoginIn(BaseModel):
+    """A user's password exchanged for an API token."""
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    scopes: list[str] = Field(default_factory=lambda: ["read"], min_length=1)
+    days: float = Field(default=1.0, gt=0, le=3650)
+
+
+class TokenOut(msgspec.Struct):
+    """The token; shown once, only its digest is stored."""
+
+    token: str
+    scopes: list[str]
+
+
+class AuditVerified(msgspec.Struct):
+    """The chain checked from the first entry."""
+
+    entries: int
+    ok: bool
+    first_bad_line: int | None
+    reason: str | None
+
+
+def _throttled(client: str) -> bool:
+    now = time.monotonic()
+    with _failures_lock:
+        recent = [t for t in _failures.get(client, []) if now - t < _WINDOW_S]
+        _failures[client] = recent
+        return len(recent) >= _MAX_FAILURES
+
+
+def _failed(client: str) -> None:
+    with _failures_lock:
+        _failures.setdefault(client, []).append(time.monotonic())
+
+
+@router.post("/auth/token", responses=documented(TokenOut, 201, "Created"), status_code=201)
+@public
+def login(body: LoginIn, request: Request) -> Response:
+    """Exchange a username and password for a scoped, expiring token (rate limited)."""
+    gate: Gate = request.app.state.gate
+    client = request.client.host if request.client else "?"
+    if _throttled(client):
+        raise HTTPException(429, "too many failed logins; wait a minute", {"Retry-After": "60"})
+    bad = sorted(set(body.scopes) - set(SCOPES))
+    if bad:
+        raise HTTPException(422, f"unknown scope(s) {bad}; choose from {', '.join(SCOPES)}")
+    principal = gate.users.login(body.username, body.password)
+    if principal is None:
+        _failed(client)
+        gate.audit.append(
+            principal=body.username,
+            decision="deny",
+            reason="bad credentials",
+            action="auth.login",
+            method="POST",
+            path=request.url.path,
+            client=client,
+        )
+        raise HTTPException(401, "wrong username or password")
+    token = gate.users.issue_token(principal.name, body.scopes, body.days)
+    gate.audit.append(
+        principal=principal.name,
+        decision="allow",
+        reason="password",
+        action="auth.login",
+        method="POST",
+        path=request.url.path,
+        client=client,
+    )
+    return json_response(TokenOut(token, sorted(set(body.scopes))), 201)
+
+
+@audit_router.get("/audit", responses=documented(list[dict[str, Any]]))
+def audit_entries(
+    request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+) -> Response:
+    """The newest audit entries, newest first."""
+    gate: Gate = request.app.state.gate
+    return json_response(gate.audit.entries(limit))
+
+
+@audit_router.get("/audit/verify", responses=documented(AuditVerified))
+def audit_verify(request: Request) -> Response:
+    """Check the hash chain and name the first entry that was edited, deleted or moved."""
+    gate: Gate = request.app.state.gate
+    if not gate.audit.path.exists():
+        return json_response(AuditVerified(0, True, None, None))
+    count, broken = verify(gate.audit.path)
+    return json_response(
+        AuditVerified(
+            count,
+            broken is None,
+            broken.line if broken else None,
+            broken.reason if broken else None,
+        )
+    )

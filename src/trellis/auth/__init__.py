@@ -1,0 +1,1 @@
+"""Authentication (users, tokens), authorization (Cedar policies) and the audit log."""

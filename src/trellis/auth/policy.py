@@ -1,0 +1,175 @@
+"""Authorization as policy-as-code: Cedar policies from files, validated against a schema
+built from the API's own operations, and the ONE function every decision goes through."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+from trellis.auth.users import ROLES, SCOPES, Principal
+
+__all__ = ["Decision", "PolicyEngine", "PolicyError", "build_schema"]
+
+#: Resource types of the schema; the API authorises on the Tenant today (see docs/security.md).
+_RESOURCES = {
+    "Tenant": [],
+    "Site": ["Tenant"],
+    "Asset": ["Site", "Tenant"],
+    "Device": ["Site", "Tenant"],
+    "Rule": ["Tenant"],
+    "Flow": ["Tenant"],
+    "Model": ["Tenant"],
+    "Alert": ["Tenant", "Site"],
+    "Release": ["Tenant"],
+    "UseCase": ["Tenant"],
+}
+_PRINCIPALS = ("User", "Service", "Device")
+
+
+class PolicyError(Exception):
+    """A policy set that does not parse or does not validate against the schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An answer and why: the policies that permitted it, or the reason for a deny."""
+
+    allowed: bool
+    reasons: tuple[str, ...]
+    explanation: str
+
+
+def build_schema(actions: Mapping[str, str]) -> dict[str, Any]:
+    """The Cedar schema: principals, resources, action groups, one action per API operation."""
+    tenant_attr = {"type": "Record", "attributes": {"tenant": {"type": "Entity", "name": "Tenant"}}}
+    entity_types: dict[str, Any] = {
+        "Role": {},
+        "Team": {"memberOfTypes": ["Role"]},
+        "User": {"memberOfTypes": ["Role", "Team"], "shape": tenant_attr},
+        "Service": {"memberOfTypes": ["Role"], "shape": tenant_attr},
+    }
+    for name, parents in _RESOURCES.items():
+        entity_types.setdefault(name, {})["memberOfTypes"] = parents
+    entity_types["Device"]["shape"] = tenant_attr
+    entity_types["Device"]["memberOfTypes"] = ["Site", "Tenant", "Role"]
+    applies = {"principalTypes": list(_PRINCIPALS), "resourceTypes": list(_RESOURCES)}
+    schema_actions: dict[str, Any] = {group: {} for group in SCOPES}
+    for action, group in actions.items():
+        if group not in SCOPES:
+            raise PolicyError(f"action {action!r} is in unknown group {group!r}")
+        schema_actions[action] = {"memberOf": [{"id": group}], "appliesTo": applies}
+    return {"": {"entityTypes": entity_types, "actions": schema_actions}}
+
+
+def _default_policies() -> str:
+    return resources.files("trellis.auth").joinpath("policies/default.cedar").read_text()
+
+
+def read_policy_dir(directory: Path | None) -> str:
+    """Every ``*.cedar`` file of ``directory`` in name order, or the built-in policies."""
+    if directory is None:
+        return _default_policies()
+    files = sorted(directory.glob("*.cedar"))
+    if not files:
+        raise PolicyError(f"no *.cedar files in {directory}")
+    return "\n".join(f.read_text() for f in files)
+
+
+class PolicyEngine:
+    """Holds the validated policy set and answers through :meth:`authorize`.
+
+    Decisions are cached by (principal, role, principal tenant, action, resource): everything
+    a built-in decision depends on. The cache is dropped whenever policies are replaced.
+    """
+
+    def __init__(self, actions: Mapping[str, str], policies: str, cache_size: int = 65_536) -> None:
+        self.actions = dict(actions)
+        self._schema = json.dumps(build_schema(self.actions))
+        self._parsed_schema = cedarpy.Schema.from_json_str(self._schema)
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str, str, str, str], Decision] = {}
+        self._cache_size = cache_size
+        self.text = ""
+        self._policies: Any = None
+        self.load(policies)
+
+    def validate(self, policies: str) -> None:
+        """Raise :class:`PolicyError` naming each problem when ``policies`` is not valid."""
+        try:
+            result = cedarpy.validate_policies(policies, self._schema)
+        except Exception as exc:  # cedarpy raises ValueError on syntax errors
+            raise PolicyError(f"policies do not parse: {exc}") from None
+        if not result.validation_passed:
+            problems = "; ".join(f"{e.policy_id}: {e.error}" for e in result.errors)
+            raise PolicyError(f"policies do not validate against the schema: {problems}")
+
+    def load(self, policies: str) -> None:
+        """Replace the policy set; a bad set is refused and the current one stays in force."""
+        self.validate(policies)
+        parsed = cedarpy.PolicySet.from_str(policies)
+        with self._lock:
+            self.text, self._policies = policies, parsed
+            self._cache.clear()
+
+    def authorize(self, principal: Principal, action: str, resource: tuple[str, str]) -> Decision:
+        """THE authorization function: may ``principal`` do ``action`` on ``resource``?"""
+        key = (
+            principal.name,
+            principal.role,
+            principal.tenant,
+            action,
+            f"{resource[0]}:{resource[1]}",
+        )
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        decision = self._decide(principal, action, resource)
+        with self._lock:
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            if self._cache_size:
+                self._cache[key] = decision
+        return decision
+
+    def _decide(self, principal: Principal, action: str, resource: tuple[str, str]) -> Decision:
+        if action not in self.actions:
+            return Decision(False, (), f"unknown action {action!r}")
+        if principal.role not in ROLES:
+            return Decision(False, (), f"unknown role {principal.role!r}")
+        rtype, rid = resource
+        tenant = {"__entity": {"type": "Tenant", "id": principal.tenant}}
+        entities: list[dict[str, Any]] = [
+            {
+                "uid": {"type": "User", "id": principal.name},
+                "attrs": {"tenant": tenant},
+                "parents": [{"type": "Role", "id": principal.role}],
+            },
+            {"uid": {"type": "Tenant", "id": principal.tenant}, "attrs": {}, "parents": []},
+        ]
+        if (rtype, rid) != ("Tenant", principal.tenant):
+            entities.append({"uid": {"type": rtype, "id": rid}, "attrs": {}, "parents": []})
+        request = {
+            "principal": f"User::{json.dumps(principal.name)}",
+            "action": f"Action::{json.dumps(action)}",
+            "resource": f"{rtype}::{json.dumps(rid)}",
+            "context": {},
+        }
+        result = cedarpy.is_authorized(request, self._policies, entities, self._parsed_schema)
+        reasons = tuple(result.diagnostics.reasons)
+        if result.allowed:
+            return Decision(True, reasons, f"permitted by policy {', '.join(reasons)}")
+        errors = "; ".join(str(e) for e in result.diagnostics.errors)
+        why = f"forbidden by policy {', '.join(reasons)}" if reasons else "no policy permits it"
+        return Decision(
+            False,
+            reasons,
+            f"denied: {why} (role {principal.role!r} of tenant {principal.tenant!r}, "
+            f"action {action!r} on {rtype} {rid!r})" + (f"; errors: {errors}" if errors else ""),
+        )

@@ -1,0 +1,58 @@
+"""Building the API gate at start: policies loaded and validated, first admin created."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+
+from trellis.api.auth import Gate, operations
+from trellis.auth.audit import AuditLog
+from trellis.auth.policy import PolicyEngine, read_policy_dir
+from trellis.auth.users import UserStore
+from trellis.core.config import Settings
+from trellis.core.errors import ConfigError
+
+__all__ = ["bootstrap_admin", "open_gate", "policy_engine"]
+
+
+def policy_engine(settings: Settings, router: APIRouter) -> PolicyEngine:
+    """The configured policies validated against the schema of ``router``'s operations."""
+    actions = {op.action: op.group for op in operations(router).values()}
+    return PolicyEngine(
+        actions, read_policy_dir(settings.auth.policy_dir), settings.auth.decision_cache
+    )
+
+
+def bootstrap_admin(users: UserStore, tenant: str) -> str | None:
+    """On first start, create ``admin`` and return its one-time password (else ``None``)."""
+    if users.count():
+        return None
+    password = secrets.token_urlsafe(18)
+    users.add("admin", tenant, "admin", password, must_change=True)
+    return password
+
+
+def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
+    """The gate the API's dependency uses; prints the first admin's password once."""
+    if settings.auth.loopback_admin and settings.http.host not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError("auth.loopback_admin needs http.host to be a loopback address")
+    users = UserStore(engine)
+    password = bootstrap_admin(users, settings.tenant) if settings.auth.enabled else None
+    if password is not None:
+        # Printed once, to the terminal only (never logged): it is not stored anywhere.
+        sys.stderr.write(
+            f"\ntrellis: created user 'admin' (tenant {settings.tenant!r}); one-time password: "
+            f"{password}\n  get a token: trellis users token admin --scope read --scope write\n\n"
+        )
+    return Gate(
+        enabled=settings.auth.enabled,
+        loopback_admin=settings.auth.loopback_admin,
+        tenant=settings.tenant,
+        users=users,
+        policies=policy_engine(settings, router),
+        audit=AuditLog(settings.data_dir / "audit" / "audit.jsonl"),
+        ops=operations(router),
+    )

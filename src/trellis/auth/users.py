@@ -1,0 +1,170 @@
+"""Local users with scrypt-hashed passwords, and scoped, expiring API tokens hashed at rest."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from trellis.core.clock import now_ms
+from trellis.core.errors import ConflictError, NotFoundError
+from trellis.store.metadata import api_tokens, users
+
+__all__ = ["ROLES", "SCOPES", "Principal", "TokenError", "UserStore", "hash_password"]
+
+#: The default roles; the built-in policies give each its rights within its tenant.
+ROLES = ("admin", "engineer", "data_scientist", "operator", "viewer", "auditor")
+#: What a token may be used for: the action groups of the policy schema.
+SCOPES = ("read", "write", "operate", "ml", "audit", "admin")
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_PREFIX = "trl_"
+
+
+class TokenError(Exception):
+    """A bearer token that is malformed, unknown, forged or expired (the reason is for logs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a user (through a token or the loopback admin session)."""
+
+    name: str
+    tenant: str
+    role: str
+    scopes: frozenset[str]
+    via: str  # "token:<id>", "password", "loopback"
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt$hash`` (stdlib scrypt: memory-hard, no extra dependency)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def _check_password(password: str, stored: str) -> bool:
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        got = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(got.hex(), digest)
+
+
+def _digest(secret: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class UserStore:
+    """Users and tokens in the metadata database."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def count(self) -> int:
+        """How many users exist (zero on first start)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one())
+
+    def add(
+        self, name: str, tenant: str, role: str, password: str, *, must_change: bool = False
+    ) -> None:
+        """Create a user; an unknown role or an existing name is refused."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        if (
+            not name
+            or len(name) > 64
+            or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
+            raise ValueError(f"bad user name {name!r}: letters, digits, '-', '_', '.' (1-64)")
+        if len(password) < 12:
+            raise ValueError("a password needs at least 12 characters")
+        row = {
+            "name": name,
+            "tenant": tenant,
+            "role": role,
+            "password_hash": hash_password(password),
+            "must_change": must_change,
+            "created_ms": now_ms(),
+        }
+        with self._engine.begin() as conn:
+            if conn.execute(sa.select(users.c.name).where(users.c.name == name)).first():
+                raise ConflictError(f"user {name!r} exists")
+            conn.execute(users.insert().values(row))
+
+    def all(self) -> list[dict[str, object]]:
+        """Every user without the password hash."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(users.c.name, users.c.tenant, users.c.role, users.c.created_ms).order_by(
+                    users.c.name
+                )
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def login(self, name: str, password: str) -> Principal | None:
+        """The user when the password matches, else ``None`` (same work either way)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(users).where(users.c.name == name)).mappings().first()
+        if row is None:
+            _check_password(password, hash_password("not-a-user-password"))
+            return None
+        if not _check_password(password, row["password_hash"]):
+            return None
+        return Principal(row["name"], row["tenant"], row["role"], frozenset(SCOPES), "password")
+
+    def issue_token(self, name: str, scopes: list[str], days: float) -> str:
+        """A new token ``trl_<id>.<secret>``; only its digest is stored, so show it once."""
+        bad: list[str] = sorted(set(scopes) - set(SCOPES))
+        if bad or not scopes:
+            raise ValueError(f"unknown scope(s) {bad}; choose from {', '.join(SCOPES)}")
+        if days <= 0:
+            raise ValueError("a token must live for a positive number of days")
+        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        with self._engine.begin() as conn:
+            if not conn.execute(sa.select(users.c.name).where(users.c.name == name)).first():
+                raise NotFoundError("user", name)
+            conn.execute(
+                api_tokens.insert().values(
+                    id=token_id,
+                    user=name,
+                    digest=_digest(secret),
+                    scopes=sorted(set(scopes)),
+                    expires_ms=now_ms() + int(days * 86_400_000),
+                    created_ms=now_ms(),
+                )
+            )
+        return f"{_PREFIX}{token_id}.{secret}"
+
+    def resolve(self, token: str) -> Principal:
+        """The principal a bearer token stands for; :class:`TokenError` when it is not valid."""
+        if not token.startswith(_PREFIX) or "." not in token:
+            raise TokenError("not a Trellis token")
+        token_id, _, secret = token[len(_PREFIX) :].partition(".")
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(api_tokens, users.c.tenant, users.c.role)
+                    .join(users, users.c.name == api_tokens.c.user)
+                    .where(api_tokens.c.id == token_id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None or not hmac.compare_digest(row["digest"], _digest(secret)):
+            raise TokenError("unknown or forged token")
+        if row["expires_ms"] <= now_ms():
+            raise TokenError("expired token")
+        return Principal(
+            row["user"], row["tenant"], row["role"], frozenset(row["scopes"]), f"token:{token_id}"
+        )

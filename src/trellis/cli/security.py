@@ -1,0 +1,152 @@
+"""``trellis users``, ``trellis audit`` and ``trellis policy``: local administration.
+
+These work on the metadata database and files directly (whoever runs them can already read
+the data directory), so they need no token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from trellis.cli._common import ConfigOption, console, load_or_exit
+from trellis.core.errors import TrellisError
+
+__all__ = ["audit_app", "policy_app", "users_app"]
+
+users_app = typer.Typer(help="Local users and their API tokens.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+policy_app = typer.Typer(help="Cedar authorization policies.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _users(config: Path | None):  # type: ignore[no-untyped-def]
+    from trellis.auth.users import UserStore
+    from trellis.store.metadata import open_metadata
+
+    settings = load_or_exit(config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings, UserStore(open_metadata(settings.metadata_url))
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[
+        str, typer.Option(help="admin, engineer, data_scientist, operator, viewer, auditor")
+    ],
+    tenant: Annotated[str | None, typer.Option(help="default: the configured tenant")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a user; the generated password is printed once."""
+    settings, users = _users(config)
+    password = secrets.token_urlsafe(18)
+    try:
+        users.add(name, tenant or settings.tenant, role, password)
+    except (ValueError, TrellisError) as exc:
+        _fail(str(exc), 2)
+    console.print(f"created {escape(name)} ({role}); password, shown once:")
+    typer.echo(password)
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """Every user, its tenant and role."""
+    _, users = _users(config)
+    table = Table("name", "tenant", "role")
+    for row in users.all():
+        table.add_row(str(row["name"]), str(row["tenant"]), str(row["role"]))
+    console.print(table)
+
+
+@users_app.command("token")
+def users_token(
+    name: str,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="read, write, operate, ml, audit, admin")
+    ] = None,
+    days: Annotated[float, typer.Option(help="lifetime")] = 30.0,
+    config: ConfigOption = None,
+) -> None:
+    """Issue an API token for ``name`` (printed once to stdout; only its hash is kept)."""
+    if scope is None:
+        scope = ["read"]
+    _, users = _users(config)
+    try:
+        token = users.issue_token(name, scope or ["read"], days)
+    except (ValueError, TrellisError) as exc:
+        _fail(str(exc), 2)
+    typer.echo(token)
+
+
+def _audit_path(config: Path | None) -> Path:
+    return load_or_exit(config).data_dir / "audit" / "audit.jsonl"
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[Path | None, typer.Option(help="default: <data_dir>/audit/audit.jsonl")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check the hash chain; exit 1 naming the first edited, deleted or reordered entry."""
+    from trellis.auth.audit import verify
+
+    path = file or _audit_path(config)
+    if not path.exists():
+        _fail(f"no audit log at {path}", 2)
+    count, broken = verify(path)
+    if broken is not None:
+        _fail(
+            f"{path}: entry at line {broken.line} is bad: {broken.reason} ({count} good before it)"
+        )
+    console.print(f"[green]ok[/green]: {count} entries chain from the first")
+
+
+@audit_app.command("export")
+def audit_export(
+    file: Annotated[Path | None, typer.Option(help="default: <data_dir>/audit/audit.jsonl")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the log as JSON lines to stdout, after verifying it."""
+    from trellis.auth.audit import verify
+
+    path = file or _audit_path(config)
+    if not path.exists():
+        _fail(f"no audit log at {path}", 2)
+    _, broken = verify(path)
+    if broken is not None:
+        _fail(f"not exported: line {broken.line} is bad: {broken.reason}")
+    with path.open("rb") as source:
+        for line in source:
+            sys.stdout.buffer.write(line)
+
+
+@policy_app.command("validate")
+def policy_validate(
+    directory: Annotated[
+        Path | None, typer.Argument(help="*.cedar files; default: configured")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Parse and validate the policies against the schema of the API's operations."""
+    from trellis.api import routes
+    from trellis.api.auth import operations
+    from trellis.auth.policy import PolicyEngine, PolicyError, read_policy_dir
+
+    settings = load_or_exit(config)
+    actions = {op.action: op.group for op in operations(routes.router).values()}
+    try:
+        PolicyEngine(actions, read_policy_dir(directory or settings.auth.policy_dir))
+    except PolicyError as exc:
+        _fail(str(exc))
+    console.print(f"[green]ok[/green]: policies valid for {len(actions)} actions")
