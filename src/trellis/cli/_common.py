@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,14 @@ from rich.markup import escape
 from trellis.core.config import Settings, load_settings
 from trellis.core.errors import ConfigError
 
-__all__ = ["ConfigOption", "HostOption", "PortOption", "console", "load_or_exit"]
+__all__ = [
+    "ConfigOption",
+    "HostOption",
+    "PortOption",
+    "api_headers",
+    "console",
+    "load_or_exit",
+]
 
 #: Progress, tables and errors go to stderr; stdout stays for data (CSV, JSON).
 console = Console(stderr=True)
@@ -36,3 +44,11 @@ def load_or_exit(config: Path | None, host: str | None = None, port: int | None 
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def api_headers() -> dict[str, str]:
+    """Headers for CLI commands that talk to a running Trellis: the API token from
+    ``TRELLIS_TOKEN`` (made with ``trellis users token``), when set. Against
+    ``trellis demo`` on loopback none is needed (docs/security.md)."""
+    token = os.environ.get("TRELLIS_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -7,7 +7,6 @@ as the dashboard. Tables go to stderr; ``--json`` and ``labels`` write data to s
 
 from __future__ import annotations
 
-import os
 import sys
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
@@ -18,7 +17,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from trellis.cli._common import ConfigOption, console, load_or_exit
+from trellis.cli._common import ConfigOption, api_headers, console, load_or_exit
 
 __all__ = ["app"]
 
@@ -48,9 +47,7 @@ def _client(url: str | None, config: Any) -> httpx.Client:
     if url is None:
         http = load_or_exit(config).http
         url = f"http://{http.host}:{http.port}"
-    token = os.environ.get("TRELLIS_TOKEN")  # an API token (trellis users token)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url.rstrip("/"), timeout=30, headers=headers)
+    return httpx.Client(base_url=url.rstrip("/"), timeout=30, headers=api_headers())
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trellis.cli._common import ConfigOption, console, load_or_exit
+from trellis.cli._common import ConfigOption, api_headers, console, load_or_exit
 from trellis.core.clock import now_ms
 from trellis.core.errors import TrellisError
 from trellis.ml.gate import GateReport
@@ -222,7 +222,11 @@ def drift(
     settings = load_or_exit(config)
     base = url or f"http://{settings.http.host}:{settings.http.port}"
     try:
-        response = httpx.post(f"{base.rstrip('/')}/api/v1/models/{name}/drift:check", timeout=30)
+        response = httpx.post(
+            f"{base.rstrip('/')}/api/v1/models/{name}/drift:check",
+            timeout=30,
+            headers=api_headers(),
+        )
     except httpx.HTTPError as exc:
         console.print(f"[yellow]no drift check:[/yellow] cannot reach Trellis at {base}: {exc}")
     else:

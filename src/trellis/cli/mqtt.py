@@ -10,7 +10,7 @@ import httpx
 import typer
 from rich.table import Table
 
-from trellis.cli._common import ConfigOption, console, load_or_exit
+from trellis.cli._common import ConfigOption, api_headers, console, load_or_exit
 
 __all__ = ["app"]
 
@@ -48,7 +48,10 @@ def command(
     body = {"name": name, "args": arguments, "timeout_s": timeout}
     try:
         response = httpx.post(
-            f"{base}/api/v1/devices/{device}/commands", json=body, timeout=timeout + 10
+            f"{base}/api/v1/devices/{device}/commands",
+            json=body,
+            timeout=timeout + 10,
+            headers=api_headers(),
         )
     except httpx.HTTPError as exc:
         console.print(f"[red]error:[/red] cannot reach Trellis at {base}: {exc}")
@@ -76,7 +79,7 @@ def status(
     """Connected, subscriptions, msg/s, lag, refusals, and sequence gaps per device."""
     url = _base_url(url, config)
     try:
-        response = httpx.get(f"{url}/api/v1/mqtt/status", timeout=10)
+        response = httpx.get(f"{url}/api/v1/mqtt/status", timeout=10, headers=api_headers())
     except httpx.HTTPError as exc:
         console.print(f"[red]error:[/red] cannot reach Trellis at {url}: {exc}")
         raise typer.Exit(1) from None

@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from trellis.cli._common import ConfigOption, console, load_or_exit
+from trellis.cli._common import ConfigOption, api_headers, console, load_or_exit
 from trellis.core.clock import now_ms
 from trellis.core.config import Settings
 from trellis.core.errors import ConfigError
@@ -190,7 +190,9 @@ def _write(out: Path, run: _Run, ticks: _Ticks, progress: Progress, task: Any) -
 
 
 async def _send_http(url: str, run: _Run, ticks: _Ticks, progress: Progress, task: Any) -> None:
-    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=url.rstrip("/"), timeout=10, headers=api_headers()
+    ) as client:
         for device in run.devices:
             body = {"model": device.model, "name": device.name, "site": device.site}
             (await client.put(f"/api/v1/devices/{device.id}", json=body)).raise_for_status()
