@@ -110,6 +110,10 @@ class MosquittoProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                # Its own session: Ctrl-C in the terminal goes to the whole foreground
+                # group, and the broker must outlive the platform's drain (acks of
+                # messages still in the pipeline); stop() ends it afterwards.
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while True:
