@@ -43,6 +43,7 @@ from trellis.alerts import AlertService
 from trellis.alerts.metrics import GroupBy
 from trellis.alerts.reports import alert_metrics
 from trellis.core.clock import now_ms
+from trellis.core.net import free_port
 from trellis.core.types import AlertSeverity, Device
 from trellis.devices.registry import DeviceRegistry
 from trellis.store.metadata import alert_events, alerts, open_metadata
@@ -87,12 +88,6 @@ def emit(
 
 
 # -- transitions through the API ---------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def raise_alerts(data_dir: Path, n: int) -> list[int]:
@@ -161,7 +156,7 @@ def bench_transitions(data_dir: Path, n_alerts: int) -> tuple[float, float, int]
     """(transitions/s, baseline GETs/s, transitions)."""
     log(f"api: raising {n_alerts:,} alerts")
     ids = raise_alerts(data_dir, n_alerts)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(data_dir), str(port)])
     try:
         deadline = time.monotonic() + 30

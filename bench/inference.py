@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -36,6 +35,7 @@ import uvicorn
 from trellis.api.app import create_app
 from trellis.core.clock import now_ms
 from trellis.core.config import MlSettings, Settings, SimSettings
+from trellis.core.net import free_port
 from trellis.core.types import Reading
 from trellis.ml import Feature, PredictRow
 from trellis.ml.training import feature_rows, train_isolation_forest
@@ -144,9 +144,7 @@ def p99_ms(fn, calls: int) -> float:
 
 def serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
     """The real app on a free port, in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )

@@ -49,12 +49,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from trellis.core.clock import now_ms
 from trellis.core.config import load_settings
+from trellis.core.net import free_port
 from trellis.core.types import Device
 from trellis.devices.registry import DeviceRegistry
 from trellis.platform import Platform
 from trellis.protocols.mqtt import MosquittoProcess, MqttPublisher, parse_broker_url
 from trellis.protocols.mqtt._paho import connect_properties
-from trellis.protocols.mqtt.mosquitto import free_port
 from trellis.store.metadata import open_metadata
 
 BENCH = "mqtt_ingest"

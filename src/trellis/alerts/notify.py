@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import smtplib
 from collections.abc import Sequence
 from email.message import EmailMessage
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 from trellis.alerts.timeline import EventKind
 from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import TrellisError
+from trellis.core.retry import backoff_delay
 from trellis.core.types import Alert
 from trellis.store.metadata import notification_dead_letters, row_dict
 
@@ -242,8 +242,8 @@ class Notifier:
                     error = f"shutdown before delivery; last error: {error}"
                     break
                 if attempt < self._attempts:
-                    cap = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1))
-                    await asyncio.sleep(random.uniform(cap / 2, cap))
+                    delay = backoff_delay(attempt, self._backoff_s, self._max_backoff_s)
+                    await asyncio.sleep(delay)
                 continue
             self.delivered += 1
             return

@@ -16,12 +16,20 @@ from sqlalchemy.exc import OperationalError
 
 from trellis.core.errors import TrellisError
 
-__all__ = ["TRANSIENT", "retry_until_done"]
+__all__ = ["TRANSIENT", "backoff_delay", "retry_until_done"]
 
 T = TypeVar("T")
 
 #: Errors worth waiting out: a full or locked disk, a database briefly unavailable.
 TRANSIENT: tuple[type[BaseException], ...] = (TrellisError, OperationalError, OSError)
+
+
+def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
+    """Seconds to wait before retry ``attempt`` (1 for the first retry): exponential
+    from ``base_s``, capped at ``cap_s``, jittered over the upper half so that many
+    callers failing together do not retry together."""
+    ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 async def retry_until_done(
@@ -47,7 +55,7 @@ async def retry_until_done(
                 on_retry()
             if failures == 1:
                 logger.error("%s failed, retrying until it succeeds: %s", what, exc)
-            await asyncio.sleep(random.uniform(0, min(max_delay_s, 0.05 * 2**failures)))
+            await asyncio.sleep(backoff_delay(failures, 0.05, max_delay_s))
             continue
         if failures:
             logger.warning("%s recovered after %d retries", what, failures)

@@ -39,10 +39,9 @@ class Quarantine:
 
     def add(
         self,
-        entries: Sequence[tuple[RawMessage, str, str | None]]
-        | Sequence[tuple[RawMessage, str, str | None, str | None]],
+        entries: Sequence[tuple[RawMessage, str, str | None, str | None]],
     ) -> None:
-        """Store ``(message, reason, tenant[, contract])`` entries in one transaction."""
+        """Store ``(message, reason, tenant, contract)`` entries in one transaction."""
         if not entries:
             return
         at = now_ms()
@@ -57,10 +56,9 @@ class Quarantine:
                 "received_ms": raw.received_ms,
                 "reason": reason,
                 "quarantined_ms": at,
-                "contract": entry[3] if len(entry) > 3 else None,
+                "contract": contract,
             }
-            for entry in entries
-            for raw, reason, tenant in (entry[:3],)
+            for raw, reason, tenant, contract in entries
         ]
         try:
             with self._engine.begin() as connection:

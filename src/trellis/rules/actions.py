@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ import msgspec
 import sqlalchemy as sa
 
 from trellis.core.clock import now_ms
+from trellis.core.retry import backoff_delay
 from trellis.rules.runtime import Signal
 from trellis.rules.spec import StreamRule, WebhookAction
 from trellis.store.metadata import row_dict, rule_dead_letters
@@ -133,8 +133,7 @@ class ActionDispatcher:
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             if attempt < action.attempts:
-                delay = min(30.0, action.backoff_s * 2 ** (attempt - 1))
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+                await asyncio.sleep(backoff_delay(attempt, action.backoff_s, 30.0))
         self.failed[signal.rule.id] = self.failed.get(signal.rule.id, 0) + 1
         log.warning("rule %s: webhook %s failed: %s", signal.rule.id, action.url, error)
         await asyncio.to_thread(self._dead_letter, signal, action, error, action.attempts)

@@ -24,6 +24,7 @@ from trellis.core.errors import LimitError
 from trellis.core.types import Reading
 
 __all__ = [
+    "MAX_ABS_VALUE",
     "MAX_BUCKETS",
     "MAX_NAME_CHARS",
     "MAX_TS",
@@ -51,6 +52,10 @@ __all__ = [
 MIN_TS = 0
 #: First instant that is no longer storable: 2100-01-01T00:00:00Z, in ms.
 MAX_TS = 4_102_444_800_000
+#: Largest storable magnitude. Far beyond any physical reading, and small enough that
+#: sums over any number of readings (rollups, SUM and AVG buckets) stay finite: a
+#: PostgreSQL double that overflows is an error, and one such batch would stall ingest.
+MAX_ABS_VALUE = 1e200
 #: Longest tenant, device, metric or unit name, in characters.
 MAX_NAME_CHARS = 256
 #: Width of the rollup every backend maintains on write.
@@ -166,8 +171,8 @@ def check_reading(reading: Reading) -> str | None:
     """Why ``reading`` cannot be stored, or None when it can.
 
     Names may hold any character but NUL (quotes and semicolons are stored as they
-    are, since every backend binds parameters); values are finite numbers; times lie
-    in [1970, 2100).
+    are, since every backend binds parameters); values are finite numbers of magnitude
+    at most :data:`MAX_ABS_VALUE`; times lie in [1970, 2100).
     """
     for what, name in (
         ("tenant", reading.tenant),
@@ -184,6 +189,11 @@ def check_reading(reading: Reading) -> str | None:
         return f"value of {reading.metric!r} must be a number, got {type(value).__name__}"
     if not math.isfinite(value):
         return f"value of {reading.metric!r} is {value}, not a finite number"
+    if abs(value) > MAX_ABS_VALUE:
+        return (
+            f"value {value!r} of {reading.metric!r} exceeds the storable magnitude "
+            f"{MAX_ABS_VALUE:g}"
+        )
     ts: object = reading.ts
     if isinstance(ts, bool) or not isinstance(ts, int):
         return f"timestamp must be integer milliseconds, got {type(ts).__name__}"

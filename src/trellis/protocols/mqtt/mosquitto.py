@@ -17,19 +17,14 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["MosquittoProcess", "TlsFiles", "free_port", "mosquitto_binary"]
+from trellis.core.net import free_port
+
+__all__ = ["MosquittoProcess", "TlsFiles", "mosquitto_binary"]
 
 
 def mosquitto_binary() -> str | None:
     """The ``mosquitto`` on the PATH (Debian installs it in /usr/sbin), or ``None``."""
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class TlsFiles:
