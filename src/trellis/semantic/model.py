@@ -120,8 +120,7 @@ def check_nodes(
     for node in incoming:
         if not _ID.match(node.id):
             raise SemanticError(
-                f"node id {node.id!r} must be letters, digits, '_', '.', ':' or '-' "
-                "(at most 128)"
+                f"node id {node.id!r} must be letters, digits, '_', '.', ':' or '-' (at most 128)"
             )
         classes.require(node.brick_class, f"node {node.id!r}")
         if (node.device is None) != (node.metric is None):
@@ -151,7 +150,8 @@ def check_nodes(
     for relation in relations:
         if relation.predicate not in RELATIONS:
             raise SemanticError(
-                f"relation {relation.predicate!r} is not kept; known: {', '.join(sorted(RELATIONS))}"
+                f"relation {relation.predicate!r} is not kept; "
+                f"known: {', '.join(sorted(RELATIONS))}"
             )
         for end in (relation.subject, relation.object):
             if end not in merged:

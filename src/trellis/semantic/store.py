@@ -8,6 +8,7 @@ Reads never touch the database.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from trellis.store.metadata import semantic_nodes, semantic_relations
 
 __all__ = ["SemanticModel"]
 
+log = logging.getLogger(__name__)
 Listener = Callable[[str], None]
 Series = tuple[str, str]  # device, metric
 
@@ -90,9 +92,9 @@ class SemanticModel:
         with engine.connect() as connection:
             for row in connection.execute(sa.select(semantic_nodes)).mappings():
                 nodes.setdefault(row["tenant"], {})[row["id"]] = _node(row)
-            for row in connection.execute(sa.select(semantic_relations)):
-                relations.setdefault(row.tenant, []).append(
-                    Relation(row.subject, row.predicate, row.object)
+            for rel in connection.execute(sa.select(semantic_relations)):
+                relations.setdefault(rel.tenant, []).append(
+                    Relation(rel.subject, rel.predicate, rel.object)
                 )
         for tenant in nodes.keys() | relations.keys():
             self._tenants[tenant] = _Snapshot.of(nodes.get(tenant, {}), relations.get(tenant, []))
@@ -184,8 +186,10 @@ class SemanticModel:
             return cached
         snapshot = self._snapshot(tenant)
         found: set[Series] = set()
-        for brick_class in classes or [None]:
-            for place in within or [None]:
+        wanted: list[str | None] = list(classes) or [None]
+        places: list[str | None] = list(within) or [None]
+        for brick_class in wanted:
+            for place in places:
                 if place is not None and place not in snapshot.nodes:
                     continue  # a place deleted after the rule was saved selects nothing
                 for node in self.points(tenant, brick_class, place, tags):
@@ -194,6 +198,14 @@ class SemanticModel:
         result = frozenset(found)
         self._resolved[key] = result
         return result
+
+    def series_tags(self, tenant: str, device: str, metric: str) -> set[str]:
+        """The tags of the point bound to a series, inherited ones included."""
+        snapshot = self._snapshot(tenant)
+        for node in snapshot.nodes.values():
+            if node.device == device and node.metric == metric:
+                return snapshot.tags(node.id)
+        return set()
 
     # -- writing --------------------------------------------------------------------
 
@@ -243,8 +255,12 @@ class SemanticModel:
                     connection.execute(
                         semantic_relations.insert(),
                         [
-                            {"tenant": tenant, "subject": r.subject, "predicate": r.predicate,
-                             "object": r.object}
+                            {
+                                "tenant": tenant,
+                                "subject": r.subject,
+                                "predicate": r.predicate,
+                                "object": r.object,
+                            }
                             for r in new_relations
                         ],
                     )
@@ -344,11 +360,15 @@ class SemanticModel:
 def _place(device: Device, snapshot: _Snapshot) -> str:
     location = device.attributes.get("location")
     if isinstance(location, str) and location:
-        if location not in snapshot.nodes:
-            raise SemanticError(
-                f"device {device.id}: location {location!r} is not a node of the semantic model"
-            )
-        return location
+        if location in snapshot.nodes and snapshot.nodes[location].kind != "point":
+            return location
+        # The device is registered already; it waits in "unplaced" until moved.
+        log.warning(
+            "device %s: location %r is not a place in the semantic model; placed under %r",
+            device.id,
+            location,
+            UNPLACED,
+        )
     if device.site and device.site in snapshot.nodes:
         return device.site
     return UNPLACED

@@ -50,10 +50,10 @@ def parse_turtle(text: str) -> tuple[list[Node], list[Relation]]:
         raise SemanticError(f"not valid Turtle: {exc}") from None
     classes = brick_classes()
     typed: dict[rdflib.term.Node, str] = {}
-    for subject, kind in graph.subject_objects(RDF.type):
-        if not str(kind).startswith(BRICK_NS):
+    for subject, rdf_type in graph.subject_objects(RDF.type):
+        if not str(rdf_type).startswith(BRICK_NS):
             continue
-        name = str(kind)[len(BRICK_NS) :]
+        name = str(rdf_type)[len(BRICK_NS) :]
         classes.require(name, f"<{subject}> rdf:type")
         current = typed.get(subject)
         # Several Brick types: keep the most specific (a subclass of the other).
