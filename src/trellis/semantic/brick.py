@@ -19,6 +19,7 @@ __all__ = [
     "BRICK_NS",
     "BrickClasses",
     "Kind",
+    "SemanticError",
     "UnknownClassError",
     "brick_classes",
 ]
@@ -33,7 +34,11 @@ _ROOTS: dict[str, Kind] = {
 }
 
 
-class UnknownClassError(ValueError):
+class SemanticError(ValueError):
+    """A semantic model that cannot be stored as given; the message says which node."""
+
+
+class UnknownClassError(SemanticError):
     """A Brick class name that is not in the shipped list; the message suggests one."""
 
     def __init__(self, name: str, suggestion: str | None, where: str = "") -> None:

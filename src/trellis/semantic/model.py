@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from trellis.semantic.brick import BrickClasses, Kind, brick_classes
+from trellis.semantic.brick import BrickClasses, Kind, SemanticError, brick_classes
 
 __all__ = [
     "RELATIONS",
@@ -33,10 +33,6 @@ UNPLACED = "unplaced"
 #: Relations kept beside the tree (Brick predicates, without the prefix).
 RELATIONS = frozenset({"feeds", "hasLocation"})
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-
-
-class SemanticError(ValueError):
-    """A semantic model that cannot be stored as given; the message says which node."""
 
 
 class CycleError(SemanticError):
@@ -117,6 +113,8 @@ def check_nodes(
     """
     classes = classes or brick_classes()
     merged = dict(existing)
+    incoming = list(incoming)
+    incoming_ids = {node.id for node in incoming}
     for node in incoming:
         if not _ID.match(node.id):
             raise SemanticError(
@@ -158,5 +156,9 @@ def check_nodes(
                 raise SemanticError(f"relation {relation.predicate}: unknown node {end!r}")
     cycle = find_cycle({node.id: node.parent for node in merged.values()})
     if cycle is not None:
-        raise CycleError(cycle)
+        # Start the loop at a node of this change: that is the edge to look at.
+        changed = [n for n in cycle[:-1] if n in incoming_ids]
+        at = cycle.index(changed[0]) if changed else 0
+        loop = cycle[:-1]
+        raise CycleError([*loop[at:], *loop[:at], loop[at]])
     return merged

@@ -37,12 +37,23 @@ def _known_metric(platform: PlatformDep, rule: AnyRule) -> None:
     unknown = sorted(set(wanted) - set(models))
     if unknown:
         raise HTTPException(422, f"$.select.models: unknown model(s) {', '.join(unknown)}")
+    missing = [n for n in rule.select.within if n not in _node_ids(platform)]
+    if missing:
+        raise HTTPException(
+            422, f"$.select.within: no node(s) {', '.join(missing)} in the semantic model"
+        )
+    if not rule.metric:
+        return  # a point selector: each point's own metric is judged
     candidates = [models[name] for name in wanted] or list(models.values())
     if not any(rule.metric in model.metrics for model in candidates):
         known = sorted({m for model in candidates for m in model.metrics})
         raise HTTPException(
             422, f"$.metric: no selected model measures {rule.metric!r}; known: {', '.join(known)}"
         )
+
+
+def _node_ids(platform: PlatformDep) -> set[str]:
+    return {node.id for node in platform.semantic.nodes(platform.tenant)}
 
 
 @router.get("/rules", responses=documented(list[RuleDefinition]))
