@@ -40,7 +40,9 @@ class CycleError(SemanticError):
 
     def __init__(self, cycle: list[str]) -> None:
         self.cycle = cycle
-        super().__init__(f"cycle in the asset tree: {' → '.join(cycle)}")
+        super().__init__(
+            f"cycle in the asset tree: {' → '.join(cycle)} (each node is part of the next)"
+        )
 
 
 class Node(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=True):
