@@ -8,8 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.serving import serve, wait_until
+from tests.ui.test_browser import browser  # noqa: F401  (the fixture)
 from trellis.api.app import create_app
 from trellis.core.config import load_settings
 
@@ -185,3 +187,43 @@ def test_a_model_file_with_an_unknown_brick_class_is_refused(client: httpx.Clien
     assert refused.status_code == 422
     assert "properties.outside_temp.brick_class: unknown Brick class" in refused.text
     assert "did you mean 'Outside_Air_Temperature_Sensor'" in refused.text
+
+
+def test_assets_page_refuses_an_unknown_class_in_words(client: httpx.Client) -> None:
+    """The finder form with a misspelt class answers 422 with the suggestion on the page."""
+    page = client.get("/semantic", params={"class": "Zone_Temp_Sensor"})
+    assert page.status_code == 422
+    assert "unknown Brick class" in page.text
+    assert "did you mean" in page.text
+
+
+@pytest.mark.browser
+def test_assets_page_shows_the_tree_and_finds_points(client: httpx.Client, browser) -> None:  # noqa: F811
+    """In chromium: the nav leads to the tree (B2's floors open, AHU-1's points inside),
+    and the finder lists the supply air sensors of the ground floor."""
+    errors: list[str] = []
+    page = browser.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(str(client.base_url))
+    page.get_by_role("link", name="Assets").click()
+    expect(page).to_have_url(f"{client.base_url}/semantic")
+    tree = page.locator("#sem-tree")
+    expect(tree.locator('[data-node="riverside"]')).to_be_visible()
+    expect(tree.locator('[data-node="AHU-1"] > details > summary')).to_be_visible()
+    ahu_point = tree.locator('[data-node="AHU-1-SAT"]')
+    expect(ahu_point).to_be_hidden()  # equipment starts folded
+    tree.locator('[data-node="AHU-1"] > details > summary').click()
+    expect(ahu_point).to_be_visible()
+    expect(ahu_point).to_contain_text("ahu-1/sat")
+
+    page.get_by_label("Brick class").fill("Supply_Air_Temperature_Sensor")
+    page.get_by_label("within").select_option("B2-F1")
+    page.get_by_role("button", name="Find").click()
+    rows = page.locator("#sem-points tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("AHU-1-SAT")
+    expect(rows.nth(1)).to_contain_text("VAV-101-DAT")
+    expect(page.locator("#sem-points caption")).to_have_text(
+        "2 points of Supply_Air_Temperature_Sensor within B2-F1"
+    )
+    assert errors == []
