@@ -167,6 +167,9 @@ def test_a_new_device_type_is_judged_by_an_existing_class_rule(client: httpx.Cli
         "discharge_temp",
         41.5,
     )
+    replayed = client.post("/api/v1/rules/supply-air-too-hot/test", params={"since": "-1h"})
+    assert replayed.status_code == 200, replayed.text
+    assert [(s["kind"], s["device"]) for s in replayed.json()["signals"]] == [("raise", "rtu-7")]
     assert client.get("/api/v1/rules/supply-air-too-hot").json() == {
         **SUPPLY_AIR_TOO_HOT,
         "metric": "",

@@ -33,7 +33,7 @@ from trellis.rules.store import RuleStore
 from trellis.semantic.store import SemanticModel
 from trellis.store.metadata import rule_state
 
-__all__ = ["RuleEngine", "RuleStats", "TraceEntry"]
+__all__ = ["RuleEngine", "RuleStats", "TraceEntry", "resolve_series"]
 
 log = logging.getLogger(__name__)
 _StateKey = tuple[str, str, str]  # rule, tenant, device
@@ -144,26 +144,9 @@ class RuleEngine:
         self._by_tenant = by_tenant
 
     def _resolve(self, tenant: str, runtime: CompiledRule) -> frozenset[tuple[str, str]]:
-        """The series a point selector picks: bound points of its classes and places, of
-        the rule's metric when it names one, carrying its tags (the point's, inherited
-        from what contains it, or the device's)."""
-        semantic = self._semantic
-        if semantic is None:
+        if self._semantic is None:
             return frozenset()
-        select = runtime.select
-        found = semantic.resolve(tenant, select.classes, select.within)
-        wanted = set(select.tags)
-        return frozenset(
-            (device, metric)
-            for device, metric in found
-            if (not runtime.metric or metric == runtime.metric)
-            and (
-                not wanted
-                or wanted
-                <= semantic.series_tags(tenant, device, metric)
-                | set(_device_tags(self._registry, tenant, device))
-            )
-        )
+        return resolve_series(self._semantic, self._registry, tenant, runtime)
 
     def stats(self, tenant: str | None = None) -> list[RuleStats]:
         """Per-rule counters (of one tenant, or all), ordered by tenant and rule id."""
@@ -405,6 +388,28 @@ class RuleEngine:
                 value=signal.value,
                 at_ms=signal.ts,
             )
+
+
+def resolve_series(
+    semantic: SemanticModel, registry: DeviceRegistry, tenant: str, runtime: CompiledRule
+) -> frozenset[tuple[str, str]]:
+    """The ``(device, metric)`` series a point selector picks: bound points of its classes
+    and places, of the rule's metric when it names one, carrying its tags (the point's,
+    inherited from what contains it, or the device's)."""
+    select = runtime.select
+    found = semantic.resolve(tenant, select.classes, select.within)
+    wanted = set(select.tags)
+    return frozenset(
+        (device, metric)
+        for device, metric in found
+        if (not runtime.metric or metric == runtime.metric)
+        and (
+            not wanted
+            or wanted
+            <= semantic.series_tags(tenant, device, metric)
+            | set(_device_tags(registry, tenant, device))
+        )
+    )
 
 
 def _device_tags(registry: DeviceRegistry, tenant: str, device_id: str) -> list[str]:

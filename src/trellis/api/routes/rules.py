@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -133,7 +134,13 @@ async def replay_rule(
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
     result = await asyncio.to_thread(
-        dry_run, rule, platform.store, platform.registry, platform.tenant, start_ms, end_ms
+        functools.partial(dry_run, semantic=platform.semantic),
+        rule,
+        platform.store,
+        platform.registry,
+        platform.tenant,
+        start_ms,
+        end_ms,
     )
     return json_response(result)
 
