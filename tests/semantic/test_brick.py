@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trellis.semantic import BrickClasses, UnknownClassError, brick_classes
@@ -62,6 +62,7 @@ def test_a_class_listed_under_two_parents_has_both() -> None:
     assert "X" in classes.descendants("Setpoint")
 
 
+@settings(deadline=None)
 @given(st.sampled_from(CLASSES), st.sampled_from(CLASSES))
 def test_descendants_and_ancestors_agree(name: str, other: str) -> None:
     """``name`` is below ``other`` exactly when ``other`` is above ``name``; no class is its
@@ -73,6 +74,7 @@ def test_descendants_and_ancestors_agree(name: str, other: str) -> None:
     assert name not in classes.ancestors(name)
 
 
+@settings(deadline=None)
 @given(st.sampled_from(CLASSES), st.sampled_from(["lower", "upper", "prefix"]))
 def test_case_and_prefix_slips_find_the_class(name: str, slip: str) -> None:
     """Case changes and a ``brick:`` prefix still lead to the right suggestion."""

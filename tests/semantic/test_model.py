@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.services import postgres_url
@@ -18,6 +18,7 @@ from trellis.semantic import (
     UNPLACED,
     CycleError,
     Node,
+    Relation,
     SemanticError,
     SemanticModel,
     UnknownClassError,
@@ -220,6 +221,7 @@ def _has_loop(parents: dict[str, str | None]) -> bool:
     return False
 
 
+@settings(deadline=None)
 @given(st.dictionaries(st.sampled_from("abcdefg"), st.none() | st.sampled_from("abcdefgh")))
 def test_find_cycle_finds_a_real_loop_exactly_when_there_is_one(
     parents: dict[str, str | None],
@@ -232,3 +234,59 @@ def test_find_cycle_finds_a_real_loop_exactly_when_there_is_one(
         assert len(set(cycle[:-1])) == len(cycle) - 1
         for child, parent in itertools.pairwise(cycle):
             assert parents[child] == parent
+
+
+_PLACES = ["Site", "Building", "Floor", "HVAC_Zone", "Room"]
+_EQUIPMENT = ["AHU", "VAV", "Chilled_Water_Pump", "Electrical_Meter"]
+_POINTS = ["Zone_Air_Temperature_Sensor", "Supply_Air_Flow_Sensor", "Active_Power_Sensor"]
+
+
+@st.composite
+def _models(draw: st.DrawFn) -> tuple[list[Node], list[Relation]]:
+    """A random forest: each node's parent is an earlier non-point node; points bound to
+    unique series; labels and tags with quotes, newlines and non-ASCII text."""
+    text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
+    nodes: list[Node] = []
+    for index in range(draw(st.integers(1, 15))):
+        containers = [n.id for n in nodes if n.kind != "point"]
+        parent = draw(st.none() | st.sampled_from(containers)) if containers else None
+        pool = _PLACES + _EQUIPMENT + (_POINTS if parent else [])
+        brick_class = draw(st.sampled_from(pool))
+        bound = brick_class in _POINTS and draw(st.booleans())
+        nodes.append(
+            Node(
+                f"n{index}",
+                brick_class,
+                name=draw(text),
+                parent=parent,
+                device=f"d{index}" if bound else None,
+                metric="m" if bound else None,
+                tags=sorted(set(draw(st.lists(text.filter(bool), max_size=2)))),
+            )
+        )
+    equipment = [n.id for n in nodes if n.kind == "equipment"]
+    relations = (
+        sorted(
+            {
+                Relation(a, "feeds", b)
+                for a, b in draw(
+                    st.lists(st.tuples(st.sampled_from(equipment), st.sampled_from(equipment)))
+                )
+            }
+        )
+        if equipment
+        else []
+    )
+    return nodes, relations
+
+
+# Drawing a forest node by node is slow on a shared 2-core machine; the check is not.
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_models())
+def test_any_model_survives_export_and_import(model: tuple[list[Node], list[Relation]]) -> None:
+    """Whatever the tree, names and tags: export → parse gives the same nodes and relations."""
+    nodes, relations = model
+    check_nodes({}, nodes, relations)
+    parsed, parsed_relations = parse_turtle(export_turtle("t", nodes, relations))
+    assert sorted(parsed, key=lambda n: n.id) == sorted(nodes, key=lambda n: n.id)
+    assert parsed_relations == relations

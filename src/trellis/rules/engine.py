@@ -399,6 +399,8 @@ def resolve_series(
     select = runtime.select
     found = semantic.resolve(tenant, select.classes, select.within)
     wanted = set(select.tags)
+    if not runtime.metric and not wanted:
+        return found  # shared with every rule of the same selector: no copy per rule
     return frozenset(
         (device, metric)
         for device, metric in found

@@ -45,20 +45,27 @@ class _Snapshot:
     nodes: dict[str, Node]
     relations: frozenset[Relation]
     children: dict[str | None, list[str]] = field(default_factory=dict)
+    located: dict[str, str] = field(default_factory=dict)
+    series: dict[Series, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, nodes: dict[str, Node], relations: Iterable[Relation]) -> _Snapshot:
         children: dict[str | None, list[str]] = {}
+        series: dict[Series, str] = {}
         for node in sorted(nodes.values(), key=lambda n: n.id):
             children.setdefault(node.parent, []).append(node.id)
-        return cls(nodes, frozenset(relations), children)
+            if node.device is not None and node.metric is not None:
+                series[(node.device, node.metric)] = node.id
+        kept = frozenset(relations)
+        located = {r.subject: r.object for r in kept if r.predicate == "hasLocation"}
+        return cls(nodes, kept, children, located, series)
 
     def containers(self, node_id: str) -> set[str]:
         """Every node ``node_id`` is inside: its parents up the tree, and the locations
         it (or any of them) has by ``hasLocation``."""
         found: set[str] = set()
         todo = [node_id]
-        located = {r.subject: r.object for r in self.relations if r.predicate == "hasLocation"}
+        located = self.located
         while todo:
             current = todo.pop()
             node = self.nodes.get(current)
@@ -202,10 +209,8 @@ class SemanticModel:
     def series_tags(self, tenant: str, device: str, metric: str) -> set[str]:
         """The tags of the point bound to a series, inherited ones included."""
         snapshot = self._snapshot(tenant)
-        for node in snapshot.nodes.values():
-            if node.device == device and node.metric == metric:
-                return snapshot.tags(node.id)
-        return set()
+        node_id = snapshot.series.get((device, metric))
+        return snapshot.tags(node_id) if node_id is not None else set()
 
     # -- writing --------------------------------------------------------------------
 
@@ -315,8 +320,9 @@ class SemanticModel:
         if not typed:
             return []
         snapshot = self._snapshot(device.tenant)
-        bound = {(n.device, n.metric) for n in snapshot.nodes.values() if n.device is not None}
-        missing = {name: spec for name, spec in typed.items() if (device.id, name) not in bound}
+        missing = {
+            name: spec for name, spec in typed.items() if (device.id, name) not in snapshot.series
+        }
         if not missing:
             return []
         new: list[Node] = []
