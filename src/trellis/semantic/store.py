@@ -343,7 +343,8 @@ class SemanticModel:
             assert spec.brick_class is not None
             if point_id in snapshot.nodes:
                 raise SemanticError(
-                    f"device {device.id}: node {point_id!r} exists and is not bound to {name}"
+                    f"device {device.id} is registered, but its points were not placed: "
+                    f"node {point_id!r} exists and is not bound to {name}"
                 )
             new.append(
                 Node(
