@@ -133,12 +133,16 @@ class RuleEngine:
         """Rules by tenant and metric; a point selector is resolved to its series here."""
         self._stale = False
         by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
+        # Rules with one selector share one resolved set: its metrics are listed once.
+        metrics_of: dict[frozenset[tuple[str, str]], list[str]] = {}
         for key, runtime in self._compiled.items():
             tenant = key.split("/", 1)[0]
             metrics = [runtime.metric]
             if runtime.series is not None:
-                runtime.series = self._resolve(tenant, runtime)
-                metrics = sorted({metric for _, metric in runtime.series})
+                series = runtime.series = self._resolve(tenant, runtime)
+                metrics = metrics_of.get(series) or metrics_of.setdefault(
+                    series, sorted({metric for _, metric in series})
+                )
             for metric in metrics:
                 by_tenant.setdefault(tenant, {}).setdefault(metric, []).append(runtime)
         self._by_tenant = by_tenant

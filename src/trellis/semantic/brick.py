@@ -122,6 +122,7 @@ class BrickClasses:
         """Whether ``name`` is ``ancestor`` or one of its subclasses."""
         return name == ancestor or ancestor in self.ancestors(name)
 
+    @functools.cache  # noqa: B019 - as above; asked for every node at every change
     def kind(self, name: str) -> Kind:
         """Point, equipment, location or collection: the root the class descends from."""
         for root, kind in _ROOTS.items():

@@ -83,10 +83,16 @@ class TreeNode(msgspec.Struct):
     children: list[TreeNode] = []
 
 
-def find_cycle(parents: Mapping[str, str | None]) -> list[str] | None:
-    """The first loop in the parent map, as ``[a, b, …, a]``, or ``None``."""
+def find_cycle(
+    parents: Mapping[str, str | None], starts: Iterable[str] | None = None
+) -> list[str] | None:
+    """The first loop in the parent map, as ``[a, b, …, a]``, or ``None``.
+
+    Only walks up from ``starts`` when given: a change can only close a loop through
+    a node it changed, so checking those is enough (and costs the depth, not the size).
+    """
     done: set[str] = set()
-    for start in sorted(parents):
+    for start in sorted(parents if starts is None else starts):
         path: list[str] = []
         seen: dict[str, int] = {}
         node: str | None = start
@@ -112,6 +118,8 @@ def check_nodes(
     Brick class (the closest one suggested), a parent that does not exist, a point
     with children, a half binding (device without metric), two points bound to one
     series, a relation to an unknown node, and a cycle (:class:`CycleError`).
+    ``existing`` is taken as valid, so only what the change touches is checked: the
+    incoming nodes and the children of replaced ones.
     """
     classes = classes or brick_classes()
     merged = dict(existing)
@@ -131,8 +139,11 @@ def check_nodes(
                 f"{node.brick_class} is {classes.kind(node.brick_class)}"
             )
         merged[node.id] = node
-    bound: dict[tuple[str, str], str] = {}
-    for node in merged.values():
+    replaced = incoming_ids & existing.keys()
+    touched = [
+        node for node in merged.values() if node.id in incoming_ids or node.parent in replaced
+    ]
+    for node in touched:
         if node.parent is not None:
             parent = merged.get(node.parent)
             if parent is None:
@@ -141,12 +152,17 @@ def check_nodes(
                 raise SemanticError(
                     f"node {node.id!r}: its parent {parent.id!r} is a point, which has no parts"
                 )
-        if node.device is not None and node.metric is not None:
-            other = bound.setdefault((node.device, node.metric), node.id)
-            if other != node.id:
-                raise SemanticError(
-                    f"nodes {other!r} and {node.id!r} both bind {node.device}/{node.metric}"
-                )
+    series = {(n.device, n.metric) for n in incoming if n.device is not None}
+    if series:
+        bound: dict[tuple[str | None, str | None], str] = {}
+        for node in merged.values():
+            key = (node.device, node.metric)
+            if key in series:
+                other = bound.setdefault(key, node.id)
+                if other != node.id:
+                    raise SemanticError(
+                        f"nodes {other!r} and {node.id!r} both bind {node.device}/{node.metric}"
+                    )
     for relation in relations:
         if relation.predicate not in RELATIONS:
             raise SemanticError(
@@ -156,7 +172,7 @@ def check_nodes(
         for end in (relation.subject, relation.object):
             if end not in merged:
                 raise SemanticError(f"relation {relation.predicate}: unknown node {end!r}")
-    cycle = find_cycle({node.id: node.parent for node in merged.values()})
+    cycle = find_cycle({node.id: node.parent for node in merged.values()}, incoming_ids)
     if cycle is not None:
         # Start the loop at a node of this change: that is the edge to look at.
         changed = [n for n in cycle[:-1] if n in incoming_ids]
