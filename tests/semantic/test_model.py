@@ -290,3 +290,43 @@ def test_any_model_survives_export_and_import(model: tuple[list[Node], list[Rela
     parsed, parsed_relations = parse_turtle(export_turtle("t", nodes, relations))
     assert sorted(parsed, key=lambda n: n.id) == sorted(nodes, key=lambda n: n.id)
     assert parsed_relations == relations
+
+
+@st.composite
+def _changes(draw: st.DrawFn) -> tuple[dict[str, Node], list[Node]]:
+    """A valid model and a change to it: new or replaced nodes with any parent and class."""
+    nodes, _ = draw(_models())
+    existing = {node.id: node for node in nodes}
+    ids = [*existing, "new-1", "new-2"]
+    incoming = [
+        Node(
+            draw(st.sampled_from(ids)),
+            draw(st.sampled_from(_PLACES + _EQUIPMENT + _POINTS)),
+            parent=draw(st.none() | st.sampled_from(ids)),
+            device=device,
+            metric="m" if device else None,
+        )
+        for device in draw(st.lists(st.none() | st.sampled_from(["d0", "d1", "x"]), max_size=3))
+    ]
+    return existing, list({node.id: node for node in incoming}.values())
+
+
+def _refusal(existing: dict[str, Node], incoming: list[Node]) -> bool:
+    try:
+        check_nodes(existing, incoming)
+    except SemanticError:
+        return True
+    return False
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_changes())
+def test_checking_only_the_change_agrees_with_checking_everything(
+    change: tuple[dict[str, Node], list[Node]],
+) -> None:
+    """The incremental check refuses exactly what a full check of the result refuses."""
+    existing, incoming = change
+    merged = dict(existing)
+    for node in incoming:
+        merged[node.id] = node
+    assert _refusal(existing, incoming) == _refusal({}, list(merged.values()))
