@@ -20,7 +20,7 @@ from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
 from trellis.core.clock import now_ms
 from trellis.core.config import Settings
-from trellis.core.types import AlertSeverity, Reading
+from trellis.core.types import AlertSeverity, Device, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
@@ -36,6 +36,7 @@ from trellis.protocols.mqtt.fleet import publish_fleet
 from trellis.rules.engine import RuleEngine
 from trellis.rules.flowstore import FlowStore
 from trellis.rules.store import RuleStore
+from trellis.semantic.store import SemanticModel
 from trellis.sim.demo import DEMO_RULES
 from trellis.sim.fleet import Fleet, run_realtime
 from trellis.store.base import TimeSeriesStore
@@ -84,6 +85,8 @@ class Platform:
             self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
         )
         self.flows = FlowStore(self.engine, self.rules)
+        self.semantic = SemanticModel(self.engine)
+        self.registry.listeners.append(self._place_device)
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -156,6 +159,7 @@ class Platform:
             self.registry,
             checkpoint_s=self.settings.rules.checkpoint_s,
             tick_s=self.settings.rules.tick_s,
+            semantic=self.semantic,
         )
         self._live = LiveHub(bus.subscribe("live"))
         notifier = Notifier(
@@ -230,6 +234,15 @@ class Platform:
             if broker is not None:
                 await asyncio.to_thread(broker.stop)
             log.info("trellis stopped")
+
+    def _place_device(self, device: Device) -> None:
+        """A registered device's typed properties become points of the semantic model;
+        the rule engine then re-resolves its point selectors (device tags may differ too)."""
+        model = self.registry.models.get(device.model)
+        if model is not None:
+            self.semantic.place_device(device, model)
+        if self._engine is not None:
+            self._engine.invalidate(device.tenant)
 
     def _budget_alert(self, budget: StorageBudget) -> None:
         """Raise an alert while the disk is predicted full within the warning horizon."""

@@ -18,6 +18,7 @@ from trellis.cli import (
     query,
     rules,
     security,
+    semantic,
     serve,
     sim,
 )
@@ -45,6 +46,7 @@ app.add_typer(flows.app, name="flows")
 app.add_typer(security.users_app, name="users")
 app.add_typer(security.audit_app, name="audit")
 app.add_typer(security.policy_app, name="policy")
+app.add_typer(semantic.app, name="semantic")
 
 
 @app.command()

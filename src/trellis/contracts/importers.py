@@ -5,12 +5,16 @@
   version is ``version.model`` (a TM) or ``version.instance`` (a TD). Trellis terms
   the standard lacks use the ``trellis:`` prefix, declared in ``@context`` the
   JSON-LD way: ``trellis:name``, ``trellis:expectedRateHz``, ``trellis:mappings``,
-  ``trellis:contract``.
+  ``trellis:contract``. A Brick class in a property's ``@type`` (``brick:Supply_Air_
+  Temperature_Sensor``, with ``brick`` declared in the context) types its point in the
+  semantic model; one in the Thing's own ``@type`` is the equipment class.
 - **DTDL v3 interfaces**: ``Telemetry`` and ``Property`` contents with a numeric
   ``schema`` become metrics (semantic units from the quantitative-types extension),
   ``Command`` contents become actions; the version is the DTMI's ``;N``.
 - **Trellis YAML** (or the same as JSON): the :class:`DeviceModel` fields, with
-  ``properties`` as the name of ``metrics``.
+  ``properties`` as the name of ``metrics`` (``brick_class`` on the model and on each).
+
+A Brick class the shipped hierarchy does not know is refused, naming the closest.
 
 Every importer ends in :func:`~trellis.contracts.compiled.compile_model`, so a model
 with an unknown unit or a contract that contradicts it is refused on import.
@@ -34,6 +38,7 @@ from trellis.devices.models import (
     MetricSpec,
     VendorMapping,
 )
+from trellis.semantic.brick import BRICK_NS, UnknownClassError, brick_classes
 
 __all__ = [
     "ModelFormatError",
@@ -72,7 +77,30 @@ def parse_model(text: str, fmt: str | None = None) -> tuple[DeviceModel, str]:
         compile_model(model)
     except ContractError as exc:
         raise ModelFormatError(str(exc)) from None
+    _check_brick(model)
     return model, fmt
+
+
+def _check_brick(model: DeviceModel) -> None:
+    classes = brick_classes()
+    try:
+        if model.brick_class is not None:
+            classes.require(model.brick_class, "brick_class")
+        for name, spec in model.metrics.items():
+            if spec.brick_class is not None:
+                classes.require(spec.brick_class, f"properties.{name}.brick_class")
+    except UnknownClassError as exc:
+        raise ModelFormatError(str(exc)) from None
+
+
+def _brick_type(value: Any) -> str | None:
+    """The Brick class among JSON-LD ``@type`` values (``brick:X`` or the full IRI)."""
+    for item in [value] if isinstance(value, str) else list(value or []):
+        text = str(item)
+        for prefix in ("brick:", BRICK_NS):
+            if text.startswith(prefix):
+                return text[len(prefix) :]
+    return None
 
 
 def load_model_file(path: Path) -> tuple[DeviceModel, str]:
@@ -146,6 +174,7 @@ def parse_wot(td: dict[str, Any]) -> DeviceModel:
             expected_rate_hz=_number(
                 prop.get("trellis:expectedRateHz"), f"{where}.trellis:expectedRateHz"
             ),
+            brick_class=_brick_type(prop.get("@type")),
         )
     if not metrics:
         raise ModelFormatError("the Thing Model has no numeric properties to measure")
@@ -182,6 +211,7 @@ def parse_wot(td: dict[str, Any]) -> DeviceModel:
         mappings=rest.mappings,
         contract=rest.contract,
         source="wot",
+        brick_class=_brick_type(td.get("@type")),
     )
 
 

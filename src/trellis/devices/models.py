@@ -31,6 +31,8 @@ class MetricSpec(msgspec.Struct, frozen=True):
     (``None``: unbounded on that side).
 
     ``expected_rate_hz`` is how often a healthy device reports it (freshness checks).
+    ``brick_class`` types the property's point in the semantic model (e.g.
+    ``Supply_Air_Temperature_Sensor``), so rules written against the class cover it.
     """
 
     unit: str
@@ -39,6 +41,7 @@ class MetricSpec(msgspec.Struct, frozen=True):
     description: str = ""
     type: str = "number"
     expected_rate_hz: float | None = None
+    brick_class: str | None = None
 
 
 class EventSpec(msgspec.Struct, frozen=True):
@@ -92,6 +95,8 @@ class DeviceModel(msgspec.Struct, frozen=True):
 
     ``contract`` refines the model for storage (normalised unit, stricter ranges);
     a rule that contradicts the model is refused when the model is loaded.
+    ``brick_class`` is the equipment class of such a device (e.g. ``AHU``) in the
+    semantic model.
     """
 
     name: str
@@ -103,6 +108,7 @@ class DeviceModel(msgspec.Struct, frozen=True):
     mappings: dict[str, VendorMapping] = {}
     contract: dict[str, ContractRule] = {}
     source: str = "builtin"
+    brick_class: str | None = None
 
     @property
     def key(self) -> str:

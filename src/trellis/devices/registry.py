@@ -8,6 +8,7 @@ the cache never knows a device the database does not.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import msgspec
 import sqlalchemy as sa
@@ -29,6 +30,9 @@ class DeviceRegistry:
         self._engine = engine
         self.models: dict[str, DeviceModel] = dict(models or BUILTIN_MODELS)
         self._lock = threading.Lock()
+        #: Called with each device after it is registered, and with every device of a
+        #: model after a new version of it is imported (the semantic model places them).
+        self.listeners: list[Callable[[Device], None]] = []
         self._cache: dict[tuple[str, str], Device] = {}
         self._versions: dict[str, dict[str, DeviceModel]] = {
             name: {model.version: model} for name, model in self.models.items()
@@ -77,6 +81,8 @@ class DeviceRegistry:
             )
             self._versions.setdefault(model.name, {})[model.version] = model
             self.models[model.name] = model
+        for device in [d for d in self._cache.values() if d.model == model.name]:
+            self._tell(device)
         return model
 
     def get(self, tenant: str, device_id: str) -> Device | None:
@@ -124,7 +130,12 @@ class DeviceRegistry:
                 )
             stored = msgspec.structs.replace(device, created_ms=created)
             self._cache[(device.tenant, device.id)] = stored
+        self._tell(stored)
         return stored
+
+    def _tell(self, device: Device) -> None:
+        for listener in list(self.listeners):
+            listener(device)
 
 
 def _device_from_row(row: sa.RowMapping) -> Device:

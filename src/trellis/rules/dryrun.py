@@ -14,8 +14,10 @@ import msgspec
 
 from trellis.core.clock import now_ms
 from trellis.devices.registry import DeviceRegistry
-from trellis.rules.runtime import SeriesState, Signal, compile_rule
+from trellis.rules.engine import resolve_series
+from trellis.rules.runtime import SeriesState, Signal, compile_rule, series_key
 from trellis.rules.store import AnyRule
+from trellis.semantic.store import SemanticModel
 from trellis.store.base import Point, TimeSeriesStore
 
 __all__ = ["DryRun", "DryRunSeries", "DryRunSignal", "dry_run", "parse_since"]
@@ -76,23 +78,35 @@ def dry_run(
     *,
     per_device_limit: int = 100_000,
     chart_devices: int = 10,
+    semantic: SemanticModel | None = None,
 ) -> DryRun:
-    """Replay ``[start, end)`` of every device the rule selects through the rule."""
+    """Replay ``[start, end)`` of every device the rule selects through the rule; a point
+    selector (Brick class, place) replays each selected series, resolved by ``semantic``."""
     compiled = compile_rule(rule)
     devices = [d for d in registry.find(tenant) if compiled.matches(d)]
+    targets = [(d, compiled.metric, d.id) for d in devices]
+    if compiled.series is not None:
+        picked = resolve_series(semantic, registry, tenant, compiled) if semantic else set()
+        by_id = {d.id: d for d in devices}
+        targets = [
+            (by_id[device], metric, series_key(device, metric))
+            for device, metric in sorted(picked)
+            if device in by_id
+        ]
+        devices = list({id(t[0]): t[0] for t in targets}.values())
     signals: list[Signal] = []
     series: list[DryRunSeries] = []
     readings = 0
-    for device in devices:
-        points = store.query(tenant, device.id, compiled.metric, start, end, per_device_limit)
+    for device, metric, key in targets:
+        points = store.query(tenant, device.id, metric, start, end, per_device_limit)
         if not points:
             continue
         readings += len(points)
         state = SeriesState()
         before = len(signals)
         for point in points:
-            compiled.feed(state, tenant, device.id, device, point.ts, point.value, signals)
-        compiled.tick(state, tenant, device.id, end, signals)
+            compiled.feed(state, tenant, key, device, point.ts, point.value, signals)
+        compiled.tick(state, tenant, key, end, signals)
         if len(signals) > before and len(series) < chart_devices:
             series.append(DryRunSeries(device.id, points))
     signals.sort(key=lambda s: (s.ts, s.device))

@@ -28,11 +28,12 @@ from trellis.core.retry import retry_until_done
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.rules.actions import ActionDispatcher
-from trellis.rules.runtime import CompiledRule, SeriesState, Signal, compile_rule
+from trellis.rules.runtime import CompiledRule, SeriesState, Signal, compile_rule, series_key
 from trellis.rules.store import RuleStore
+from trellis.semantic.store import SemanticModel
 from trellis.store.metadata import rule_state
 
-__all__ = ["RuleEngine", "RuleStats", "TraceEntry"]
+__all__ = ["RuleEngine", "RuleStats", "TraceEntry", "resolve_series"]
 
 log = logging.getLogger(__name__)
 _StateKey = tuple[str, str, str]  # rule, tenant, device
@@ -81,6 +82,7 @@ class RuleEngine:
         *,
         checkpoint_s: float = 1.0,
         tick_s: float = 1.0,
+        semantic: SemanticModel | None = None,
     ) -> None:
         self._subscription = subscription
         self._rules = rules
@@ -95,6 +97,9 @@ class RuleEngine:
         self._dirty: set[_StateKey] = set()
         self._by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
         self._compiled: dict[str, CompiledRule] = {}
+        self._semantic = semantic
+        #: Set when points or devices change; the next batch re-resolves the selectors.
+        self._stale = False
         self._stats: dict[tuple[str, str], RuleStats] = {}  # (tenant, rule)
         self._timed: set[_StateKey] = set()  # series of heartbeat and session rules
         self._watched: dict[str, float] = {}  # "tenant/rule" -> when tracing stops
@@ -103,7 +108,6 @@ class RuleEngine:
 
     def reload(self) -> None:
         """Re-read and recompile the rules; call after a rule was saved or deleted."""
-        by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
         compiled: dict[str, CompiledRule] = {}
         for tenant, rule in self._rules.find():
             if not rule.enabled:
@@ -113,10 +117,40 @@ class RuleEngine:
                 previous if previous is not None and previous.definition == rule else None
             ) or compile_rule(rule)
             compiled[f"{tenant}/{rule.id}"] = runtime
-            by_tenant.setdefault(tenant, {}).setdefault(rule.metric, []).append(runtime)
             self._stats.setdefault((tenant, rule.id), RuleStats(rule.id, tenant))
         self._compiled = compiled
+        self._index()
+
+    def invalidate(self, _tenant: str | None = None) -> None:
+        """Points or devices changed: re-resolve the point selectors before the next batch.
+
+        Cheap and thread-safe (it only sets a flag), so the semantic model and the
+        registry call it on every change; a new device joins its rules at once.
+        """
+        self._stale = True
+
+    def _index(self) -> None:
+        """Rules by tenant and metric; a point selector is resolved to its series here."""
+        self._stale = False
+        by_tenant: dict[str, dict[str, list[CompiledRule]]] = {}
+        # Rules with one selector share one resolved set: its metrics are listed once.
+        metrics_of: dict[frozenset[tuple[str, str]], list[str]] = {}
+        for key, runtime in self._compiled.items():
+            tenant = key.split("/", 1)[0]
+            metrics = [runtime.metric]
+            if runtime.series is not None:
+                series = runtime.series = self._resolve(tenant, runtime)
+                metrics = metrics_of.get(series) or metrics_of.setdefault(
+                    series, sorted({metric for _, metric in series})
+                )
+            for metric in metrics:
+                by_tenant.setdefault(tenant, {}).setdefault(metric, []).append(runtime)
         self._by_tenant = by_tenant
+
+    def _resolve(self, tenant: str, runtime: CompiledRule) -> frozenset[tuple[str, str]]:
+        if self._semantic is None:
+            return frozenset()
+        return resolve_series(self._semantic, self._registry, tenant, runtime)
 
     def stats(self, tenant: str | None = None) -> list[RuleStats]:
         """Per-rule counters (of one tenant, or all), ordered by tenant and rule id."""
@@ -202,6 +236,8 @@ class RuleEngine:
     def judge(self, batch: Sequence[Reading]) -> list[Signal]:
         """Advance the states over one batch; what must be written comes back."""
         signals: list[Signal] = []
+        if self._stale:
+            self._index()
         by_tenant = self._by_tenant
         registry_get = self._registry.get
         states = self._states
@@ -217,7 +253,14 @@ class RuleEngine:
             for runtime in runtimes:
                 if not runtime.matches(device):
                     continue
-                key = (runtime.id, reading.tenant, reading.device)
+                series = runtime.series
+                if series is None:
+                    key = (runtime.id, reading.tenant, reading.device)
+                elif (reading.device, reading.metric) in series:
+                    # One state per series: a device can have several points of a class.
+                    key = (runtime.id, reading.tenant, series_key(reading.device, reading.metric))
+                else:
+                    continue
                 state = states.get(key)
                 if state is None:
                     state = states[key] = SeriesState()
@@ -230,7 +273,7 @@ class RuleEngine:
                     runtime.feed(
                         state,
                         reading.tenant,
-                        reading.device,
+                        key[2],
                         device,
                         reading.ts,
                         reading.value,
@@ -260,6 +303,15 @@ class RuleEngine:
 
     async def run(self) -> None:
         """Consume the bus until it closes, then checkpoint."""
+        if self._semantic is not None:
+            self._semantic.listeners.append(self.invalidate)
+        try:
+            await self._run()
+        finally:
+            if self._semantic is not None:
+                self._semantic.listeners.remove(self.invalidate)
+
+    async def _run(self) -> None:
         await asyncio.to_thread(self.reload)
         await asyncio.to_thread(self.restore)
         stop = asyncio.Event()
@@ -330,7 +382,7 @@ class RuleEngine:
                 message=signal.message,
                 value=signal.value,
                 at_ms=signal.ts,
-                metric=rule.metric,
+                metric=signal.metric or rule.metric,
             )
         else:
             self._alerts.clear(
@@ -340,6 +392,36 @@ class RuleEngine:
                 value=signal.value,
                 at_ms=signal.ts,
             )
+
+
+def resolve_series(
+    semantic: SemanticModel, registry: DeviceRegistry, tenant: str, runtime: CompiledRule
+) -> frozenset[tuple[str, str]]:
+    """The ``(device, metric)`` series a point selector picks: bound points of its classes
+    and places, of the rule's metric when it names one, carrying its tags (the point's,
+    inherited from what contains it, or the device's)."""
+    select = runtime.select
+    found = semantic.resolve(tenant, select.classes, select.within)
+    wanted = set(select.tags)
+    if not runtime.metric and not wanted:
+        return found  # shared with every rule of the same selector: no copy per rule
+    return frozenset(
+        (device, metric)
+        for device, metric in found
+        if (not runtime.metric or metric == runtime.metric)
+        and (
+            not wanted
+            or wanted
+            <= semantic.series_tags(tenant, device, metric)
+            | set(_device_tags(registry, tenant, device))
+        )
+    )
+
+
+def _device_tags(registry: DeviceRegistry, tenant: str, device_id: str) -> list[str]:
+    device = registry.get(tenant, device_id)
+    found = device.attributes.get("tags") if device is not None else None
+    return [str(tag) for tag in found] if isinstance(found, list) else []
 
 
 def _upsert_statement(engine: sa.Engine) -> sa.Insert:

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from trellis.core.types import AlertSeverity
+from trellis.rules.spec import Selector
 
 __all__ = ["COMPARATORS", "ThresholdRule"]
 
@@ -29,11 +30,16 @@ COMPARATORS: dict[str, Callable[[float, float], bool]] = {
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 
 
-class ThresholdRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Raise when ``metric op threshold`` holds for ``for_s`` seconds of event time."""
+class ThresholdRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Raise when ``metric op threshold`` holds for ``for_s`` seconds of event time.
+
+    ``select`` narrows the devices (models, sites, tags) or, by Brick class and place,
+    picks the points to judge; with ``select.classes`` the metric may be left out, so
+    one rule covers every device model whose property is of that class.
+    """
 
     id: str
-    metric: str
+    metric: str = ""
     op: Literal[">", ">=", "<", "<="]
     threshold: float
     severity: AlertSeverity
@@ -42,11 +48,17 @@ class ThresholdRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     model: str | None = None
     name: str = ""
     enabled: bool = True
+    select: Selector = Selector()
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
             raise ValueError(
                 f"rule id {self.id!r} must be lowercase letters, digits, '.', '_' or '-'"
+            )
+        if not self.metric and not self.select.semantic:
+            raise ValueError(
+                f"rule {self.id!r} needs a metric, or select.classes / select.within to "
+                "judge the points of the semantic model"
             )
         if self.clear_threshold is not None and COMPARATORS[self.op](
             self.clear_threshold, self.threshold
@@ -59,7 +71,8 @@ class ThresholdRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def title(self) -> str:
         """What an operator reads: the name, or the condition."""
-        return self.name or f"{self.metric} {self.op} {self.threshold:g}"
+        subject = self.metric or " / ".join(self.select.classes) or "value"
+        return self.name or f"{subject} {self.op} {self.threshold:g}"
 
     def trips(self, value: float) -> bool:
         """Whether ``value`` meets the alert condition."""

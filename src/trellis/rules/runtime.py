@@ -22,7 +22,14 @@ from trellis.core.types import AlertSeverity, Device
 from trellis.rules.model import ThresholdRule
 from trellis.rules.spec import CompiledExpression, Selector, StreamRule, compile_condition
 
-__all__ = ["CompiledRule", "SeriesState", "Signal", "aggregate", "compile_rule"]
+__all__ = [
+    "CompiledRule",
+    "SeriesState",
+    "Signal",
+    "aggregate",
+    "compile_rule",
+    "series_key",
+]
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -44,7 +51,8 @@ class SeriesState(msgspec.Struct):
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """A transition the engine turns into an alert and actions."""
+    """A transition the engine turns into an alert and actions; ``metric`` is the series'
+    (a rule that selects points by Brick class judges several metrics)."""
 
     kind: Literal["raise", "clear"]
     rule: CompiledRule
@@ -53,6 +61,7 @@ class Signal:
     ts: int
     value: float | None
     message: str
+    metric: str = ""
 
 
 def aggregate(name: str, points: list[tuple[int, float]]) -> float:
@@ -89,9 +98,17 @@ def aggregate(name: str, points: list[tuple[int, float]]) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def series_key(device_id: str, metric: str) -> str:
+    """The state key of one series of a rule that selects points: ``device#metric``
+    (``#`` cannot be in a device id: it is an MQTT wildcard)."""
+    return f"{device_id}#{metric}"
+
+
 def _selector(select: Selector) -> Callable[[Device | None], bool]:
     models, sites, devices = set(select.models), set(select.sites), set(select.devices)
-    tags, attributes = set(select.tags), dict(select.attributes)
+    # Tags of a point selector may be the points' own; the engine checks them.
+    tags = set() if select.semantic else set(select.tags)
+    attributes = dict(select.attributes)
     if not (models or sites or devices or tags or attributes):
         return lambda _device: True
 
@@ -160,6 +177,10 @@ class CompiledRule:
         self.metric = metric
         self.severity = severity
         self.matches = _selector(select)
+        self.select = select
+        #: For a rule selecting points (by Brick class or place): the ``(device, metric)``
+        #: series it judges, resolved by the engine from the semantic model.
+        self.series: frozenset[tuple[str, str]] | None = frozenset() if select.semantic else None
         self.definition = definition
         self._condition = condition
         self._release = release
@@ -308,8 +329,9 @@ class CompiledRule:
         if points is not None and "window" in needs:
             context["window"] = {name: aggregate(name, points) for name in self._aggregates}
         if self._device_vars:
+            device_id, _, metric = device_id.partition("#")
             context.update(
-                metric=self.metric,
+                metric=metric or self.metric,
                 device=device_id,
                 ts=ts,
                 site=device.site if device else "",
@@ -378,19 +400,23 @@ class CompiledRule:
         out: list[Signal],
     ) -> None:
         state.since_ms = state.clear_since_ms = -1
+        device_id, _, metric = device_id.partition("#")
+        metric = metric or self.metric
         if kind == "clear":
             state.raised = False
             if state.suppressed:
                 state.suppressed = False  # its raise was never written
                 return
-            out.append(Signal("clear", self, tenant, device_id, ts, value, self._message(value)))
+            message = self._message(value, metric)
+            out.append(Signal("clear", self, tenant, device_id, ts, value, message, metric))
             return
         state.raised = True
         if not self._take_token(ts):
             state.suppressed = True
             self.suppressed += 1
             return
-        out.append(Signal("raise", self, tenant, device_id, ts, value, self._message(value)))
+        message = self._message(value, metric)
+        out.append(Signal("raise", self, tenant, device_id, ts, value, message, metric))
 
     def _take_token(self, ts: int) -> bool:
         """Token bucket in event time, so a storm in a replay is limited the same way."""
@@ -403,15 +429,15 @@ class CompiledRule:
         self._tokens -= 1.0
         return True
 
-    def _message(self, value: float | None) -> str:
+    def _message(self, value: float | None, metric: str) -> str:
         definition = self.definition
         if isinstance(definition, ThresholdRule):
-            return f"{definition.metric} = {value:g} {definition.op} {definition.threshold:g}" + (
+            return f"{metric} = {value:g} {definition.op} {definition.threshold:g}" + (
                 f" for {definition.for_s:g} s" if definition.for_s else ""
             )
         if value is None:
             return self.title
-        return f"{self.title} ({self.metric} = {value:g})"
+        return f"{self.title} ({metric} = {value:g})"
 
 
 def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
@@ -422,7 +448,9 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
             title=rule.title,
             metric=rule.metric,
             severity=rule.severity,
-            select=Selector(models=[rule.model] if rule.model else []),
+            select=msgspec.structs.replace(
+                rule.select, models=[*rule.select.models, *([rule.model] if rule.model else [])]
+            ),
             condition=lambda context: rule.trips(context["value"]),
             release=lambda context: not rule.holds(context["value"]),
             for_ms=round(rule.for_s * 1000),

@@ -24,6 +24,7 @@ import cel
 import msgspec
 
 from trellis.core.types import AlertSeverity
+from trellis.semantic.brick import brick_classes
 
 __all__ = [
     "AGGREGATES",
@@ -52,13 +53,31 @@ _POSITION = re.compile(r"<input>:(\d+):(\d+)")
 
 
 class Selector(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Which devices a rule covers; empty lists mean "any". New devices join by matching."""
+    """Which devices a rule covers; empty lists mean "any". New devices join by matching.
+
+    ``classes`` (Brick classes, subclasses included) and ``within`` (nodes of the
+    semantic model: a site, building, floor, zone or asset) select *points* instead:
+    the rule then judges the series bound to them, whatever each device model calls
+    its metric, and ``tags`` may also be tags of the points or of what contains them.
+    """
 
     models: list[str] = []
     sites: list[str] = []
     devices: list[str] = []
     tags: list[str] = []
     attributes: dict[str, str | int | float | bool] = {}
+    classes: list[str] = []
+    within: list[str] = []
+
+    def __post_init__(self) -> None:
+        known = brick_classes()
+        for name in self.classes:
+            known.require(name, "select.classes")
+
+    @property
+    def semantic(self) -> bool:
+        """Whether it selects points of the semantic model (by class or place)."""
+        return bool(self.classes or self.within)
 
 
 class Window(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -103,7 +122,9 @@ class WebhookAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
             raise ValueError(f"webhook url {self.url!r} must start with http:// or https://")
 
 
-class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class StreamRule(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, kw_only=True
+):
     """A stateful rule over one metric of the devices its selector picks.
 
     Temporal operators: ``for_s`` (the condition must hold that long before raising),
@@ -115,11 +136,12 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     ``transform`` (a CEL double) then replaces the value, e.g. ``value * 1.8 + 32.0``.
     ``lateness_s`` holds readings back that long in event time so out-of-order
     readings are judged in order; older ones are counted as late and dropped.
+    ``metric`` may be left out when the selector picks points by Brick class or place.
     """
 
     id: str
-    metric: str
     severity: AlertSeverity
+    metric: str = ""
     condition: str = ""
     where: str | None = None
     transform: str | None = None
@@ -140,6 +162,11 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
         if not _ID.match(self.id):
             raise ValueError(
                 f"rule id {self.id!r} must be lowercase letters, digits, '.', '_' or '-'"
+            )
+        if not self.metric and not self.select.semantic:
+            raise ValueError(
+                f"rule {self.id!r} needs a metric, or select.classes / select.within to "
+                "judge the points of the semantic model"
             )
         if not self.condition and self.absence_s is None:
             raise ValueError(f"rule {self.id!r} needs a condition, or absence_s for a heartbeat")
@@ -166,7 +193,7 @@ class StreamRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
         if self.name:
             return self.name
         if self.absence_s is not None:
-            return f"no {self.metric} for {self.absence_s:g} s"
+            return f"no {self.metric or ' / '.join(self.select.classes)} for {self.absence_s:g} s"
         return self.condition
 
 

@@ -42,6 +42,8 @@ __all__ = [
     "rule_dead_letters",
     "rule_state",
     "rules",
+    "semantic_nodes",
+    "semantic_relations",
     "users",
 ]
 
@@ -325,6 +327,34 @@ api_tokens = sa.Table(
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("expires_ms", sa.BigInteger, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+#: The semantic model: the asset tree of each tenant, every node typed by a Brick class,
+#: points bound to a (device, metric) series.
+semantic_nodes = sa.Table(
+    "semantic_nodes",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("brick_class", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("parent", sa.String(128), nullable=True),
+    sa.Column("device", sa.String(128), nullable=True),
+    sa.Column("metric", sa.String(128), nullable=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("tenant", "device", "metric", name="uq_semantic_nodes_series"),
+    sa.Index("ix_semantic_nodes_parent", "tenant", "parent"),
+)
+
+#: Brick relations beside the tree (feeds, a second hasLocation).
+semantic_relations = sa.Table(
+    "semantic_relations",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(128), primary_key=True),
+    sa.Column("predicate", sa.String(32), primary_key=True),
+    sa.Column("object", sa.String(128), primary_key=True),
 )
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ client, so what it saves is exactly what ``trellis flows import`` would save.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated
 
 import msgspec
@@ -77,7 +78,7 @@ async def rule_page(
         return _not_found(request, f"No rule {rule_id!r}.")
     end = now_ms()
     result = await asyncio.to_thread(
-        dry_run,
+        functools.partial(dry_run, semantic=platform.semantic),
         rule,
         platform.store,
         platform.registry,

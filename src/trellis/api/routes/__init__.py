@@ -19,6 +19,7 @@ from trellis.api.routes import (
     models,
     mqtt,
     rules,
+    semantic,
     storage,
     system,
     telemetry,
@@ -43,6 +44,7 @@ for module in (
     fabric,
     auth,
     experiments,
+    semantic,
 ):
     router.include_router(module.router)
 router.include_router(auth.audit_router)

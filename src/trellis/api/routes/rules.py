@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -37,12 +38,23 @@ def _known_metric(platform: PlatformDep, rule: AnyRule) -> None:
     unknown = sorted(set(wanted) - set(models))
     if unknown:
         raise HTTPException(422, f"$.select.models: unknown model(s) {', '.join(unknown)}")
+    missing = [n for n in rule.select.within if n not in _node_ids(platform)]
+    if missing:
+        raise HTTPException(
+            422, f"$.select.within: no node(s) {', '.join(missing)} in the semantic model"
+        )
+    if not rule.metric:
+        return  # a point selector: each point's own metric is judged
     candidates = [models[name] for name in wanted] or list(models.values())
     if not any(rule.metric in model.metrics for model in candidates):
         known = sorted({m for model in candidates for m in model.metrics})
         raise HTTPException(
             422, f"$.metric: no selected model measures {rule.metric!r}; known: {', '.join(known)}"
         )
+
+
+def _node_ids(platform: PlatformDep) -> set[str]:
+    return {node.id for node in platform.semantic.nodes(platform.tenant)}
 
 
 @router.get("/rules", responses=documented(list[RuleDefinition]))
@@ -122,7 +134,13 @@ async def replay_rule(
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
     result = await asyncio.to_thread(
-        dry_run, rule, platform.store, platform.registry, platform.tenant, start_ms, end_ms
+        functools.partial(dry_run, semantic=platform.semantic),
+        rule,
+        platform.store,
+        platform.registry,
+        platform.tenant,
+        start_ms,
+        end_ms,
     )
     return json_response(result)
 
