@@ -22,6 +22,7 @@ from trellis.core.clock import now_ms
 from trellis.core.config import Settings
 from trellis.core.types import AlertSeverity, Reading
 from trellis.devices.registry import DeviceRegistry
+from trellis.ingest.archive import Archive, run_retention
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
 from trellis.ml.service import ModelService
@@ -84,6 +85,7 @@ class Platform:
             self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
         )
         self.flows = FlowStore(self.engine, self.rules)
+        self.archive = Archive(self.engine, level=settings.fabric.archive_level)
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -147,7 +149,12 @@ class Platform:
         bus: InProcessBus[Reading] = InProcessBus(self.settings.bus.subscriber_queue)
         self._bus = bus
         self._pipeline = IngestPipeline(
-            self.store, self.registry, self.quarantine, bus, self.settings.ingest
+            self.store,
+            self.registry,
+            self.quarantine,
+            bus,
+            self.settings.ingest,
+            self.archive if self.settings.fabric.archive else None,
         )
         self._engine = RuleEngine(
             bus.subscribe("rules"),
@@ -193,6 +200,14 @@ class Platform:
                 housekeeping = tasks.create_task(
                     self.storage.run(self._budget_alert), name="trellis.storage"
                 )
+                archive_retention = tasks.create_task(
+                    run_retention(
+                        self.archive,
+                        days=self.settings.fabric.archive_days,
+                        every_s=self.settings.storage.retention_interval_s,
+                    ),
+                    name="trellis.archive.retention",
+                )
                 source = None
                 if fleet is not None and self._mqtt is not None:
                     publisher = MqttPublisher(address, f"trellis-sim-{self.tenant}")
@@ -215,6 +230,7 @@ class Platform:
                         if task is not None:
                             task.cancel()
                     housekeeping.cancel()
+                    archive_retention.cancel()
                     await self._pipeline.close()
                     await ingest
                     bus.close()

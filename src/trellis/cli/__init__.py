@@ -16,6 +16,7 @@ from trellis.cli import (
     mqtt,
     quarantine,
     query,
+    reprocess,
     rules,
     security,
     serve,
@@ -45,6 +46,7 @@ app.add_typer(flows.app, name="flows")
 app.add_typer(security.users_app, name="users")
 app.add_typer(security.audit_app, name="audit")
 app.add_typer(security.policy_app, name="policy")
+app.command("reprocess")(reprocess.reprocess)
 
 
 @app.command()

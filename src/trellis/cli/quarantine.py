@@ -98,11 +98,13 @@ def replay(
     from rich.progress import Progress
 
     from trellis.cli._common import load_or_exit
+    from trellis.ingest.archive import Archive
     from trellis.ingest.replay import limits_of
     from trellis.ingest.replay import replay as run_replay
 
     settings = load_or_exit(config)
     quarantine, registry, store, tenant, close = _open(config)
+    archive = Archive(quarantine.engine, level=settings.fabric.archive_level)
     try:
         entries = (
             [quarantine.get(i) for i in ids]
@@ -115,7 +117,7 @@ def replay(
             task = progress.add_task("replaying", total=len(entries))
             for start in range(0, len(entries), 500):
                 chunk = entries[start : start + 500]
-                report = run_replay(chunk, quarantine, registry, store, limits)
+                report = run_replay(chunk, quarantine, registry, store, limits, archive=archive)
                 recovered += report.recovered
                 stored += report.stored
                 duplicates += report.duplicates
