@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -25,6 +26,8 @@ from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.archive import Archive, run_retention
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
+from trellis.lineage.graph import LineageWalker
+from trellis.lineage.openlineage import Dataset, LineageEmitter, LineageRun
 from trellis.ml.service import ModelService
 from trellis.protocols.mqtt import (
     MosquittoProcess,
@@ -86,6 +89,10 @@ class Platform:
         )
         self.flows = FlowStore(self.engine, self.rules)
         self.archive = Archive(self.engine, level=settings.fabric.archive_level)
+        self.lineage = LineageEmitter.from_settings(settings.fabric)
+        self.lineage_walker = LineageWalker(
+            self.engine, self.store, self.archive, self.registry, self.alerts
+        )
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -182,6 +189,9 @@ class Platform:
         broker = await asyncio.to_thread(self._start_broker, simulate)
         url = self.settings.mqtt.url or (broker.url if broker is not None else None)
         publisher: MqttPublisher | None = None
+        ingest_run = self._ingest_run(url)
+        await asyncio.to_thread(self.lineage.emit, "START", ingest_run)
+        outcome = "FAIL"
         try:
             async with asyncio.TaskGroup() as tasks:
                 ingest = tasks.create_task(self._pipeline.run(), name="trellis.ingest")
@@ -238,7 +248,9 @@ class Platform:
                     models.cancel()
                     self.alerts.on_notify = None
                     notifier.stop()
+            outcome = "COMPLETE"
         finally:
+            await asyncio.to_thread(self.lineage.emit, outcome, ingest_run)
             self._bus = self._pipeline = self._engine = self._live = None
             self._mqtt = None
             if publisher is not None:
@@ -246,6 +258,19 @@ class Platform:
             if broker is not None:
                 await asyncio.to_thread(broker.stop)
             log.info("trellis stopped")
+
+    def _ingest_run(self, broker_url: str | None) -> LineageRun:
+        """The OpenLineage run of this process's ingest pipeline: what it reads and writes."""
+        source = f"mqtt://{broker_url.split('://', 1)[-1]}" if broker_url else "trellis.ingest"
+        outputs = [Dataset("trellis.timeseries", f"{self.tenant}/readings")]
+        if self.settings.fabric.archive:
+            outputs.append(Dataset("trellis.archive", f"{self.tenant}/messages"))
+        return LineageRun(
+            str(uuid.uuid4()),
+            "ingest",
+            [Dataset(source, "trellis/v1/+/+/telemetry")],
+            outputs,
+        )
 
     def _budget_alert(self, budget: StorageBudget) -> None:
         """Raise an alert while the disk is predicted full within the warning horizon."""

@@ -6,6 +6,7 @@ and a new mapping version re-derives a past period's readings exactly once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from hypothesis import strategies as st
 
 from tests.helpers import NOW_MS, PUMPS, TENANT, run, telemetry
 from tests.ingest.test_pipeline import pump_message, running
-from trellis.cli.reprocess import parse_instant
 from trellis.contracts.importers import parse_model
 from trellis.core.errors import NotFoundError
 from trellis.core.types import Device, RawMessage
@@ -25,7 +25,7 @@ from trellis.devices.registry import DeviceRegistry
 from trellis.ingest import Quarantine
 from trellis.ingest.archive import Archive, ArchiveEntry
 from trellis.ingest.decode import Limits
-from trellis.ingest.reprocess import reprocess
+from trellis.ingest.reprocess import parse_instant, reprocess
 from trellis.store import SQLiteTimeSeriesStore
 
 HOUR = 3_600_000
@@ -53,8 +53,7 @@ def _ingest(
 ) -> None:
     async def scenario() -> None:
         async with running(store, registry, Quarantine(archive.engine), archive=archive) as s:
-            for message in messages:
-                await s.pipeline.submit_and_wait(message)
+            await asyncio.gather(*(s.pipeline.submit_and_wait(m) for m in messages))
 
     run(scenario())
 

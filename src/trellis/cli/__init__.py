@@ -12,6 +12,7 @@ from trellis.cli import (
     device_models,
     experiment,
     flows,
+    lineage,
     models,
     mqtt,
     quarantine,
@@ -47,6 +48,7 @@ app.add_typer(security.users_app, name="users")
 app.add_typer(security.audit_app, name="audit")
 app.add_typer(security.policy_app, name="policy")
 app.command("reprocess")(reprocess.reprocess)
+app.command("lineage")(lineage.lineage)
 
 
 @app.command()

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from trellis.cli._common import ConfigOption, console
-from trellis.core.clock import now_ms, parse_timestamp
+from trellis.core.clock import now_ms
+from trellis.ingest.reprocess import parse_instant
 
-__all__ = ["parse_instant", "reprocess"]
-
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
-_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_instant(value: str, now: int) -> int:
-    """Epoch ms, RFC 3339 text, or a duration ago (``90m``, ``2h``, ``7d``)."""
-    ago = _AGO.match(value.strip())
-    if ago is not None:
-        return now - int(float(ago.group(1)) * _UNIT_MS[ago.group(2)])
-    return parse_timestamp(int(value) if value.lstrip("-").isdigit() else value)
+__all__ = ["reprocess"]
 
 
 def reprocess(
@@ -40,7 +29,8 @@ def reprocess(
     from trellis.devices.registry import DeviceRegistry
     from trellis.ingest.archive import Archive
     from trellis.ingest.replay import limits_of
-    from trellis.ingest.reprocess import reprocess as run_reprocess
+    from trellis.ingest.reprocess import reprocess_run
+    from trellis.lineage.openlineage import LineageEmitter
     from trellis.platform import open_storage
     from trellis.store.metadata import open_metadata
 
@@ -67,7 +57,8 @@ def reprocess(
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            report = run_reprocess(
+            report = reprocess_run(
+                LineageEmitter.from_settings(settings.fabric),
                 Archive(engine, level=settings.fabric.archive_level),
                 DeviceRegistry(engine),
                 store,

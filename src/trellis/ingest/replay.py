@@ -14,7 +14,8 @@ new readings of each message so that a running platform publishes them on the bu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 
@@ -24,9 +25,10 @@ from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.archive import Archive, ArchiveEntry, archive_entry
 from trellis.ingest.decode import Limits, Rejection, decode_telemetry
 from trellis.ingest.quarantine import Quarantine, QuarantinedMessage
+from trellis.lineage.openlineage import Dataset, LineageEmitter, custom_facet
 from trellis.store.base import TimeSeriesStore
 
-__all__ = ["ReplayOutcome", "ReplayReport", "limits_of", "replay"]
+__all__ = ["ReplayOutcome", "ReplayReport", "limits_of", "replay", "replay_lineage"]
 
 
 def limits_of(settings: IngestSettings) -> Limits:
@@ -120,6 +122,30 @@ def replay(
         duplicates=readings_total - stored_total,
         outcomes=outcomes,
     )
+
+
+@contextlib.contextmanager
+def replay_lineage(
+    emitter: LineageEmitter, tenant: str, *, archived: bool
+) -> Iterator[Callable[[ReplayReport], None]]:
+    """One OpenLineage run (job ``quarantine.replay``) around one or more :func:`replay`
+    calls; call what it yields with each report so COMPLETE carries the totals."""
+    outputs = [Dataset("trellis.timeseries", f"{tenant}/readings")]
+    if archived:
+        outputs.append(Dataset("trellis.archive", f"{tenant}/messages"))
+    totals = dict.fromkeys(("replayed", "recovered", "still_quarantined", "stored"), 0)
+
+    def count(report: ReplayReport) -> None:
+        for name in totals:
+            totals[name] += getattr(report, name)
+
+    with emitter.run(
+        "quarantine.replay",
+        inputs=[Dataset("trellis.quarantine", f"{tenant}/messages")],
+        outputs=outputs,
+    ) as run:
+        yield count
+        run.facets["trellis_replay"] = custom_facet("RunFacet", **totals)
 
 
 def _write(store: TimeSeriesStore, readings: list[Reading]) -> int:

@@ -12,21 +12,33 @@ contract that re-derived it (its lineage now names that version).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import msgspec
 
-from trellis.core.clock import now_ms
+from trellis.core.clock import now_ms, parse_timestamp
 from trellis.core.errors import NotFoundError
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest.archive import Archive, ArchivedMessage
 from trellis.ingest.decode import Limits, Rejection, decode_telemetry
+from trellis.lineage.openlineage import Dataset, LineageEmitter, custom_facet
 from trellis.store.base import TimeSeriesStore
 
-__all__ = ["ReprocessReport", "reprocess"]
+__all__ = ["ReprocessReport", "parse_instant", "reprocess", "reprocess_run"]
 
 _PAGE = 2_000
+_AGO = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_instant(value: str, now: int) -> int:
+    """Epoch ms, RFC 3339 text, or a duration ago (``90m``, ``2h``, ``7d``)."""
+    ago = _AGO.match(value.strip())
+    if ago is not None:
+        return now - int(float(ago.group(1)) * _UNIT_MS[ago.group(2)])
+    return parse_timestamp(int(value) if value.lstrip("-").isdigit() else value)
 
 
 class ReprocessReport(msgspec.Struct, frozen=True):
@@ -110,6 +122,42 @@ def reprocess(
         refused=refused,
         reasons=reasons,
     )
+
+
+def reprocess_run(
+    emitter: LineageEmitter,
+    archive: Archive,
+    registry: DeviceRegistry,
+    store: TimeSeriesStore,
+    limits: Limits,
+    *,
+    tenant: str,
+    model: str,
+    since: int,
+    until: int,
+    progress: Callable[[int, int], object] | None = None,
+) -> ReprocessReport:
+    """:func:`reprocess` as an OpenLineage run (job ``reprocess.{model}``): START, then
+    COMPLETE with the counts, or FAIL with the error."""
+    window = {"trellis_window": custom_facet("DatasetFacet", since=since, until=until)}
+    with emitter.run(
+        f"reprocess.{model}",
+        inputs=[Dataset("trellis.archive", f"{tenant}/messages", window)],
+        outputs=[Dataset("trellis.timeseries", f"{tenant}/readings")],
+    ) as run:
+        report = reprocess(
+            archive,
+            registry,
+            store,
+            limits,
+            tenant=tenant,
+            model=model,
+            since=since,
+            until=until,
+            progress=progress,
+        )
+        run.facets["trellis_reprocess"] = custom_facet("RunFacet", **msgspec.to_builtins(report))
+    return report
 
 
 def _pages(

@@ -16,6 +16,7 @@ from trellis.api.routes import (
     fabric,
     flows,
     ingest,
+    lineage,
     models,
     mqtt,
     rules,
@@ -43,6 +44,7 @@ for module in (
     fabric,
     auth,
     experiments,
+    lineage,
 ):
     router.include_router(module.router)
 router.include_router(auth.audit_router)

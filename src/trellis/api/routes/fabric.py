@@ -18,7 +18,7 @@ from trellis.core.errors import ClosedError, ConflictError
 from trellis.core.types import Reading
 from trellis.devices.models import DeviceModel
 from trellis.ingest.quarantine import QuarantinedMessage
-from trellis.ingest.replay import ReplayReport, limits_of, replay
+from trellis.ingest.replay import ReplayReport, limits_of, replay, replay_lineage
 
 if TYPE_CHECKING:
     from trellis.platform import Platform
@@ -95,13 +95,15 @@ def replay_entries(platform: Platform, ids: list[int]) -> tuple[ReplayReport, li
         else quarantine.find(platform.tenant, limit=10_000, pending=True)
     )
     recovered: list[list[Reading]] = []
-    report = replay(
-        entries,
-        quarantine,
-        platform.registry,
-        platform.store,
-        limits_of(platform.settings.ingest),
-        archive=platform.archive,
-        on_stored=recovered.append,
-    )
+    with replay_lineage(platform.lineage, platform.tenant, archived=True) as count:
+        report = replay(
+            entries,
+            quarantine,
+            platform.registry,
+            platform.store,
+            limits_of(platform.settings.ingest),
+            archive=platform.archive,
+            on_stored=recovered.append,
+        )
+        count(report)
     return report, recovered
