@@ -18,6 +18,10 @@ the MQTT 5 content type (``properties["content-type"]``):
   :mod:`trellis.ingest.senml`); names are metrics, optionally under the base name
   ``"{device}:"``.
 
+A SenML record's unit (``u``, or the pack's ``bu``) is converted to the contract's unit
+(scale and offset from pint, cached per unit pair); a unit of another dimension, or
+one no vocabulary names, quarantines the message with that reason.
+
 ``properties["seq"]`` (an MQTT 5 user property) gives the sequence number for every
 format; ``properties["schema-version"]`` must be a version this decoder knows.
 
@@ -36,6 +40,7 @@ from typing import Any
 import msgspec
 
 from trellis.contracts.compiled import CompiledMapping, Contract, contract_of
+from trellis.contracts.units import conversion
 from trellis.core.clock import parse_timestamp
 from trellis.core.types import Device, DeviceStatus, Quality, RawMessage, Reading
 from trellis.devices.models import DeviceModel
@@ -173,7 +178,7 @@ def decode_telemetry(
 
     checks = contract.metrics
     readings: list[Reading] = []
-    for ts_given, ts, metric, value, sample_seq in samples:
+    for ts_given, ts, metric, value, sample_seq, unit in samples:
         if ts - raw.received_ms > limits.max_future_skew_ms or (
             raw.received_ms - ts > limits.max_past_age_ms
         ):
@@ -187,7 +192,19 @@ def decode_telemetry(
             )
         if not math.isfinite(value):
             return Rejection(f"value of {metric!r} is not finite: {value!r}", tenant, contract.key)
-        if not check.identity:
+        if unit is not None and unit != check.unit:
+            # The sender named its unit (SenML ``u``): convert from that, not the model's.
+            try:
+                scale, offset = conversion(unit, check.unit)
+            except ValueError as exc:
+                return Rejection(
+                    f"SenML unit {unit!r} of {metric!r} does not fit the contract unit "
+                    f"{check.unit!r}: {exc}",
+                    tenant,
+                    contract.key,
+                )
+            value = value * scale + offset
+        elif unit is None and not check.identity:
             value = value * check.scale + check.offset
         if not check.minimum <= value <= check.maximum:
             return Rejection(_out_of_range(metric, value, check), tenant, contract.key)
@@ -279,8 +296,9 @@ def _mapped(
     return readings
 
 
-#: (timestamp as given, timestamp in epoch ms, metric, value, sequence number)
-_Sample = tuple[object, int, str, float, int | None]
+#: (timestamp as given, timestamp in epoch ms, metric, value, sequence number, unit the
+#: sender named or None for the model's unit)
+_Sample = tuple[object, int, str, float, int | None, str | None]
 
 
 def _json_samples(raw: RawMessage, seq: int | None) -> list[_Sample] | str:
@@ -309,7 +327,8 @@ def _json_samples(raw: RawMessage, seq: int | None) -> list[_Sample] | str:
             return f"invalid payload: {where}'values' is empty"
         sample_seq = payload.seq if payload.seq is not None else seq
         samples.extend(
-            (payload.ts, ts, metric, value, sample_seq) for metric, value in payload.values.items()
+            (payload.ts, ts, metric, value, sample_seq, None)
+            for metric, value in payload.values.items()
         )
     return samples
 
@@ -337,7 +356,7 @@ def _senml_samples(
                     f"invalid SenML pack: name {record.name!r} is not under this device's "
                     f"base name {device_id + ':'!r}"
                 )
-        samples.append((record.time_ms, record.time_ms, metric, record.value, seq))
+        samples.append((record.time_ms, record.time_ms, metric, record.value, seq, record.unit))
     return samples
 
 
