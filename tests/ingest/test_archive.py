@@ -235,3 +235,29 @@ def test_a_duration_ago_is_that_long_before_now(amount: int, unit: str) -> None:
     assert parse_instant(str(NOW_MS - amount), NOW_MS) == NOW_MS - amount
     with pytest.raises(ValueError, match="timestamp"):
         parse_instant(f"{amount}{unit}s ago", NOW_MS)
+
+
+def test_the_archive_works_on_postgresql_metadata() -> None:
+    """Same SQL on PostgreSQL: insert (ON CONFLICT DO NOTHING), lookups, retention."""
+    import uuid
+
+    from tests.services import postgres_url
+    from trellis.store.metadata import open_metadata
+
+    engine = open_metadata(postgres_url())
+    try:
+        archive = Archive(engine)
+        tenant = f"pg-{uuid.uuid4().hex[:8]}"
+        old = telemetry(PUMPS[0], {"pressure": 3.0}, tenant=tenant, received_ms=1_000)
+        new = telemetry(PUMPS[0], {"pressure": 3.0}, tenant=tenant, message_id=str(uuid.uuid4()))
+        for message, ts in ((old, 500), (new, NOW_MS)):
+            entry = ArchiveEntry(message, tenant, PUMPS[0], 9, ts, ts, 1, "pump@1.0.0", "acme")
+            archive.add([entry, entry])  # the repeat is ignored, not an error
+        assert archive.get(new.id).mapping_version == "pump@1.0.0#acme"
+        assert [e.message_id for e in archive.holding(tenant, PUMPS[0], NOW_MS)] == [new.id]
+        assert archive.count(tenant, PUMPS[0], 0, NOW_MS + 1) == 2
+        assert archive.message(archive.get(old.id)) == old
+        assert archive.delete_before(2_000) == 1
+        assert [e.message_id for e in archive.find(tenant, PUMPS[0], 0, NOW_MS + 1)] == [new.id]
+    finally:
+        engine.dispose()
