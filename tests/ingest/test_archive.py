@@ -261,3 +261,44 @@ def test_the_archive_works_on_postgresql_metadata() -> None:
         assert [e.message_id for e in archive.find(tenant, PUMPS[0], 0, NOW_MS + 1)] == [new.id]
     finally:
         engine.dispose()
+
+
+def test_the_retention_task_deletes_old_segments_and_survives_a_failure(archive: Archive) -> None:
+    """The platform's retention loop deletes on its first pass; a failing pass is logged
+    and the loop keeps running until cancelled."""
+    import asyncio
+
+    from trellis.core.errors import StoreError
+    from trellis.ingest.archive import run_retention
+
+    old = telemetry(PUMPS[0], {"pressure": 3.0}, received_ms=1_000)
+    archive.add([ArchiveEntry(old, TENANT, PUMPS[0], None, 1, 1, 1, "pump@1.0.0", None)])
+    passes = 0
+    third = asyncio.Event()
+
+    class Flaky(Archive):
+        def delete_before(self, before_ms: int) -> int:
+            nonlocal passes
+            passes += 1
+            if passes == 3:
+                loop.call_soon_threadsafe(third.set)
+            if passes == 1:
+                raise StoreError("disk busy")
+            return super().delete_before(before_ms)
+
+    loop = asyncio.new_event_loop()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(
+            run_retention(Flaky(archive.engine), days=1, every_s=0.01), name="test-retention"
+        )
+        await asyncio.wait_for(third.wait(), timeout=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+    assert archive.stats().messages == 0
