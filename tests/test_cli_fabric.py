@@ -123,3 +123,11 @@ def test_contract_fix_and_replay_through_the_cli_recover_every_reading_once(
     unknown = runner.invoke(app, ["reprocess", "--model", "kettle", "--since", "1h"])
     assert unknown.exit_code == 1
     assert "device model 'kettle' not found" in unknown.output
+
+    # The archive holds the 12 accepted and the 8 recovered messages; pruning by age.
+    shown = runner.invoke(app, ["archive", "stats"])
+    assert shown.exit_code == 0, shown.output
+    assert "20" in shown.output
+    assert runner.invoke(app, ["archive", "prune", "--older-than", "soon"]).exit_code == 2
+    pruned = runner.invoke(app, ["archive", "prune", "--older-than", "0s"])
+    assert "deleted 20 archived messages" in pruned.output

@@ -8,6 +8,7 @@ import typer
 from trellis._version import __version__
 from trellis.cli import (
     alerts,
+    archive,
     db,
     device_models,
     experiment,
@@ -49,6 +50,7 @@ app.add_typer(security.audit_app, name="audit")
 app.add_typer(security.policy_app, name="policy")
 app.command("reprocess")(reprocess.reprocess)
 app.command("lineage")(lineage.lineage)
+app.add_typer(archive.app, name="archive")
 
 
 @app.command()
