@@ -100,6 +100,7 @@ def test_contract_fix_and_replay_through_the_cli_recover_every_reading_once(
         (e["job"]["name"], e["eventType"]) for e in map(json.loads, events.read_text().splitlines())
     ]
     assert ("quarantine.replay", "COMPLETE") in kinds
+    assert [k for k in kinds if k[0] == "ingest"] == [("ingest", "START"), ("ingest", "COMPLETE")]
 
     # The recovered reading's lineage names its message, seq and the fixing contract.
     ts = at - 5000
