@@ -44,6 +44,7 @@ bench: install  ## print benchmark figures as JSON lines (quick mode)
 	$(BIN)/python bench/inference.py --quick
 	$(BIN)/python bench/rules.py --quick
 	$(BIN)/python bench/semantic.py --quick
+	$(BIN)/python bench/contracts.py --quick
 
 clean:
 	rm -rf $(VENV) node_modules src/trellis/ui/static/vendor .trellis .mypy_cache .ruff_cache .pytest_cache

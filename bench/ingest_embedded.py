@@ -9,6 +9,9 @@ figure on stdout (DESIGN.md, Benchmarks) and progress on stderr:
   bus with one draining subscriber). Baseline: the same readings as pre-built tuples,
   ``executemany`` with a plain ``INSERT`` into a fresh file with the store's own
   schema and pragmas, one transaction per batch of the pipeline's maximum batch size.
+* ``readings_per_s_pipeline_no_archive``: the same pipeline without the raw message
+  archive, against the same baseline, so the archive's cost is the difference of the
+  two ratios. The archive's compression is reported as ``archive_compression``.
 * ``readings_per_s_decode``: readings/s of :func:`decode_telemetry` alone (parse,
   type-check, timestamp and range checks, ``Reading`` objects). Baseline:
   ``msgspec.json.decode`` of the same payloads into plain dicts.
@@ -38,6 +41,7 @@ from trellis.core.config import IngestSettings
 from trellis.core.types import Device, RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest import IngestPipeline, Limits, Quarantine, decode_telemetry, telemetry_topic
+from trellis.ingest.archive import Archive
 from trellis.store import SQLiteTimeSeriesStore
 from trellis.store.metadata import open_metadata
 
@@ -112,13 +116,13 @@ def build_messages(readings: int) -> list[RawMessage]:
     return messages
 
 
-def open_registry(directory: Path) -> tuple[DeviceRegistry, Quarantine]:
-    """The real registry and quarantine on a fresh metadata database."""
+def open_registry(directory: Path) -> tuple[DeviceRegistry, Quarantine, Archive]:
+    """The real registry, quarantine and archive on a fresh metadata database."""
     engine = open_metadata(f"sqlite:///{directory / 'trellis.db'}")
     registry = DeviceRegistry(engine)
     for device, model in DEVICES:
         registry.register(Device(TENANT, device, model))
-    return registry, Quarantine(engine)
+    return registry, Quarantine(engine), Archive(engine)
 
 
 def bench_decode_baseline(messages: Sequence[RawMessage]) -> float:
@@ -182,9 +186,10 @@ async def _pipeline_run(
     registry: DeviceRegistry,
     quarantine: Quarantine,
     settings: IngestSettings,
+    archive: Archive | None,
 ) -> tuple[float, int, int, int]:
     bus: InProcessBus[Reading] = InProcessBus(capacity=64)
-    pipeline = IngestPipeline(store, registry, quarantine, bus, settings)
+    pipeline = IngestPipeline(store, registry, quarantine, bus, settings, archive)
     published = 0
 
     async def drain() -> None:
@@ -211,24 +216,31 @@ async def _pipeline_run(
 
 
 def bench_pipeline(
-    messages: Sequence[RawMessage], directory: Path, settings: IngestSettings
-) -> float:
-    """Seconds for every message through the real pipeline into a fresh store file."""
-    registry, quarantine = open_registry(directory)
+    messages: Sequence[RawMessage], directory: Path, settings: IngestSettings, *, archived: bool
+) -> tuple[float, float]:
+    """Seconds for every message through the real pipeline into a fresh store file, and
+    the archive's compression ratio (raw bytes / stored bytes; 0 without archive)."""
+    registry, quarantine, archive = open_registry(directory)
     store = SQLiteTimeSeriesStore(directory / "timeseries.db")
     try:
         elapsed, stored, quarantined, published = asyncio.run(
-            _pipeline_run(messages, store, registry, quarantine, settings)
+            _pipeline_run(
+                messages, store, registry, quarantine, settings, archive if archived else None
+            )
         )
     finally:
         store.close()
+    kept = archive.stats()
+    if archived and kept.messages != len(messages):
+        raise SystemExit(f"archive kept {kept.messages} of {len(messages)} messages")
     expected = len(messages) * METRICS_PER_MESSAGE
     if (stored, quarantined, published) != (expected, 0, expected):
         raise SystemExit(
             f"pipeline stored {stored}, quarantined {quarantined}, published {published}; "
             f"expected {expected} stored and published"
         )
-    return elapsed
+    payload_bytes = sum(len(m.payload) for m in messages)
+    return elapsed, (payload_bytes / kept.stored_bytes if kept.stored_bytes else 0.0)
 
 
 def main() -> None:
@@ -247,7 +259,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="trellis-bench-") as tmp:
         directory = Path(tmp)
         (directory / "decode").mkdir()
-        registry, _quarantine = open_registry(directory / "decode")
+        registry, _quarantine, _archive = open_registry(directory / "decode")
 
         log("decode: msgspec baseline")
         decode_base = bench_decode_baseline(messages)
@@ -264,9 +276,14 @@ def main() -> None:
         rows = readings_as_rows(messages, registry, limits)
         insert_base = bench_insert_baseline(rows, directory / "baseline", batch_readings)
         del rows
-        log("store: IngestPipeline")
+        log("store: IngestPipeline with the raw message archive")
         (directory / "pipeline").mkdir()
-        pipeline_time = bench_pipeline(messages, directory / "pipeline", settings)
+        pipeline_time, compression = bench_pipeline(
+            messages, directory / "pipeline", settings, archived=True
+        )
+        log("store: IngestPipeline without the archive")
+        (directory / "bare").mkdir()
+        bare_time, _ = bench_pipeline(messages, directory / "bare", settings, archived=False)
 
     emit(
         "readings_per_s_pipeline",
@@ -276,6 +293,32 @@ def main() -> None:
         n / insert_base,
         ">= 0.5 ratio",
         n,
+    )
+    emit(
+        "readings_per_s_pipeline_no_archive",
+        n / bare_time,
+        f"bare executemany INSERT of pre-built tuples, {batch_readings} per transaction, "
+        "same schema and pragmas, same run",
+        n / insert_base,
+        "informational: the archive's cost is the drop to readings_per_s_pipeline",
+        n,
+    )
+    print(
+        json.dumps(
+            {
+                "bench": BENCH,
+                "figure": "archive_compression",
+                "value": round(compression, 2),
+                "unit": "payload bytes / archived bytes",
+                "baseline": "uncompressed payloads (ratio 1.0)",
+                "baseline_value": 1.0,
+                "ratio": round(compression, 2),
+                "target": "informational",
+                "n": n // METRICS_PER_MESSAGE,
+                "machine": f"{os.cpu_count()} cores",
+            }
+        ),
+        flush=True,
     )
     emit(
         "readings_per_s_decode",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -22,8 +23,11 @@ from trellis.core.clock import now_ms
 from trellis.core.config import Settings
 from trellis.core.types import AlertSeverity, Device, Reading
 from trellis.devices.registry import DeviceRegistry
+from trellis.ingest.archive import Archive, run_retention
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
+from trellis.lineage.graph import LineageWalker
+from trellis.lineage.openlineage import Dataset, LineageEmitter, LineageRun
 from trellis.ml.service import ModelService
 from trellis.protocols.mqtt import (
     MosquittoProcess,
@@ -87,6 +91,11 @@ class Platform:
         self.flows = FlowStore(self.engine, self.rules)
         self.semantic = SemanticModel(self.engine)
         self.registry.listeners.append(self._place_device)
+        self.archive = Archive(self.engine, level=settings.fabric.archive_level)
+        self.lineage = LineageEmitter.from_settings(settings.fabric)
+        self.lineage_walker = LineageWalker(
+            self.engine, self.store, self.archive, self.registry, self.alerts
+        )
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -150,7 +159,12 @@ class Platform:
         bus: InProcessBus[Reading] = InProcessBus(self.settings.bus.subscriber_queue)
         self._bus = bus
         self._pipeline = IngestPipeline(
-            self.store, self.registry, self.quarantine, bus, self.settings.ingest
+            self.store,
+            self.registry,
+            self.quarantine,
+            bus,
+            self.settings.ingest,
+            self.archive if self.settings.fabric.archive else None,
         )
         self._engine = RuleEngine(
             bus.subscribe("rules"),
@@ -179,6 +193,9 @@ class Platform:
         broker = await asyncio.to_thread(self._start_broker, simulate)
         url = self.settings.mqtt.url or (broker.url if broker is not None else None)
         publisher: MqttPublisher | None = None
+        ingest_run = self._ingest_run(url)
+        await asyncio.to_thread(self.lineage.emit, "START", ingest_run)
+        outcome = "FAIL"
         try:
             async with asyncio.TaskGroup() as tasks:
                 ingest = tasks.create_task(self._pipeline.run(), name="trellis.ingest")
@@ -196,6 +213,14 @@ class Platform:
                     gateway = tasks.create_task(self._mqtt.run(), name="trellis.mqtt")
                 housekeeping = tasks.create_task(
                     self.storage.run(self._budget_alert), name="trellis.storage"
+                )
+                archive_retention = tasks.create_task(
+                    run_retention(
+                        self.archive,
+                        days=self.settings.fabric.archive_days,
+                        every_s=self.settings.storage.retention_interval_s,
+                    ),
+                    name="trellis.archive.retention",
                 )
                 source = None
                 if fleet is not None and self._mqtt is not None:
@@ -219,6 +244,7 @@ class Platform:
                         if task is not None:
                             task.cancel()
                     housekeeping.cancel()
+                    archive_retention.cancel()
                     await self._pipeline.close()
                     await ingest
                     bus.close()
@@ -226,7 +252,9 @@ class Platform:
                     models.cancel()
                     self.alerts.on_notify = None
                     notifier.stop()
+            outcome = "COMPLETE"
         finally:
+            await asyncio.to_thread(self.lineage.emit, outcome, ingest_run)
             self._bus = self._pipeline = self._engine = self._live = None
             self._mqtt = None
             if publisher is not None:
@@ -243,6 +271,19 @@ class Platform:
             self.semantic.place_device(device, model)
         if self._engine is not None:
             self._engine.invalidate(device.tenant)
+
+    def _ingest_run(self, broker_url: str | None) -> LineageRun:
+        """The OpenLineage run of this process's ingest pipeline: what it reads and writes."""
+        source = f"mqtt://{broker_url.split('://', 1)[-1]}" if broker_url else "trellis.ingest"
+        outputs = [Dataset("trellis.timeseries", f"{self.tenant}/readings")]
+        if self.settings.fabric.archive:
+            outputs.append(Dataset("trellis.archive", f"{self.tenant}/messages"))
+        return LineageRun(
+            str(uuid.uuid4()),
+            "ingest",
+            [Dataset(source, "trellis/v1/+/+/telemetry")],
+            outputs,
+        )
 
     def _budget_alert(self, budget: StorageBudget) -> None:
         """Raise an alert while the disk is predicted full within the warning horizon."""

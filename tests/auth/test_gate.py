@@ -59,7 +59,9 @@ def _groups() -> dict[tuple[str, str], str]:
         assert isinstance(route, APIRoute)
         if route.endpoint in ops:
             for method in route.methods:
-                found[(method.lower(), "/api/v1" + route.path)] = ops[route.endpoint].group
+                # OpenAPI writes ``{ident:path}`` as ``{ident}``.
+                path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+                found[(method.lower(), "/api/v1" + path)] = ops[route.endpoint].group
     return found
 
 

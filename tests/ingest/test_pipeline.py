@@ -24,6 +24,7 @@ from trellis.core.errors import ClosedError, StoreError
 from trellis.core.types import RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
 from trellis.ingest import IngestPipeline, Quarantine
+from trellis.ingest.archive import Archive
 from trellis.store import SQLiteTimeSeriesStore, TimeSeriesStore, WriteResult
 
 TURNS = 50
@@ -58,10 +59,13 @@ async def running(
     registry: DeviceRegistry,
     quarantine: Quarantine,
     settings: IngestSettings | None = None,
+    archive: Archive | None = None,
 ) -> AsyncIterator[Running]:
     """Start the worker and a draining subscriber; on exit close, drain and join both."""
     bus: InProcessBus[Reading] = InProcessBus(capacity=4)
-    pipeline = IngestPipeline(store, registry, quarantine, bus, settings or IngestSettings())
+    pipeline = IngestPipeline(
+        store, registry, quarantine, bus, settings or IngestSettings(), archive
+    )
     state = Running(pipeline, bus)
 
     async def consume() -> None:

@@ -113,3 +113,43 @@ def test_json_and_cbor_packs_decode_the_same(pack: list[dict[str, Any]]) -> None
     else:
         strip = [(r.metric, r.ts, r.value) for r in as_json if isinstance(r, Reading)]
         assert strip == [(r.metric, r.ts, r.value) for r in as_cbor]
+
+
+def test_a_senml_unit_is_converted_to_the_contract_unit() -> None:
+    """°F and kPa (``u``, and ``bu`` for later records) become the pump's Cel and bar."""
+    pack = [
+        {"bn": "pump-0001:", "bt": NOW_MS / 1000, "n": "temperature", "u": "degF", "v": 212.0},
+        {"n": "pressure", "u": "kPa", "v": 350.0},
+        {"bu": "Cel", "n": "temperature", "t": 1, "v": 70.0},
+    ]
+    readings = _decode(pack)
+    assert [(r.metric, r.unit) for r in readings] == [
+        ("temperature", "Cel"),
+        ("pressure", "bar"),
+        ("temperature", "Cel"),
+    ]
+    assert [r.value for r in readings] == pytest.approx([100.0, 3.5, 70.0])
+
+
+@pytest.mark.parametrize(
+    ("unit", "reason"),
+    [
+        ("bar", "SenML unit 'bar' of 'temperature' does not fit the contract unit 'Cel'"),
+        ("smoots", "SenML unit 'smoots' of 'temperature' does not fit the contract unit 'Cel'"),
+    ],
+)
+def test_a_senml_unit_of_another_dimension_is_refused(unit: str, reason: str) -> None:
+    """A pressure unit on a temperature, or an unknown unit, quarantines with the reason."""
+    pack = [{"bn": "pump-0001:", "n": "temperature", "u": unit, "v": 1.0}]
+    rejected = _decode(pack)
+    assert isinstance(rejected, Rejection)
+    assert rejected.reason.startswith(reason)
+    assert rejected.contract == "pump@1.0.0"
+
+
+@given(st.floats(-40.0, 480.0, allow_nan=False))
+def test_fahrenheit_readings_land_in_celsius(fahrenheit: float) -> None:
+    """Any in-range °F value is stored as (F − 32) × 5/9 °C."""
+    pack = [{"bn": "pump-0001:", "n": "temperature", "u": "degF", "v": fahrenheit}]
+    (reading,) = _decode(pack)
+    assert reading.value == pytest.approx((fahrenheit - 32) * 5 / 9, abs=1e-9)

@@ -8,14 +8,17 @@ import typer
 from trellis._version import __version__
 from trellis.cli import (
     alerts,
+    archive,
     db,
     device_models,
     experiment,
     flows,
+    lineage,
     models,
     mqtt,
     quarantine,
     query,
+    reprocess,
     rules,
     security,
     semantic,
@@ -47,6 +50,9 @@ app.add_typer(security.users_app, name="users")
 app.add_typer(security.audit_app, name="audit")
 app.add_typer(security.policy_app, name="policy")
 app.add_typer(semantic.app, name="semantic")
+app.command("reprocess")(reprocess.reprocess)
+app.command("lineage")(lineage.lineage)
+app.add_typer(archive.app, name="archive")
 
 
 @app.command()

@@ -76,6 +76,7 @@ def train(
     config: ConfigOption = None,
 ) -> None:
     """Train an IsolationForest on the pumps' stored telemetry and register it."""
+    from trellis.lineage.openlineage import training_run
     from trellis.ml.training import feature_rows, train_isolation_forest
 
     platform = _platform(config)
@@ -83,13 +84,16 @@ def train(
         end = now_ms() + 1
         start = end - int(hours * 3_600_000)
         devices = [d.id for d in platform.registry.find(platform.tenant) if d.model == "pump"]
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with (
+            training_run(platform.lineage, platform.tenant, name, version, devices) as run,
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress,
+        ):
             task = progress.add_task("reading telemetry", total=len(devices) + 2)
             rows = feature_rows(
                 platform.store,
@@ -111,6 +115,7 @@ def train(
             )
             progress.advance(task)
             progress.update(task, description="registering")
+            trained = msgspec.structs.replace(trained, lineage=run.lineage(trained.lineage))
             registered = platform.models.register_trained(
                 platform.tenant, name, version, trained, by
             )

@@ -98,11 +98,15 @@ def replay(
     from rich.progress import Progress
 
     from trellis.cli._common import load_or_exit
-    from trellis.ingest.replay import limits_of
+    from trellis.ingest.archive import Archive
+    from trellis.ingest.replay import limits_of, replay_lineage
     from trellis.ingest.replay import replay as run_replay
+    from trellis.lineage.openlineage import LineageEmitter
 
     settings = load_or_exit(config)
     quarantine, registry, store, tenant, close = _open(config)
+    archive = Archive(quarantine.engine, level=settings.fabric.archive_level)
+    emitter = LineageEmitter.from_settings(settings.fabric)
     try:
         entries = (
             [quarantine.get(i) for i in ids]
@@ -111,11 +115,15 @@ def replay(
         )
         limits = limits_of(settings.ingest)
         recovered = stored = duplicates = failed = 0
-        with Progress(console=console, transient=True) as progress:
+        with (
+            replay_lineage(emitter, tenant, archived=True) as count,
+            Progress(console=console, transient=True) as progress,
+        ):
             task = progress.add_task("replaying", total=len(entries))
             for start in range(0, len(entries), 500):
                 chunk = entries[start : start + 500]
-                report = run_replay(chunk, quarantine, registry, store, limits)
+                report = run_replay(chunk, quarantine, registry, store, limits, archive=archive)
+                count(report)
                 recovered += report.recovered
                 stored += report.stored
                 duplicates += report.duplicates

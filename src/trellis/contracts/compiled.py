@@ -24,6 +24,7 @@ from trellis.devices.models import DeviceModel, VendorMapping
 
 __all__ = [
     "CompiledMapping",
+    "CompiledNative",
     "Contract",
     "ContractError",
     "MetricCheck",
@@ -58,6 +59,16 @@ class CompiledMapping(msgspec.Struct, frozen=True):
     seq: Callable[[Any], Any] | None
 
 
+class CompiledNative(msgspec.Struct, frozen=True):
+    """The native JSON payload of one model as a struct type: ``values`` has one optional
+    float field per metric (unknown metrics refused by msgspec, in C, while parsing), so
+    a valid message becomes readings without building a dict or walking one."""
+
+    decoder: msgspec.json.Decoder[Any]
+    #: (attribute of the values struct, metric, its check, whether the range excludes ±inf)
+    fields: tuple[tuple[str, str, MetricCheck, bool], ...]
+
+
 class Contract(msgspec.Struct, frozen=True):
     """The compiled data contract of one device model version."""
 
@@ -65,6 +76,7 @@ class Contract(msgspec.Struct, frozen=True):
     version: str
     metrics: dict[str, MetricCheck]
     mappings: dict[str, CompiledMapping]
+    native: CompiledNative
 
     @property
     def key(self) -> str:
@@ -124,7 +136,33 @@ def compile_model(model: DeviceModel) -> Contract:
         name: _compile_mapping(model, name, mapping, checks)
         for name, mapping in model.mappings.items()
     }
-    return Contract(model.name, model.version, checks, mappings)
+    return Contract(model.name, model.version, checks, mappings, _compile_native(model, checks))
+
+
+def _compile_native(model: DeviceModel, checks: dict[str, MetricCheck]) -> CompiledNative:
+    name = model.name.replace("-", "_")
+    values = msgspec.defstruct(
+        f"{name}_values",
+        [(_attr(m), float | None, msgspec.field(default=None, name=m)) for m in checks],
+        frozen=True,
+        gc=False,
+        forbid_unknown_fields=True,
+    )
+    payload = msgspec.defstruct(
+        f"{name}_payload",
+        [
+            ("values", values),
+            ("ts", int | float | str | None, None),
+            ("seq", int | None, None),
+        ],
+        frozen=True,
+        gc=False,
+    )
+    fields = tuple(
+        (_attr(m), m, c, math.isfinite(c.minimum) and math.isfinite(c.maximum))
+        for m, c in checks.items()
+    )
+    return CompiledNative(msgspec.json.Decoder(payload | list[payload]), fields)  # type: ignore[valid-type]
 
 
 def _convert(value: float, scale: float, offset: float) -> float:

@@ -31,6 +31,7 @@ __all__ = [
     "AlertSettings",
     "BusSettings",
     "EmailSettings",
+    "FabricSettings",
     "HttpSettings",
     "IngestSettings",
     "MlSettings",
@@ -282,6 +283,24 @@ class AuthSettings(_Section):
     decision_cache: int = Field(default=65_536, ge=0, description="cached decisions kept")
 
 
+class FabricSettings(_Section):
+    """The raw message archive (schema-on-read) and OpenLineage event transports."""
+
+    archive: bool = Field(default=True, description="keep every accepted message, compressed")
+    archive_days: float = Field(default=30.0, gt=0, description="archive retention")
+    archive_level: int = Field(default=1, ge=1, le=9, description="zlib level of segments")
+    lineage_file: Path | None = Field(
+        default=None, description="append OpenLineage run events here as JSON lines"
+    )
+    lineage_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="POST OpenLineage run events here (e.g. Marquez …/api/v1/lineage)",
+    )
+    lineage_namespace: str = Field(default="trellis", min_length=1, max_length=128)
+    lineage_timeout_s: float = Field(default=5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Every setting of a Trellis process, validated before anything starts."""
 
@@ -301,6 +320,7 @@ class Settings(BaseSettings):
     ml: MlSettings = MlSettings()
     rules: RuleSettings = RuleSettings()
     auth: AuthSettings = AuthSettings()
+    fabric: FabricSettings = FabricSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -18,6 +18,10 @@ the MQTT 5 content type (``properties["content-type"]``):
   :mod:`trellis.ingest.senml`); names are metrics, optionally under the base name
   ``"{device}:"``.
 
+A SenML record's unit (``u``, or the pack's ``bu``) is converted to the contract's unit
+(scale and offset from pint, cached per unit pair); a unit of another dimension, or
+one no vocabulary names, quarantines the message with that reason.
+
 ``properties["seq"]`` (an MQTT 5 user property) gives the sequence number for every
 format; ``properties["schema-version"]`` must be a version this decoder knows.
 
@@ -36,6 +40,7 @@ from typing import Any
 import msgspec
 
 from trellis.contracts.compiled import CompiledMapping, Contract, contract_of
+from trellis.contracts.units import conversion
 from trellis.core.clock import parse_timestamp
 from trellis.core.types import Device, DeviceStatus, Quality, RawMessage, Reading
 from trellis.devices.models import DeviceModel
@@ -160,6 +165,9 @@ def decode_telemetry(
             )
         return _mapped(raw, mapping, contract, tenant, device_id, seq, limits)
     if content_type == JSON:
+        fast = _native(raw, contract, tenant, device_id, seq, limits)
+        if fast is not None:
+            return fast
         samples = _json_samples(raw, seq)
     elif content_type in (SENML_JSON, SENML_CBOR):
         samples = _senml_samples(raw, device_id, content_type == SENML_CBOR, seq)
@@ -173,7 +181,7 @@ def decode_telemetry(
 
     checks = contract.metrics
     readings: list[Reading] = []
-    for ts_given, ts, metric, value, sample_seq in samples:
+    for ts_given, ts, metric, value, sample_seq, unit in samples:
         if ts - raw.received_ms > limits.max_future_skew_ms or (
             raw.received_ms - ts > limits.max_past_age_ms
         ):
@@ -187,7 +195,19 @@ def decode_telemetry(
             )
         if not math.isfinite(value):
             return Rejection(f"value of {metric!r} is not finite: {value!r}", tenant, contract.key)
-        if not check.identity:
+        if unit is not None and unit != check.unit:
+            # The sender named its unit (SenML ``u``): convert from that, not the model's.
+            try:
+                scale, offset = conversion(unit, check.unit)
+            except ValueError as exc:
+                return Rejection(
+                    f"SenML unit {unit!r} of {metric!r} does not fit the contract unit "
+                    f"{check.unit!r}: {exc}",
+                    tenant,
+                    contract.key,
+                )
+            value = value * scale + offset
+        elif unit is None and not check.identity:
             value = value * check.scale + check.offset
         if not check.minimum <= value <= check.maximum:
             return Rejection(_out_of_range(metric, value, check), tenant, contract.key)
@@ -196,6 +216,67 @@ def decode_telemetry(
                 tenant, device_id, metric, ts, value, check.unit, Quality.GOOD, sample_seq, raw.id
             )
         )
+    return readings
+
+
+def _native(
+    raw: RawMessage,
+    contract: Contract,
+    tenant: str,
+    device_id: str,
+    seq: int | None,
+    limits: Limits,
+) -> list[Reading] | None:
+    """The readings of a valid native JSON message through the model's compiled struct
+    type, or None for anything else: the general path then names exactly what is wrong
+    (refusals are rare, so computing the reason twice costs nothing that matters)."""
+    native = contract.native
+    try:
+        decoded = native.decoder.decode(raw.payload)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    payloads = decoded if isinstance(decoded, list) else (decoded,)
+    if not payloads:
+        return None
+    received = raw.received_ms
+    earliest = received - limits.max_past_age_ms
+    latest = received + limits.max_future_skew_ms
+    fields = native.fields
+    msg_id = raw.id
+    good = Quality.GOOD
+    readings: list[Reading] = []
+    for payload in payloads:
+        given = payload.ts
+        if given is None:
+            ts = received
+        elif type(given) is int and given >= 1_000_000_000_000:
+            ts = given
+        else:
+            try:
+                ts = parse_timestamp(given)
+            except ValueError:
+                return None
+        if not earliest <= ts <= latest:
+            return None
+        sample_seq = payload.seq if payload.seq is not None else seq
+        values = payload.values
+        before = len(readings)
+        for attr, metric, check, bounded in fields:
+            value = getattr(values, attr)
+            if value is None:
+                continue
+            if not check.identity:
+                value = value * check.scale + check.offset
+            # NaN fails any comparison; a bounded range also excludes ±inf.
+            if not check.minimum <= value <= check.maximum or (
+                not bounded and not math.isfinite(value)
+            ):
+                return None
+            readings.append(
+                Reading(tenant, device_id, metric, ts, value, check.unit, good, sample_seq, msg_id)
+            )
+        if len(readings) == before:
+            return None
     return readings
 
 
@@ -279,8 +360,9 @@ def _mapped(
     return readings
 
 
-#: (timestamp as given, timestamp in epoch ms, metric, value, sequence number)
-_Sample = tuple[object, int, str, float, int | None]
+#: (timestamp as given, timestamp in epoch ms, metric, value, sequence number, unit the
+#: sender named or None for the model's unit)
+_Sample = tuple[object, int, str, float, int | None, str | None]
 
 
 def _json_samples(raw: RawMessage, seq: int | None) -> list[_Sample] | str:
@@ -309,7 +391,8 @@ def _json_samples(raw: RawMessage, seq: int | None) -> list[_Sample] | str:
             return f"invalid payload: {where}'values' is empty"
         sample_seq = payload.seq if payload.seq is not None else seq
         samples.extend(
-            (payload.ts, ts, metric, value, sample_seq) for metric, value in payload.values.items()
+            (payload.ts, ts, metric, value, sample_seq, None)
+            for metric, value in payload.values.items()
         )
     return samples
 
@@ -337,7 +420,7 @@ def _senml_samples(
                     f"invalid SenML pack: name {record.name!r} is not under this device's "
                     f"base name {device_id + ':'!r}"
                 )
-        samples.append((record.time_ms, record.time_ms, metric, record.value, seq))
+        samples.append((record.time_ms, record.time_ms, metric, record.value, seq, record.unit))
     return samples
 
 

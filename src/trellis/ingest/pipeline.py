@@ -28,6 +28,7 @@ from trellis.core.errors import ClosedError
 from trellis.core.retry import retry_until_done
 from trellis.core.types import RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
+from trellis.ingest.archive import Archive, ArchiveEntry, archive_entry
 from trellis.ingest.decode import Limits, Rejection, decode_telemetry
 from trellis.ingest.quarantine import Quarantine
 from trellis.store.base import TimeSeriesStore
@@ -93,8 +94,10 @@ class IngestPipeline:
         quarantine: Quarantine,
         bus: Bus[Reading],
         settings: IngestSettings,
+        archive: Archive | None = None,
     ) -> None:
         self._store = store
+        self._archive = archive
         self._registry = registry
         self._quarantine = quarantine
         self._bus = bus
@@ -106,6 +109,7 @@ class IngestPipeline:
         )
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(settings.queue_size)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trellis-writer")
+        self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trellis-archiver")
         self._closed = False
         self._counters = _Counters()
 
@@ -172,6 +176,7 @@ class IngestPipeline:
                     return
         finally:
             self._writer.shutdown(wait=True)
+            self._archiver.shutdown(wait=True)
 
     async def _next_batch(self) -> tuple[list[_Item], bool]:
         first = await self._queue.get()
@@ -200,6 +205,8 @@ class IngestPipeline:
         readings: list[Reading] = []
         rejected: list[tuple[RawMessage, str, str | None, str | None]] = []
         outcomes: list[IngestResult] = []
+        archived: list[ArchiveEntry] = []
+        keep = self._archive is not None
         lookup = self._registry.get
         models = self._registry.models
         for raw, _ in batch:
@@ -215,10 +222,14 @@ class IngestPipeline:
                 outcomes.append(IngestResult(raw.id, 0, True, decoded.reason))
             else:
                 readings.extend(decoded)
+                if keep:
+                    entry = archive_entry(raw, decoded, lookup, models)
+                    if entry is not None:
+                        archived.append(entry)
                 seq = decoded[0].seq if decoded else None
                 outcomes.append(IngestResult(raw.id, len(decoded), False, seq=seq))
 
-        inserted = await self._write(readings, rejected)
+        inserted = await self._write(readings, rejected, archived)
         c = self._counters
         c.batches += 1
         c.messages += len(batch)
@@ -244,22 +255,36 @@ class IngestPipeline:
         self,
         readings: list[Reading],
         rejected: list[tuple[RawMessage, str, str | None, str | None]],
+        archived: list[ArchiveEntry],
     ) -> int:
+        # The archive is another database file: its write runs beside the readings'
+        # write (SQLite releases the GIL while it works), and both commit before the ack.
+        archiving = None
+        if self._archive is not None and archived:
+            archiving = asyncio.create_task(
+                self._until_written(self._archive.add, archived, self._archiver),
+                name="trellis.ingest.archive",
+            )
         result = await self._until_written(self._store.write, readings)
         for refused in result.rejected:
             # decode_telemetry checks what the store checks, so this is a bug upstream.
             log.error("store refused %r: %s", refused.reading, refused.reason)
+        if archiving is not None:
+            await archiving
         await self._until_written(self._quarantine.add, rejected)
         return result.inserted
 
-    async def _until_written(self, write: Callable[[_T], _R], rows: _T) -> _R:
+    async def _until_written(
+        self, write: Callable[[_T], _R], rows: _T, thread: ThreadPoolExecutor | None = None
+    ) -> _R:
         loop = asyncio.get_running_loop()
+        executor = self._writer if thread is None else thread
 
         def count_retry() -> None:
             self._counters.write_retries += 1
 
         return await retry_until_done(
-            lambda: loop.run_in_executor(self._writer, write, rows),
+            lambda: loop.run_in_executor(executor, write, rows),
             what="storage write",
             logger=log,
             on_retry=count_retry,

@@ -37,6 +37,11 @@ class Quarantine:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The metadata database the quarantine lives in (the archive shares it)."""
+        return self._engine
+
     def add(
         self,
         entries: Sequence[tuple[RawMessage, str, str | None, str | None]],

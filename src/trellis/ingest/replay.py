@@ -6,22 +6,29 @@ Recovered readings keep their lineage (source message id, sequence number) and a
 written through the store's idempotent write, so replaying a message whose readings
 are already stored adds nothing; the entry is marked replayed, never deleted. A
 message that still fails stays in quarantine with the new reason and contract.
+A recovered message joins the raw message archive, with the contract that accepted it,
+so its readings' lineage resolves like a live message's; ``on_stored`` receives the
+new readings of each message so that a running platform publishes them on the bus
+(rules see replayed readings as they see live ones).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import msgspec
 
 from trellis.core.config import IngestSettings
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
+from trellis.ingest.archive import Archive, ArchiveEntry, archive_entry
 from trellis.ingest.decode import Limits, Rejection, decode_telemetry
 from trellis.ingest.quarantine import Quarantine, QuarantinedMessage
+from trellis.lineage.openlineage import Dataset, LineageEmitter, custom_facet
 from trellis.store.base import TimeSeriesStore
 
-__all__ = ["ReplayOutcome", "ReplayReport", "limits_of", "replay"]
+__all__ = ["ReplayOutcome", "ReplayReport", "limits_of", "replay", "replay_lineage"]
 
 
 def limits_of(settings: IngestSettings) -> Limits:
@@ -63,9 +70,17 @@ def replay(
     registry: DeviceRegistry,
     store: TimeSeriesStore,
     limits: Limits,
+    *,
+    archive: Archive | None = None,
+    on_stored: Callable[[list[Reading]], object] | None = None,
 ) -> ReplayReport:
-    """Decode ``entries`` again and store what now passes; already-replayed ones are skipped."""
+    """Decode ``entries`` again and store what now passes; already-replayed ones are skipped.
+
+    ``on_stored`` gets every recovered message's readings after they are durable
+    (duplicates included: the bus carries them and rules ignore what they have seen).
+    """
     outcomes: list[ReplayOutcome] = []
+    archived: list[ArchiveEntry] = []
     recovered: list[int] = []
     failed: list[tuple[int, str, str | None]] = []
     readings_total = stored_total = 0
@@ -82,6 +97,12 @@ def replay(
             )
             continue
         stored = _write(store, decoded)
+        if archive is not None:
+            kept = archive_entry(entry.message, decoded, registry.get, registry.models)
+            if kept is not None:
+                archived.append(kept)
+        if on_stored is not None:
+            on_stored(decoded)
         recovered.append(entry.id)
         readings_total += len(decoded)
         stored_total += stored
@@ -89,6 +110,8 @@ def replay(
         outcomes.append(
             ReplayOutcome(entry.id, entry.message.id, True, len(decoded), stored, contract=contract)
         )
+    if archive is not None:
+        archive.add(archived)
     quarantine.mark_replayed(recovered, failed)
     return ReplayReport(
         replayed=len(outcomes),
@@ -99,6 +122,30 @@ def replay(
         duplicates=readings_total - stored_total,
         outcomes=outcomes,
     )
+
+
+@contextlib.contextmanager
+def replay_lineage(
+    emitter: LineageEmitter, tenant: str, *, archived: bool
+) -> Iterator[Callable[[ReplayReport], None]]:
+    """One OpenLineage run (job ``quarantine.replay``) around one or more :func:`replay`
+    calls; call what it yields with each report so COMPLETE carries the totals."""
+    outputs = [Dataset("trellis.timeseries", f"{tenant}/readings")]
+    if archived:
+        outputs.append(Dataset("trellis.archive", f"{tenant}/messages"))
+    totals = dict.fromkeys(("replayed", "recovered", "still_quarantined", "stored"), 0)
+
+    def count(report: ReplayReport) -> None:
+        for name in totals:
+            totals[name] += getattr(report, name)
+
+    with emitter.run(
+        "quarantine.replay",
+        inputs=[Dataset("trellis.quarantine", f"{tenant}/messages")],
+        outputs=outputs,
+    ) as run:
+        yield count
+        run.facets["trellis_replay"] = custom_facet("RunFacet", **totals)
 
 
 def _write(store: TimeSeriesStore, readings: list[Reading]) -> int:

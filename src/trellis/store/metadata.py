@@ -26,6 +26,8 @@ __all__ = [
     "alert_labels",
     "alerts",
     "api_tokens",
+    "archive_messages",
+    "archive_segments",
     "device_models",
     "devices",
     "flow_versions",
@@ -355,6 +357,44 @@ semantic_relations = sa.Table(
     sa.Column("subject", sa.String(128), primary_key=True),
     sa.Column("predicate", sa.String(32), primary_key=True),
     sa.Column("object", sa.String(128), primary_key=True),
+)
+
+#: The raw message archive: each ingest batch's accepted messages, compressed together.
+archive_segments = sa.Table(
+    "archive_segments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("first_received_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_received_ms", sa.BigInteger, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("codec", sa.String(16), nullable=False),
+    sa.Column("raw_bytes", sa.Integer, nullable=False),
+    sa.Column("blob", sa.LargeBinary, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_archive_segments_received", "last_received_ms"),
+)
+
+#: One row per archived message: where it is, whose it is, what it became (lineage).
+#: Clustered on (segment, position) so retention deletes a contiguous range.
+archive_messages = sa.Table(
+    "archive_messages",
+    metadata,
+    sa.Column("segment_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("device", sa.String(128), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("received_ms", sa.BigInteger, nullable=False),
+    sa.Column("ts_min", sa.BigInteger, nullable=False),
+    sa.Column("ts_max", sa.BigInteger, nullable=False),
+    sa.Column("readings", sa.Integer, nullable=False),
+    sa.Column("contract", sa.String(160), nullable=False),
+    sa.Column("mapping", sa.String(128), nullable=True),
+    sa.Column("reprocessed_ms", sa.BigInteger, nullable=True),
+    sa.Index("ix_archive_messages_id", "message_id", unique=True),
+    sa.Index("ix_archive_messages_device", "tenant", "device", "ts_min"),
+    sqlite_with_rowid=False,
 )
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, Device
 from trellis.platform import Platform
-from trellis.ui import experiments, semantic, streams, views
+from trellis.ui import experiments, fabric, semantic, streams, views
 from trellis.ui import models as model_pages
 from trellis.ui.streams import end_streams
 
@@ -403,5 +403,6 @@ def mount(app: FastAPI) -> None:
     app.include_router(live)
     app.include_router(experiments.router)
     app.include_router(semantic.router)
+    app.include_router(fabric.router)
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")
     streams.stop_event(app)  # created here, before any thread may ask for it

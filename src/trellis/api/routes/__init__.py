@@ -16,6 +16,7 @@ from trellis.api.routes import (
     fabric,
     flows,
     ingest,
+    lineage,
     models,
     mqtt,
     rules,
@@ -45,6 +46,7 @@ for module in (
     auth,
     experiments,
     semantic,
+    lineage,
 ):
     router.include_router(module.router)
 router.include_router(auth.audit_router)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
@@ -12,12 +14,16 @@ from pydantic import BaseModel, Field
 from trellis.api.deps import PlatformDep
 from trellis.api.encoding import documented, json_response
 from trellis.contracts.importers import ModelFormatError, parse_model
-from trellis.core.errors import ConflictError
+from trellis.core.errors import ClosedError, ConflictError
+from trellis.core.types import Reading
 from trellis.devices.models import DeviceModel
 from trellis.ingest.quarantine import QuarantinedMessage
-from trellis.ingest.replay import ReplayReport, limits_of, replay
+from trellis.ingest.replay import ReplayReport, limits_of, replay, replay_lineage
 
-__all__ = ["ModelIn", "ReplayIn", "router"]
+if TYPE_CHECKING:
+    from trellis.platform import Platform
+
+__all__ = ["ModelIn", "ReplayIn", "replay_entries", "router"]
 
 router = APIRouter(tags=["fabric"])
 
@@ -67,15 +73,37 @@ def get_quarantined(entry_id: int, platform: PlatformDep) -> Response:
 
 
 @router.post("/quarantine/replay", responses=documented(ReplayReport))
-def replay_quarantine(body: ReplayIn, platform: PlatformDep) -> Response:
-    """Decode entries again with today's models; store what passes, each reading once."""
+async def replay_quarantine(body: ReplayIn, platform: PlatformDep) -> Response:
+    """Decode entries again with today's models; store what passes, each reading once.
+
+    Recovered readings are published on the bus like live ones, so rules see them.
+    """
+    report, recovered = await asyncio.to_thread(replay_entries, platform, body.ids)
+    for readings in recovered:
+        with contextlib.suppress(ClosedError):
+            await platform.bus.publish(readings)
+    return json_response(report)
+
+
+def replay_entries(platform: Platform, ids: list[int]) -> tuple[ReplayReport, list[list[Reading]]]:
+    """Replay ``ids`` (every pending entry of the tenant when empty); the report and the
+    recovered readings, message by message, for the caller to publish."""
     quarantine = platform.quarantine
     entries = (
-        [quarantine.get(i) for i in body.ids]
-        if body.ids
+        [quarantine.get(i) for i in ids]
+        if ids
         else quarantine.find(platform.tenant, limit=10_000, pending=True)
     )
-    report = replay(
-        entries, quarantine, platform.registry, platform.store, limits_of(platform.settings.ingest)
-    )
-    return json_response(report)
+    recovered: list[list[Reading]] = []
+    with replay_lineage(platform.lineage, platform.tenant, archived=True) as count:
+        report = replay(
+            entries,
+            quarantine,
+            platform.registry,
+            platform.store,
+            limits_of(platform.settings.ingest),
+            archive=platform.archive,
+            on_stored=recovered.append,
+        )
+        count(report)
+    return report, recovered
