@@ -105,7 +105,15 @@ def test_an_alert_walks_to_its_rule_version_and_readings_window(
     """The alert names the rule (with a digest of its definition) and the readings its
     window spans, each resolved to its source message."""
     RuleStore(metadata_engine).put(
-        TENANT, ThresholdRule("hot", "temperature", ">", 60.0, AlertSeverity.MAJOR, for_s=10)
+        TENANT,
+        ThresholdRule(
+            id="hot",
+            metric="temperature",
+            op=">",
+            threshold=60.0,
+            severity=AlertSeverity.MAJOR,
+            for_s=10,
+        ),
     )
     alert = AlertService(metadata_engine).raise_alert(
         tenant=TENANT,
