@@ -38,6 +38,7 @@ from trellis.core.clock import now_ms
 from trellis.core.errors import ClosedError, ConfigError, SchemaError, StoreError
 from trellis.core.types import Reading
 from trellis.store.base import (
+    ROLLUP_MS,
     Aggregate,
     Bucket,
     DeviceLatest,
@@ -67,7 +68,7 @@ __all__ = ["PostgresTimeSeriesStore", "normalise_url"]
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: the rollup refreshed from rollup_pending, not merged per row
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PARTITION_NAME = re.compile(r"^readings_(\d{8})$")
 _EPOCH = dt.date(1970, 1, 1)
@@ -92,6 +93,62 @@ _ROLLUP_AGGREGATES = {
 }
 _COPY_TYPES = ["int4", "text", "text", "text", "int8", "float8", "text", "int2", "int8", "text"]
 _COLUMNS = "tenant, device, metric, ts, value, unit, quality, seq, source_msg"
+#: Minutes below this (the newest retention cut, rounded up to a minute) may have lost
+#: readings, so rows there merge into the rollup one by one instead of marking it pending.
+_RAW_FLOOR = "raw_floor"
+_PENDING_TABLE = (
+    'CREATE TABLE IF NOT EXISTS {}.rollup_pending (tenant text COLLATE "C" NOT NULL,'
+    ' device text COLLATE "C" NOT NULL, minute int8 NOT NULL,'
+    " PRIMARY KEY (tenant, device, minute))"
+)
+# The new rows of a batch mark their device-minutes pending. DO UPDATE (not NOTHING)
+# locks an existing mark until this batch commits, so a refresh cannot take the mark
+# and roll the minute up without this batch's readings.
+_ADD_AND_MARK = (
+    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
+    " WHERE ts >= %s ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
+    " RETURNING tenant, device, ts),"
+    " marked AS (INSERT INTO {pending} SELECT DISTINCT tenant, device, ts - ts %% 60000"
+    " FROM added ORDER BY 1, 2, 3 ON CONFLICT (tenant, device, minute)"
+    " DO UPDATE SET minute = excluded.minute)"
+    " SELECT count(*) FROM added"
+)
+# Rows below the raw floor: the rows the INSERT really added merge into the rollup.
+_ADD_AND_MERGE = (
+    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
+    " WHERE ts < %s ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
+    " RETURNING tenant, device, metric, ts, value),"
+    " rolled AS (INSERT INTO {rollup} AS r SELECT tenant, device, metric,"
+    " ts - ts %% 60000 AS minute, count(*), sum(value), min(value), max(value),"
+    " min(ts), (array_agg(value ORDER BY ts))[1],"
+    " max(ts), (array_agg(value ORDER BY ts DESC))[1]"
+    " FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET"
+    " count = r.count + excluded.count, sum = r.sum + excluded.sum,"
+    " min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),"
+    " first = CASE WHEN excluded.first_ts < r.first_ts THEN excluded.first ELSE r.first END,"
+    " first_ts = least(r.first_ts, excluded.first_ts),"
+    " last = CASE WHEN excluded.last_ts > r.last_ts THEN excluded.last ELSE r.last END,"
+    " last_ts = greatest(r.last_ts, excluded.last_ts))"
+    " SELECT count(*) FROM added"
+)
+# Recomputes the rollup rows of the taken device-minutes from their readings, which are
+# complete above the raw floor. Through ``series`` so each readings lookup uses the
+# whole key prefix. Runs as its own statement after the marks were deleted, so its
+# snapshot includes every batch that held one of those marks.
+_REFRESH = (
+    "INSERT INTO {rollup} AS r SELECT x.tenant, x.device, x.metric, p.minute, count(*),"
+    " sum(x.value), min(x.value), max(x.value), min(x.ts), (array_agg(x.value ORDER BY x.ts))[1],"
+    " max(x.ts), (array_agg(x.value ORDER BY x.ts DESC))[1]"
+    " FROM unnest(%s::text[], %s::text[], %s::int8[]) AS p(tenant, device, minute)"
+    " JOIN {series} s ON s.tenant = p.tenant AND s.device = p.device"
+    " JOIN {readings} x ON x.tenant = s.tenant AND x.device = s.device AND x.metric = s.metric"
+    " AND x.ts >= p.minute AND x.ts < p.minute + 60000"
+    " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET count = excluded.count,"
+    " sum = excluded.sum, min = excluded.min, max = excluded.max, first_ts = excluded.first_ts,"
+    " first = excluded.first, last_ts = excluded.last_ts, last = excluded.last"
+)
 
 
 def normalise_url(url: str) -> str:
@@ -189,6 +246,12 @@ class PostgresTimeSeriesStore:
                         f"schema {self._schema!r} has time-series version {version}, newer than "
                         f"{_SCHEMA_VERSION}; upgrade Trellis to read it"
                     )
+                if version < 2:  # version 1 merged every row into the rollup as written
+                    cur.execute(sql.SQL(_PENDING_TABLE).format(s))
+                    cur.execute(
+                        sql.SQL("UPDATE {}.meta SET value = %s WHERE key = 'version'").format(s),
+                        (str(_SCHEMA_VERSION),),
+                    )
                 return meta.get("layout") == "timescale"
             timescale = want_timescale and self._try_timescale(cur)
             cur.execute(
@@ -220,6 +283,7 @@ class PostgresTimeSeriesStore:
                     " PRIMARY KEY (tenant, device, metric, minute)) WITH (fillfactor = 70)"
                 ).format(s)
             )
+            cur.execute(sql.SQL(_PENDING_TABLE).format(s))
             if timescale:
                 self._make_hypertable(cur)
             cur.execute(
@@ -341,7 +405,12 @@ class PostgresTimeSeriesStore:
         return WriteResult(inserted, rejected)
 
     def _write(self, readings: list[Reading]) -> int:
+        newest_minute = max(r.ts for r in readings) // ROLLUP_MS * ROLLUP_MS
+        oldest = min(r.ts for r in readings)
         with self._transaction() as cur:
+            # Shared: writers run side by side; retention takes it exclusively (_retention_lock).
+            cur.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._floor_key,))
+            floor = self._raw_floor(cur)
             with cur.copy("COPY staging FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_COPY_TYPES)
                 write_row = copy.write_row
@@ -360,32 +429,19 @@ class PostgresTimeSeriesStore:
                             r.source_msg,
                         )
                     )
-            # Only the rows the INSERT really added (RETURNING) reach the rollup, so a
-            # redelivered reading is never counted twice; late data lands in its minute.
-            cur.execute(
-                sql.SQL(
-                    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
-                    " ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
-                    " RETURNING tenant, device, metric, ts, value),"
-                    " rolled AS (INSERT INTO {rollup} AS r SELECT tenant, device, metric,"
-                    " ts - ts % 60000 AS minute, count(*), sum(value), min(value), max(value),"
-                    " min(ts), (array_agg(value ORDER BY ts))[1],"
-                    " max(ts), (array_agg(value ORDER BY ts DESC))[1]"
-                    " FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-                    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET"
-                    " count = r.count + excluded.count, sum = r.sum + excluded.sum,"
-                    " min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),"
-                    " first = CASE WHEN excluded.first_ts < r.first_ts"
-                    " THEN excluded.first ELSE r.first END,"
-                    " first_ts = least(r.first_ts, excluded.first_ts),"
-                    " last = CASE WHEN excluded.last_ts > r.last_ts"
-                    " THEN excluded.last ELSE r.last END,"
-                    " last_ts = greatest(r.last_ts, excluded.last_ts))"
-                    " SELECT count(*) FROM added"
-                ).format(readings=self._table("readings"), rollup=self._table("rollup_1m"))
-            )
-            row = cur.fetchone()
-            inserted = int(row[0]) if row else 0
+            tables = {
+                "readings": self._table("readings"),
+                "rollup": self._table("rollup_1m"),
+                "pending": self._table("rollup_pending"),
+            }
+            inserted = 0
+            if oldest < floor:
+                cur.execute(sql.SQL(_ADD_AND_MERGE).format(**tables), (floor,))
+                inserted += self._count(cur)
+            # Only the rows the INSERT really added (RETURNING) mark a minute, so a
+            # redelivered reading never touches the rollup; late data marks its minute.
+            cur.execute(sql.SQL(_ADD_AND_MARK).format(**tables), (floor,))
+            inserted += self._count(cur)
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {} SELECT DISTINCT ON (tenant, device, metric)"
@@ -396,7 +452,67 @@ class PostgresTimeSeriesStore:
                     " WHERE excluded.last_ts > {}.last_ts"
                 ).format(self._table("series"), sql.Identifier("series"))
             )
+        # Minutes before this batch's newest are (mostly) complete: roll them up now,
+        # once per device-minute, outside the write so no batch waits on another's locks.
+        self._refresh(sql.SQL("minute < %s"), [newest_minute], exclusive=False)
         return inserted
+
+    @property
+    def _floor_key(self) -> str:
+        return f"trellis:{self._schema}:raw_floor"
+
+    def _raw_floor(self, cur: psycopg.Cursor[Any]) -> int:
+        cur.execute(
+            sql.SQL("SELECT value FROM {}.meta WHERE key = %s").format(self._s), (_RAW_FLOOR,)
+        )
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _count(cur: psycopg.Cursor[Any]) -> int:
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def _refresh(self, where: sql.Composable, params: list[object], *, exclusive: bool) -> None:
+        """Recompute the rollup of the pending device-minutes matching ``where``.
+
+        Two statements: taking the marks waits for every open batch holding one, and the
+        recompute then starts with a snapshot that sees those batches. One refresher at a
+        time (others skip: the marks stay and the next write or read takes them), unless
+        ``exclusive``, when the caller already holds the retention lock.
+        """
+        with self._transaction() as cur:
+            if not exclusive:
+                cur.execute(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                    (f"trellis:{self._schema}:refresh",),
+                )
+                row = cur.fetchone()
+                if not (row and row[0]):
+                    return
+            self._refresh_in(cur, where, params)
+
+    def _refresh_in(
+        self, cur: psycopg.Cursor[Any], where: sql.Composable, params: list[object]
+    ) -> None:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE {} RETURNING tenant, device, minute").format(
+                self._table("rollup_pending"), where
+            ),
+            params,
+        )
+        taken = cur.fetchall()
+        if not taken:
+            return
+        tenants, devices, minutes = (list(column) for column in zip(*taken, strict=True))
+        cur.execute(
+            sql.SQL(_REFRESH).format(
+                rollup=self._table("rollup_1m"),
+                series=self._table("series"),
+                readings=self._table("readings"),
+            ),
+            (tenants, devices, minutes),
+        )
 
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
@@ -424,6 +540,7 @@ class PostgresTimeSeriesStore:
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
         if uses_rollup(start, end, bucket_ms):
+            self._refresh_for_read(tenant, device, start, end)
             expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
         else:
             expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
@@ -438,6 +555,35 @@ class PostgresTimeSeriesStore:
             )
             buckets = [Bucket(int(b), float(v)) for b, v in cur.fetchall()]
         return fill_gaps(buckets, start, end, bucket_ms, fill)
+
+    def _refresh_for_read(self, tenant: str, device: str, start: int, end: int) -> None:
+        """Bring the rollup of one device's window up to date before reading it."""
+        where = sql.SQL("tenant = %s AND device = %s AND minute >= %s AND minute < %s")
+        params: list[object] = [tenant, device, start, end]
+        with self._transaction(read_only=True) as cur:
+            cur.execute(
+                sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(
+                    self._table("rollup_pending"), where
+                ),
+                params,
+            )
+            if cur.fetchone() is None:
+                return
+        # Not the try-lock: this reader needs these minutes now, so it waits its turn.
+        with self._transaction() as cur:
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"trellis:{self._schema}:refresh",)
+            )
+            self._refresh_in(cur, where, params)
+
+    @contextlib.contextmanager
+    def _retention_lock(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A transaction that no write overlaps, with every pending minute rolled up:
+        retention may then delete readings and raise the raw floor safely."""
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._floor_key,))
+            self._refresh_in(cur, sql.SQL("true"), [])
+            yield cur
 
     def latest(self, tenant: str, device: str) -> list[Latest]:
         return [Latest(d.metric, d.ts, d.value, d.unit) for d in self.latest_many(tenant, [device])]
@@ -463,6 +609,14 @@ class PostgresTimeSeriesStore:
     ) -> int:
         if devices is not None and tenant is None:
             raise ValueError("deleting by device needs the tenant the devices belong to")
+        with self._retention_lock() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {}.meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+                    " SET value = greatest(meta.value::int8, excluded.value::int8)::text"
+                ).format(self._s),
+                (_RAW_FLOOR, str(-(-before // ROLLUP_MS) * ROLLUP_MS)),
+            )
         deleted = 0
         if tenant is None and not self.timescale:
             deleted += self._drop_partitions_before(before)
@@ -505,7 +659,7 @@ class PostgresTimeSeriesStore:
         if devices is not None:
             conditions.append(sql.SQL("device = ANY(%s)"))
             params.append(list(devices))
-        with self._transaction() as cur:
+        with self._retention_lock() as cur:
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE {}").format(
                     self._table("rollup_1m"), sql.SQL(" AND ").join(conditions)
