@@ -24,7 +24,7 @@ import msgspec
 
 from trellis.bus.base import Bus
 from trellis.core.config import IngestSettings
-from trellis.core.errors import ClosedError
+from trellis.core.errors import ClosedError, WriteRefusedError
 from trellis.core.retry import retry_until_done
 from trellis.core.types import RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
@@ -197,7 +197,7 @@ class IngestPipeline:
         return batch, False
 
     async def _process(self, batch: list[_Item]) -> None:
-        readings: list[Reading] = []
+        decoded_ok: list[tuple[int, list[Reading]]] = []
         rejected: list[tuple[RawMessage, str, str | None, str | None]] = []
         outcomes: list[IngestResult] = []
         lookup = self._registry.get
@@ -214,11 +214,19 @@ class IngestPipeline:
                 rejected.append((raw, decoded.reason, decoded.tenant, decoded.contract))
                 outcomes.append(IngestResult(raw.id, 0, True, decoded.reason))
             else:
-                readings.extend(decoded)
+                decoded_ok.append((len(outcomes), decoded))
                 seq = decoded[0].seq if decoded else None
                 outcomes.append(IngestResult(raw.id, len(decoded), False, seq=seq))
 
-        inserted = await self._write(readings, rejected)
+        inserted, refused = await self._store_messages(decoded_ok)
+        groups = dict(decoded_ok)
+        for index, reason in refused:  # kept whole, with the store's error as the reason
+            raw, group = batch[index][0], groups[index]
+            rejected.append((raw, reason, group[0].tenant if group else None, None))
+            outcomes[index] = IngestResult(raw.id, 0, True, reason)
+        taken = {index for index, _ in refused}
+        readings = [r for index, group in decoded_ok if index not in taken for r in group]
+        await self._until_written(self._quarantine.add, rejected)
         c = self._counters
         c.batches += 1
         c.messages += len(batch)
@@ -240,19 +248,43 @@ class IngestPipeline:
                 except Exception:  # one adapter's bug must not stall the pipeline
                     log.exception("ingest completion callback failed for %s", outcome.message_id)
 
-    async def _write(
-        self,
-        readings: list[Reading],
-        rejected: list[tuple[RawMessage, str, str | None, str | None]],
-    ) -> int:
-        result = await self._until_written(self._store.write, readings)
+    async def _store_messages(
+        self, messages: list[tuple[int, list[Reading]]], *, give_up_after: int = 3
+    ) -> tuple[int, list[tuple[int, str]]]:
+        """Store the readings of ``(batch index, readings)`` messages; return how many were
+        inserted and the ``(batch index, reason)`` of each message the store refused.
+
+        A lost connection is retried until written. A batch the store keeps refusing
+        (a constraint, a trigger) is split in halves, recursively, so the good messages
+        are stored and only the refused ones, whole, go to quarantine: ingest never
+        stalls on one bad row, and log2(batch) extra writes find it.
+        """
+        if not messages:
+            return 0, []
+        readings = [r for _, group in messages for r in group]
+        try:
+            result = await self._until_written(
+                self._store.write, readings, give_up_after=give_up_after
+            )
+        except WriteRefusedError as exc:
+            if len(messages) == 1:
+                log.warning("store refused message at batch index %d: %s", messages[0][0], exc)
+                return 0, [(messages[0][0], f"refused by the time-series store: {exc}")]
+            half = len(messages) // 2
+            # The halves are already known to hold a refused row: no second chance needed.
+            first = await self._store_messages(messages[:half], give_up_after=1)
+            second = await self._store_messages(messages[half:], give_up_after=1)
+            return first[0] + second[0], first[1] + second[1]
         for refused in result.rejected:
             # decode_telemetry checks what the store checks, so this is a bug upstream.
             log.error("store refused %r: %s", refused.reading, refused.reason)
-        await self._until_written(self._quarantine.add, rejected)
-        return result.inserted
+        return result.inserted, []
 
-    async def _until_written(self, write: Callable[[_T], _R], rows: _T) -> _R:
+    async def _until_written(
+        self, write: Callable[[_T], _R], rows: _T, *, give_up_after: int = 0
+    ) -> _R:
+        """Run ``write(rows)`` on the writer thread until it succeeds; with
+        ``give_up_after``, raise once the store refused the rows that many times in a row."""
         loop = asyncio.get_running_loop()
 
         def count_retry() -> None:
@@ -263,4 +295,6 @@ class IngestPipeline:
             what="storage write",
             logger=log,
             on_retry=count_retry,
+            give_up_on=(WriteRefusedError,) if give_up_after else (),
+            give_up_after=give_up_after or 1,
         )

@@ -35,7 +35,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from trellis.core.clock import now_ms
-from trellis.core.errors import ClosedError, ConfigError, SchemaError, StoreError
+from trellis.core.errors import (
+    ClosedError,
+    ConfigError,
+    SchemaError,
+    StoreError,
+    WriteRefusedError,
+)
 from trellis.core.types import Reading
 from trellis.store.base import (
     ROLLUP_MS,
@@ -96,6 +102,10 @@ _COLUMNS = "tenant, device, metric, ts, value, unit, quality, seq, source_msg"
 #: Minutes below this (the newest retention cut, rounded up to a minute) may have lost
 #: readings, so rows there merge into the rollup one by one instead of marking it pending.
 _RAW_FLOOR = "raw_floor"
+#: SQLSTATE classes that depend on the rows, not the server: data exceptions (22, e.g. a
+#: double overflow) and integrity violations (23); with P0001, an exception a trigger
+#: raised. Everything else (connections, locks, resources) is worth retrying.
+_REFUSED_CLASSES = ("22", "23")
 _PENDING_TABLE = (
     'CREATE TABLE IF NOT EXISTS {}.rollup_pending (tenant text COLLATE "C" NOT NULL,'
     ' device text COLLATE "C" NOT NULL, minute int8 NOT NULL,'
@@ -373,6 +383,8 @@ class PostgresTimeSeriesStore:
                 with scope, connection.cursor() as cur:
                     yield cur
         except psycopg.Error as exc:
+            if (exc.sqlstate or "")[:2] in _REFUSED_CLASSES or exc.sqlstate == "P0001":
+                raise WriteRefusedError(f"PostgreSQL ({self._schema}): {exc}") from exc
             raise StoreError(f"PostgreSQL ({self._schema}): {exc}") from exc
         except PoolTimeout as exc:
             raise StoreError(f"no PostgreSQL connection free ({self._schema}): {exc}") from exc
@@ -454,7 +466,12 @@ class PostgresTimeSeriesStore:
             )
         # Minutes before this batch's newest are (mostly) complete: roll them up now,
         # once per device-minute, outside the write so no batch waits on another's locks.
-        self._refresh(sql.SQL("minute < %s"), [newest_minute], exclusive=False)
+        # The batch has committed: if this fails, the marks stay for the next write or read,
+        # and the caller must not see an error (a retry would count its rows as duplicates).
+        try:
+            self._refresh(sql.SQL("minute < %s"), [newest_minute], exclusive=False)
+        except StoreError as exc:
+            log.warning("rolling up pending minutes failed, left for later: %s", exc)
         return inserted
 
     @property

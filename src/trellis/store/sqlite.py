@@ -24,7 +24,7 @@ from pathlib import Path
 
 from msgspec.structs import astuple
 
-from trellis.core.errors import ClosedError, SchemaError, StoreError
+from trellis.core.errors import ClosedError, SchemaError, StoreError, WriteRefusedError
 from trellis.core.types import Reading
 from trellis.store.base import (
     MIN_TS,
@@ -288,6 +288,8 @@ class SQLiteTimeSeriesStore:
             with self._lock:
                 if generation == self._series_generation:
                     self._known_series.update(new_series)
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:  # a constraint or trigger
+            raise WriteRefusedError(f"{self._path} refused a reading: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(rows)} readings to {self._path} failed: {exc}") from exc
         return WriteResult(inserted, rejected)
