@@ -199,6 +199,7 @@ class PostgresTimeSeriesStore:
         self._closed = False
         self._partitions: set[int] = set()
         self._partitions_lock = threading.Lock()
+        self._names_ok: set[tuple[str, str, str, str | None]] = set()
         self._pool = ConnectionPool(
             normalise_url(url),
             min_size=1,
@@ -395,7 +396,7 @@ class PostgresTimeSeriesStore:
     # -- the protocol -----------------------------------------------------------
 
     def write(self, readings: Sequence[Reading]) -> WriteResult:
-        good, rejected = split_valid(readings)
+        good, rejected = split_valid(readings, self._names_ok)
         if not good:
             if self._closed:
                 raise ClosedError("the time-series store is closed")
