@@ -203,7 +203,7 @@ def check_reading(reading: Reading) -> str | None:
 
 
 #: Most name tuples a :func:`split_valid` cache holds before it starts afresh.
-NAMES_CACHE_MAX = 100_000
+_NAMES_CACHE_MAX = 100_000
 
 
 def split_valid(
@@ -221,7 +221,7 @@ def split_valid(
     # below (NaN and the infinities fail them and get the full check).
     if names_ok is None:
         names_ok = set()
-    elif len(names_ok) > NAMES_CACHE_MAX:
+    elif len(names_ok) > _NAMES_CACHE_MAX:
         names_ok.clear()
     for index, reading in enumerate(readings):
         value, ts = reading.value, reading.ts
