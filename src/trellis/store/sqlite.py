@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS rollup_1m (
     last REAL NOT NULL,
     PRIMARY KEY (tenant, device, metric, minute)
 ) WITHOUT ROWID;
--- Device-minutes written since their rollup rows were last computed (see _ROLLUP_PENDING).
+-- Device-minutes written since their rollup rows were last computed (see _REFRESH_ROLLUP).
 CREATE TABLE IF NOT EXISTS rollup_pending (
     tenant TEXT NOT NULL,
     device TEXT NOT NULL,
