@@ -111,6 +111,22 @@ _PENDING_TABLE = (
     ' device text COLLATE "C" NOT NULL, minute int8 NOT NULL,'
     " PRIMARY KEY (tenant, device, minute))"
 )
+# A whole-minute aggregate without writing: rollup rows where the minute is settled,
+# and the same figures computed from the readings for the device's pending minutes
+# (a few, recent, each one key-range seek per series), in one round trip.
+_ROLLUP_READ = (
+    "WITH p AS (SELECT minute FROM {pending} WHERE tenant = %(t)s AND device = %(d)s"
+    " AND minute >= %(s)s AND minute < %(e)s),"
+    " src AS (SELECT minute, count, sum, min, max, first_ts, first, last_ts, last FROM {rollup}"
+    " WHERE tenant = %(t)s AND device = %(d)s AND metric = %(m)s AND minute >= %(s)s"
+    " AND minute < %(e)s AND minute NOT IN (SELECT minute FROM p)"
+    " UNION ALL SELECT p.minute, count(*), sum(x.value), min(x.value), max(x.value), min(x.ts),"
+    " (array_agg(x.value ORDER BY x.ts))[1], max(x.ts), (array_agg(x.value ORDER BY x.ts DESC))[1]"
+    " FROM p JOIN {readings} x ON x.tenant = %(t)s AND x.device = %(d)s AND x.metric = %(m)s"
+    " AND x.ts >= p.minute AND x.ts < p.minute + 60000 GROUP BY p.minute)"
+    " SELECT minute / %(b)s * %(b)s AS bucket, {expression} FROM src"
+    " GROUP BY bucket ORDER BY bucket"
+)
 # The new rows of a batch mark their device-minutes pending. DO UPDATE (not NOTHING)
 # locks an existing mark until this batch commits, so a refresh cannot take the mark
 # and roll the minute up without this batch's readings.
@@ -557,42 +573,31 @@ class PostgresTimeSeriesStore:
         fill: Fill = Fill.NONE,
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
+        params = {
+            "b": bucket_ms,
+            "t": tenant,
+            "d": device,
+            "m": metric,
+            "s": start,
+            "e": end,
+        }
         if uses_rollup(start, end, bucket_ms):
-            self._refresh_for_read(tenant, device, start, end)
-            expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
-        else:
-            expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
-        with self._transaction(read_only=True) as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT {c} / %s * %s AS bucket, " + expression + " FROM {t}"
-                    " WHERE tenant = %s AND device = %s AND metric = %s AND {c} >= %s AND {c} < %s"
-                    " GROUP BY bucket ORDER BY bucket"
-                ).format(c=sql.Identifier(column), t=self._table(table)),
-                (bucket_ms, bucket_ms, tenant, device, metric, start, end),
+            query = sql.SQL(_ROLLUP_READ).format(
+                pending=self._table("rollup_pending"),
+                rollup=self._table("rollup_1m"),
+                readings=self._table("readings"),
+                expression=sql.SQL(_ROLLUP_AGGREGATES[Aggregate(fn)]),
             )
+        else:
+            query = sql.SQL(
+                "SELECT ts / %(b)s * %(b)s AS bucket, " + _AGGREGATES[Aggregate(fn)] + " FROM {}"
+                " WHERE tenant = %(t)s AND device = %(d)s AND metric = %(m)s AND ts >= %(s)s"
+                " AND ts < %(e)s GROUP BY bucket ORDER BY bucket"
+            ).format(self._table("readings"))
+        with self._transaction(read_only=True) as cur:
+            cur.execute(query, params)
             buckets = [Bucket(int(b), float(v)) for b, v in cur.fetchall()]
         return fill_gaps(buckets, start, end, bucket_ms, fill)
-
-    def _refresh_for_read(self, tenant: str, device: str, start: int, end: int) -> None:
-        """Bring the rollup of one device's window up to date before reading it."""
-        where = sql.SQL("tenant = %s AND device = %s AND minute >= %s AND minute < %s")
-        params: list[object] = [tenant, device, start, end]
-        with self._transaction(read_only=True) as cur:
-            cur.execute(
-                sql.SQL("SELECT 1 FROM {} WHERE {} LIMIT 1").format(
-                    self._table("rollup_pending"), where
-                ),
-                params,
-            )
-            if cur.fetchone() is None:
-                return
-        # Not the try-lock: this reader needs these minutes now, so it waits its turn.
-        with self._transaction() as cur:
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"trellis:{self._schema}:refresh",)
-            )
-            self._refresh_in(cur, where, params)
 
     @contextlib.contextmanager
     def _retention_lock(self) -> Iterator[psycopg.Cursor[Any]]:
