@@ -186,6 +186,35 @@ _ROLLUP_AGGREGATES = {
     Aggregate.FIRST: "first, min(first_ts)",
     Aggregate.LAST: "last, max(last_ts)",
 }
+# A whole-minute aggregate without writing: rollup rows where the minute is settled,
+# and the same figures computed from the readings for the device's pending minutes
+# (a few, recent, one key-range seek each). Readers never take the write lock.
+_ROLLUP_READ = """
+WITH p AS MATERIALIZED (
+    SELECT minute FROM rollup_pending
+    WHERE tenant = :t AND device = :d AND minute >= :s AND minute < :e
+),
+raw AS MATERIALIZED (
+    SELECT p.minute, count(*) AS n, sum(x.value) AS s, min(x.value) AS lo, max(x.value) AS hi,
+           min(x.ts) AS fts, max(x.ts) AS lts
+    FROM p CROSS JOIN readings x ON x.tenant = :t AND x.device = :d AND x.metric = :m
+        AND x.ts >= p.minute AND x.ts < p.minute + 60000
+    GROUP BY p.minute
+),
+src AS (
+    SELECT minute, count, sum, min, max, first_ts, first, last_ts, last FROM rollup_1m
+    WHERE tenant = :t AND device = :d AND metric = :m AND minute >= :s AND minute < :e
+        AND minute NOT IN (SELECT minute FROM p)
+    UNION ALL
+    SELECT minute, n, s, lo, hi,
+        fts, (SELECT value FROM readings WHERE tenant = :t AND device = :d AND metric = :m
+              AND ts = fts),
+        lts, (SELECT value FROM readings WHERE tenant = :t AND device = :d AND metric = :m
+              AND ts = lts)
+    FROM raw
+)
+SELECT (minute / :b) * :b AS bucket, {expression} FROM src GROUP BY bucket ORDER BY bucket
+"""
 # One seek at the end of the series' key range (SQLite's max() optimisation).
 _NEWEST_TS = (
     "SELECT max(ts) FROM readings x WHERE x.tenant = s.tenant AND x.device = s.device"
@@ -332,23 +361,6 @@ class SQLiteTimeSeriesStore:
         connection.execute(_REFRESH_ROLLUP.format(where=where), params)
         connection.execute(f"DELETE FROM rollup_pending WHERE {where}", params)
 
-    def _refresh_for_read(self, tenant: str, device: str, start: int, end: int) -> None:
-        """Bring the rollup of one device's window up to date before reading it."""
-        where = "tenant = ? AND device = ? AND minute >= ? AND minute < ?"
-        params: list[object] = [tenant, device, start, end]
-        connection = self._connection()
-        if connection.execute(f"SELECT 1 FROM rollup_pending WHERE {where}", params).fetchone():
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    self._refresh_rollup(connection, where, params)
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-                connection.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"refreshing the rollup in {self._path} failed: {exc}") from exc
-
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
     ) -> list[Point]:
@@ -372,16 +384,15 @@ class SQLiteTimeSeriesStore:
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
         if uses_rollup(start, end, bucket_ms):
-            self._refresh_for_read(tenant, device, start, end)
-            expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
+            query = _ROLLUP_READ.format(expression=_ROLLUP_AGGREGATES[Aggregate(fn)])
         else:
-            expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
-        cursor = self._connection().execute(
-            f"SELECT ({column} / ?) * ? AS bucket, {expression} FROM {table}"
-            f" WHERE tenant = ? AND device = ? AND metric = ? AND {column} >= ? AND {column} < ?"
-            " GROUP BY bucket ORDER BY bucket",
-            (bucket_ms, bucket_ms, tenant, device, metric, start, end),
-        )
+            query = (
+                f"SELECT (ts / :b) * :b AS bucket, {_AGGREGATES[Aggregate(fn)]} FROM readings"
+                " WHERE tenant = :t AND device = :d AND metric = :m AND ts >= :s AND ts < :e"
+                " GROUP BY bucket ORDER BY bucket"
+            )
+        params = {"b": bucket_ms, "t": tenant, "d": device, "m": metric, "s": start, "e": end}
+        cursor = self._connection().execute(query, params)
         buckets = [Bucket(row[0], float(row[1])) for row in cursor]
         return fill_gaps(buckets, start, end, bucket_ms, fill)
 
