@@ -20,19 +20,27 @@ psycopg = pytest.importorskip("psycopg")
 
 
 @pytest.fixture
-def pg_store() -> Iterator[PostgresTimeSeriesStore]:
+def schema() -> str:
+    """A schema name no other test uses."""
+    return f"ingest_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pg_store(schema: str) -> Iterator[PostgresTimeSeriesStore]:
     """A PostgreSQL store in a fresh schema of this run's database."""
-    opened = PostgresTimeSeriesStore(postgres_url(), schema=f"ingest_{uuid.uuid4().hex[:10]}")
+    opened = PostgresTimeSeriesStore(postgres_url(), schema=schema)
     yield opened
     opened.close()
 
 
 def test_a_row_postgres_refuses_is_quarantined_and_the_rest_stored(
-    pg_store: PostgresTimeSeriesStore, registry: DeviceRegistry, quarantine: Quarantine
+    pg_store: PostgresTimeSeriesStore,
+    schema: str,
+    registry: DeviceRegistry,
+    quarantine: Quarantine,
 ) -> None:
     """A trigger that raises for one device's vibration: the batch is bisected, the good
     messages are stored once, and the refused ones are quarantined with PostgreSQL's error."""
-    schema = pg_store._schema
     with psycopg.connect(postgres_url(), autocommit=True) as admin:
         admin.execute(
             f"CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
