@@ -5,7 +5,10 @@ Writes are a binary ``COPY`` into a per-connection temporary staging table, then
 COPY is the fastest way in, and the ``INSERT`` makes it idempotent. Sorting by key
 gives every writer the same lock order, so concurrent overlapping batches wait for
 each other instead of deadlocking, and the batch ordinal breaks ties so the first
-copy of a key in a batch wins, as on every other backend.
+copy of a key in a batch wins, as on every other backend. The rows it really added
+mark their device-minutes in ``rollup_pending``; after the commit the write recomputes
+the closed ones into ``rollup_1m`` set-based (see ``_REFRESH``), and whole-minute reads
+compute still-pending minutes from the readings (``_ROLLUP_READ``).
 
 Layout, chosen once per schema when it is created:
 
