@@ -8,6 +8,7 @@ and reason. Tasks are driven by the pipeline's own acknowledgements and by bound
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-import sqlalchemy as sa
 
 from tests.helpers import NOW_MS, PUMPS, ROOMS, TENANT, run, telemetry
 from trellis.bus import InProcessBus
@@ -36,12 +36,6 @@ def store(tmp_data_dir: Path) -> Iterator[SQLiteTimeSeriesStore]:
     opened = SQLiteTimeSeriesStore(tmp_data_dir / "timeseries.db")
     yield opened
     opened.close()
-
-
-@pytest.fixture
-def quarantine(metadata_engine: sa.Engine) -> Quarantine:
-    """The quarantine table of the test's metadata database."""
-    return Quarantine(metadata_engine)
 
 
 @dataclass
@@ -322,3 +316,45 @@ def test_full_queue_makes_submit_wait(
 
     run(scenario())
     assert store.count() == 9
+
+
+def test_a_row_the_store_refuses_is_quarantined_and_the_rest_stored(
+    store: SQLiteTimeSeriesStore,
+    registry: DeviceRegistry,
+    quarantine: Quarantine,
+    tmp_data_dir: Path,
+) -> None:
+    """A batch the database keeps refusing (here a trigger) is bisected: every other
+    message is stored once, the refused one is quarantined whole with the store's error."""
+    connection = sqlite3.connect(tmp_data_dir / "timeseries.db")  # the store fixture's file
+    connection.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON readings WHEN NEW.device = 'pump-0002'"
+        " BEGIN SELECT RAISE(ABORT, 'pump-0002 is decommissioned'); END"
+    )
+    connection.close()
+    good = [pump_message(n) for n in range(40)]
+    bad = pump_message(7, PUMPS[1])
+
+    async def scenario() -> Running:
+        async with running(store, registry, quarantine) as state:
+            results = await asyncio.gather(
+                *map(state.pipeline.submit_and_wait, [*good[:20], bad, *good[20:]])
+            )
+            again = await state.pipeline.submit_and_wait(pump_message(99))  # not stalled
+        assert not again.quarantined
+        refused = [r for r in results if r.quarantined]
+        assert [r.message_id for r in refused] == [bad.id]
+        assert refused[0].reason is not None
+        assert "pump-0002 is decommissioned" in refused[0].reason
+        assert all(r.readings == 3 for r in results if not r.quarantined)
+        return state
+
+    state = run(scenario())
+    assert store.count() == 41 * 3
+    stats = state.pipeline.stats()
+    assert (stats.stored, stats.duplicates, stats.quarantined) == (41 * 3, 0, 1)
+    assert len(state.published) == 41 * 3
+    [entry] = quarantine.find()
+    assert entry.message == bad
+    assert entry.tenant == TENANT
+    assert "pump-0002 is decommissioned" in entry.reason

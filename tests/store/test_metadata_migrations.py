@@ -218,7 +218,7 @@ def test_timeseries_version_1_file_gets_its_rollup_backfilled(tmp_path: Path) ->
     store.close()
     connection = sqlite3.connect(path)  # make it look like a version-1 file
     connection.executescript(
-        "DROP TRIGGER readings_rollup_1m; DROP TABLE rollup_1m; PRAGMA user_version = 1;"
+        "DROP TABLE rollup_1m; DROP TABLE rollup_pending; DROP TABLE meta; PRAGMA user_version = 1;"
     )
     connection.close()
     store = SQLiteTimeSeriesStore(path)

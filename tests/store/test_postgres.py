@@ -108,6 +108,49 @@ def test_a_newer_schema_is_refused(store: PostgresTimeSeriesStore, schema: str) 
         PostgresTimeSeriesStore(postgres_url(), schema=schema)
 
 
+def test_a_version_1_schema_is_upgraded_and_keeps_its_rollup(
+    store: PostgresTimeSeriesStore, schema: str
+) -> None:
+    """A schema from the merge-per-row rollup gains rollup_pending when opened; its old
+    rollup rows stay, and new readings join them."""
+    import psycopg
+
+    from trellis.store import Aggregate, Bucket
+
+    store.write([Reading("acme", "d", "m", T0 + i * 10_000, 1.0) for i in range(3)])
+    store.write([Reading("acme", "d", "m", T0 + 60_000, 1.0)])
+    count = ("acme", "d", "m", T0, T0 + 120_000, 60_000, Aggregate.COUNT)
+    assert store.delete_rollups_before(T0) == 0  # retention rolls every pending minute up
+    assert store.aggregate(*count) == [Bucket(T0, 3.0), Bucket(T0 + 60_000, 1.0)]
+    store.close()
+    with psycopg.connect(postgres.normalise_url(postgres_url()), autocommit=True) as connection:
+        connection.execute(f"DROP TABLE {schema}.rollup_pending")
+        connection.execute(f"UPDATE {schema}.meta SET value = '1' WHERE key = 'version'")
+    reopened = PostgresTimeSeriesStore(postgres_url(), schema=schema)
+    try:
+        reopened.write([Reading("acme", "d", "m", T0 + 50_000, 1.0)])
+        assert reopened.aggregate(*count) == [Bucket(T0, 4.0), Bucket(T0 + 60_000, 1.0)]
+    finally:
+        reopened.close()
+
+
+def test_a_refused_row_is_a_write_refused_error(
+    store: PostgresTimeSeriesStore, schema: str
+) -> None:
+    """A constraint the database enforces on the rows raises WriteRefusedError (retrying
+    cannot help), and nothing of the batch is stored."""
+    import psycopg
+
+    from trellis.core.errors import WriteRefusedError
+
+    with psycopg.connect(postgres.normalise_url(postgres_url()), autocommit=True) as connection:
+        connection.execute(f"ALTER TABLE {schema}.readings ADD CHECK (value < 100)")
+    batch = [Reading("acme", "d", "m", T0, 1.0), Reading("acme", "d", "m", T0 + 1, 500.0)]
+    with pytest.raises(WriteRefusedError, match="check"):
+        store.write(batch)
+    assert store.count() == 0
+
+
 def test_unreachable_server_is_a_clear_store_error() -> None:
     """A server that does not answer raises StoreError naming it, within the timeout."""
     with pytest.raises(StoreError, match=r"cannot connect to PostgreSQL at .*:1/x"):

@@ -614,6 +614,35 @@ def test_late_data_updates_first_and_last_of_its_minute(store: TimeSeriesStore) 
     assert store.aggregate(*args, Aggregate.AVG) == [Bucket(T0, (2.0 + 4.0 + 9.0 + 0.5) / 4)]
 
 
+def test_late_data_older_than_raw_retention_adds_to_the_kept_rollup(
+    store: TimeSeriesStore,
+) -> None:
+    """A reading for a minute whose raw readings retention already deleted is added to that
+    minute's rollup, not recomputed from what is left (which would lose the old minute)."""
+    store.write([reading(T0 + i * 10_000, 2.0) for i in range(6)])  # one minute, six readings
+    store.write([reading(T0 + 60_000, 5.0)])
+    assert store.delete_before(T0 + 60_000) == 6
+    assert store.write([reading(T0 + 5_000, 8.0), reading(T0 + 5_000, 9.0)]).inserted == 1
+    assert store.write([reading(T0 + 5_000, 8.0)]).inserted == 0  # replayed: counted once
+    args = ("acme", "pump-1", "temperature", T0, T0 + 120_000, 60_000)
+    assert store.aggregate(*args, Aggregate.COUNT) == [Bucket(T0, 7.0), Bucket(T0 + 60_000, 1.0)]
+    assert store.aggregate(*args, Aggregate.SUM) == [Bucket(T0, 20.0), Bucket(T0 + 60_000, 5.0)]
+    assert store.aggregate(*args, Aggregate.MAX) == [Bucket(T0, 8.0), Bucket(T0 + 60_000, 5.0)]
+
+
+def test_a_series_emptied_by_retention_comes_back_when_written_again(
+    store: TimeSeriesStore,
+) -> None:
+    """After retention forgets a series, writing it again lists it in latest and the rollup."""
+    store.write([reading(T0, 1.0)])
+    assert store.delete_before(T0 + 1) == 1
+    assert store.latest("acme", "pump-1") == []
+    store.write([reading(T0 + 120_000, 4.0)])
+    assert store.latest("acme", "pump-1") == [Latest("temperature", T0 + 120_000, 4.0, "Cel")]
+    window = ("acme", "pump-1", "temperature", T0, T0 + 180_000, 60_000, Aggregate.COUNT)
+    assert store.aggregate(*window) == [Bucket(T0, 1.0), Bucket(T0 + 120_000, 1.0)]
+
+
 def test_rollup_retention_is_scoped(store: TimeSeriesStore) -> None:
     """delete_rollups_before removes older minutes of the tenant/devices asked, nothing else."""
     for device in ("d1", "d2"):

@@ -5,7 +5,8 @@
     TrellisError
      ├── ConfigError          a setting is missing or has a bad value
      ├── StoreError           a storage backend failed
-     │    └── SchemaError     the database schema is newer or foreign
+     │    ├── SchemaError     the database schema is newer or foreign
+     │    └── WriteRefusedError  the database refused the rows themselves (retrying fails)
      ├── NotFoundError        an id names nothing (maps to HTTP 404)
      ├── ConflictError        the action does not fit the current state (HTTP 409)
      ├── LimitError           a request exceeds a documented limit (HTTP 422)
@@ -26,6 +27,7 @@ __all__ = [
     "SchemaError",
     "StoreError",
     "TrellisError",
+    "WriteRefusedError",
 ]
 
 
@@ -43,6 +45,12 @@ class StoreError(TrellisError):
 
 class SchemaError(StoreError):
     """The database schema cannot be used by this version of Trellis."""
+
+
+class WriteRefusedError(StoreError):
+    """The database refused some of the rows written (a constraint, a trigger, a value
+    out of its range): the same rows fail the same way however often they are retried,
+    unlike a lost connection or a locked file."""
 
 
 class NotFoundError(TrellisError):

@@ -39,17 +39,27 @@ async def retry_until_done(
     logger: logging.Logger,
     on_retry: Callable[[], None] | None = None,
     max_delay_s: float = 5.0,
+    give_up_on: tuple[type[BaseException], ...] = (),
+    give_up_after: int = 3,
 ) -> T:
     """Await ``attempt()`` until it returns; transient errors are retried forever.
 
     The caller stalls meanwhile, and through bounded queues so do its producers:
-    backpressure instead of loss.
+    backpressure instead of loss. An error of a ``give_up_on`` type says retrying cannot
+    help (the data itself is refused): after ``give_up_after`` such failures in a row
+    it is raised, so the caller can set the offending data aside instead of stalling.
     """
     failures = 0
+    refusals = 0
     while True:
         try:
             result = await attempt()
         except TRANSIENT as exc:
+            refusals = refusals + 1 if isinstance(exc, give_up_on) else 0
+            if refusals >= give_up_after:
+                if failures:
+                    logger.warning("%s gave up after %d attempts: %s", what, failures + 1, exc)
+                raise
             failures += 1
             if on_retry is not None:
                 on_retry()

@@ -24,7 +24,7 @@ import msgspec
 
 from trellis.bus.base import Bus
 from trellis.core.config import IngestSettings
-from trellis.core.errors import ClosedError
+from trellis.core.errors import ClosedError, WriteRefusedError
 from trellis.core.retry import retry_until_done
 from trellis.core.types import RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
@@ -202,7 +202,7 @@ class IngestPipeline:
         return batch, False
 
     async def _process(self, batch: list[_Item]) -> None:
-        readings: list[Reading] = []
+        decoded_ok: list[tuple[int, list[Reading]]] = []
         rejected: list[tuple[RawMessage, str, str | None, str | None]] = []
         outcomes: list[IngestResult] = []
         archived: list[ArchiveEntry] = []
@@ -221,7 +221,7 @@ class IngestPipeline:
                 rejected.append((raw, decoded.reason, decoded.tenant, decoded.contract))
                 outcomes.append(IngestResult(raw.id, 0, True, decoded.reason))
             else:
-                readings.extend(decoded)
+                decoded_ok.append((len(outcomes), decoded))
                 if keep:
                     entry = archive_entry(raw, decoded, lookup, models)
                     if entry is not None:
@@ -229,7 +229,15 @@ class IngestPipeline:
                 seq = decoded[0].seq if decoded else None
                 outcomes.append(IngestResult(raw.id, len(decoded), False, seq=seq))
 
-        inserted = await self._write(readings, rejected, archived)
+        inserted, refused = await self._write(decoded_ok, archived)
+        groups = dict(decoded_ok)
+        for index, reason in refused:  # kept whole, with the store's error as the reason
+            raw, group = batch[index][0], groups[index]
+            rejected.append((raw, reason, group[0].tenant if group else None, None))
+            outcomes[index] = IngestResult(raw.id, 0, True, reason)
+        taken = {index for index, _ in refused}
+        readings = [r for index, group in decoded_ok if index not in taken for r in group]
+        await self._until_written(self._quarantine.add, rejected)
         c = self._counters
         c.batches += 1
         c.messages += len(batch)
@@ -252,31 +260,66 @@ class IngestPipeline:
                     log.exception("ingest completion callback failed for %s", outcome.message_id)
 
     async def _write(
-        self,
-        readings: list[Reading],
-        rejected: list[tuple[RawMessage, str, str | None, str | None]],
-        archived: list[ArchiveEntry],
-    ) -> int:
+        self, messages: list[tuple[int, list[Reading]]], archived: list[ArchiveEntry]
+    ) -> tuple[int, list[tuple[int, str]]]:
         # The archive is another database file: its write runs beside the readings'
         # write (SQLite releases the GIL while it works), and both commit before the ack.
+        # It keeps every message that decoded; one the store then refuses is also in
+        # quarantine, with the store's reason.
         archiving = None
         if self._archive is not None and archived:
             archiving = asyncio.create_task(
-                self._until_written(self._archive.add, archived, self._archiver),
+                self._until_written(self._archive.add, archived, thread=self._archiver),
                 name="trellis.ingest.archive",
             )
-        result = await self._until_written(self._store.write, readings)
+        try:
+            return await self._store_messages(messages)
+        finally:
+            if archiving is not None:
+                await archiving
+
+    async def _store_messages(
+        self, messages: list[tuple[int, list[Reading]]], *, give_up_after: int = 3
+    ) -> tuple[int, list[tuple[int, str]]]:
+        """Store the readings of ``(batch index, readings)`` messages; return how many were
+        inserted and the ``(batch index, reason)`` of each message the store refused.
+
+        A lost connection is retried until written. A batch the store keeps refusing
+        (a constraint, a trigger) is split in halves, recursively, so the good messages
+        are stored and only the refused ones, whole, go to quarantine: ingest never
+        stalls on one bad row, and log2(batch) extra writes find it.
+        """
+        if not messages:
+            return 0, []
+        readings = [r for _, group in messages for r in group]
+        try:
+            result = await self._until_written(
+                self._store.write, readings, give_up_after=give_up_after
+            )
+        except WriteRefusedError as exc:
+            if len(messages) == 1:
+                log.warning("store refused message at batch index %d: %s", messages[0][0], exc)
+                return 0, [(messages[0][0], f"refused by the time-series store: {exc}")]
+            half = len(messages) // 2
+            # The halves are already known to hold a refused row: no second chance needed.
+            first = await self._store_messages(messages[:half], give_up_after=1)
+            second = await self._store_messages(messages[half:], give_up_after=1)
+            return first[0] + second[0], first[1] + second[1]
         for refused in result.rejected:
             # decode_telemetry checks what the store checks, so this is a bug upstream.
             log.error("store refused %r: %s", refused.reading, refused.reason)
-        if archiving is not None:
-            await archiving
-        await self._until_written(self._quarantine.add, rejected)
-        return result.inserted
+        return result.inserted, []
 
     async def _until_written(
-        self, write: Callable[[_T], _R], rows: _T, thread: ThreadPoolExecutor | None = None
+        self,
+        write: Callable[[_T], _R],
+        rows: _T,
+        *,
+        thread: ThreadPoolExecutor | None = None,
+        give_up_after: int = 0,
     ) -> _R:
+        """Run ``write(rows)`` on the writer thread (or ``thread``) until it succeeds; with
+        ``give_up_after``, raise once the store refused the rows that many times in a row."""
         loop = asyncio.get_running_loop()
         executor = self._writer if thread is None else thread
 
@@ -288,4 +331,6 @@ class IngestPipeline:
             what="storage write",
             logger=log,
             on_retry=count_retry,
+            give_up_on=(WriteRefusedError,) if give_up_after else (),
+            give_up_after=give_up_after or 1,
         )

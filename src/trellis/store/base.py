@@ -202,14 +202,43 @@ def check_reading(reading: Reading) -> str | None:
     return None
 
 
-def split_valid(readings: Sequence[Reading]) -> tuple[list[Reading], list[RejectedReading]]:
-    """The storable readings of a batch, and the refused ones with their reasons."""
+#: Most name tuples a :func:`split_valid` cache holds before it starts afresh.
+_NAMES_CACHE_MAX = 100_000
+
+
+def split_valid(
+    readings: Sequence[Reading], names_ok: set[tuple[str, str, str, str | None]] | None = None
+) -> tuple[list[Reading], list[RejectedReading]]:
+    """The storable readings of a batch, and the refused ones with their reasons.
+
+    ``names_ok`` caches (tenant, device, metric, unit) tuples already found valid; a
+    store passes the same set to every call so each series' names are checked once.
+    """
     good: list[Reading] = []
     bad: list[RejectedReading] = []
+    # The full check cost as much as the database insert. Names repeat from batch to
+    # batch, so they are checked once; plain numbers in range take the comparisons
+    # below (NaN and the infinities fail them and get the full check).
+    if names_ok is None:
+        names_ok = set()
+    elif len(names_ok) > _NAMES_CACHE_MAX:
+        names_ok.clear()
     for index, reading in enumerate(readings):
+        value, ts = reading.value, reading.ts
+        names = (reading.tenant, reading.device, reading.metric, reading.unit)
+        if (
+            (type(value) is float or type(value) is int)
+            and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
+            and type(ts) is int
+            and MIN_TS <= ts < MAX_TS
+            and names in names_ok
+        ):
+            good.append(reading)
+            continue
         problem = check_reading(reading)
         if problem is None:
             good.append(reading)
+            names_ok.add(names)
         else:
             bad.append(RejectedReading(index, reading, problem))
     return good, bad

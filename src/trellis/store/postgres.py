@@ -5,7 +5,10 @@ Writes are a binary ``COPY`` into a per-connection temporary staging table, then
 COPY is the fastest way in, and the ``INSERT`` makes it idempotent. Sorting by key
 gives every writer the same lock order, so concurrent overlapping batches wait for
 each other instead of deadlocking, and the batch ordinal breaks ties so the first
-copy of a key in a batch wins, as on every other backend.
+copy of a key in a batch wins, as on every other backend. The rows it really added
+mark their device-minutes in ``rollup_pending``; after the commit the write recomputes
+the closed ones into ``rollup_1m`` set-based (see ``_REFRESH``), and whole-minute reads
+compute still-pending minutes from the readings (``_ROLLUP_READ``).
 
 Layout, chosen once per schema when it is created:
 
@@ -35,9 +38,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from trellis.core.clock import now_ms
-from trellis.core.errors import ClosedError, ConfigError, SchemaError, StoreError
+from trellis.core.errors import (
+    ClosedError,
+    ConfigError,
+    SchemaError,
+    StoreError,
+    WriteRefusedError,
+)
 from trellis.core.types import Reading
 from trellis.store.base import (
+    ROLLUP_MS,
     Aggregate,
     Bucket,
     DeviceLatest,
@@ -67,7 +77,7 @@ __all__ = ["PostgresTimeSeriesStore", "normalise_url"]
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: the rollup refreshed from rollup_pending, not merged per row
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PARTITION_NAME = re.compile(r"^readings_(\d{8})$")
 _EPOCH = dt.date(1970, 1, 1)
@@ -92,6 +102,82 @@ _ROLLUP_AGGREGATES = {
 }
 _COPY_TYPES = ["int4", "text", "text", "text", "int8", "float8", "text", "int2", "int8", "text"]
 _COLUMNS = "tenant, device, metric, ts, value, unit, quality, seq, source_msg"
+#: Minutes below this (the newest retention cut, rounded up to a minute) may have lost
+#: readings, so rows there merge into the rollup one by one instead of marking it pending.
+_RAW_FLOOR = "raw_floor"
+#: SQLSTATE classes that depend on the rows, not the server: data exceptions (22, e.g. a
+#: double overflow) and integrity violations (23); with P0001, an exception a trigger
+#: raised. Everything else (connections, locks, resources) is worth retrying.
+_REFUSED_CLASSES = ("22", "23")
+_PENDING_TABLE = (
+    'CREATE TABLE IF NOT EXISTS {}.rollup_pending (tenant text COLLATE "C" NOT NULL,'
+    ' device text COLLATE "C" NOT NULL, minute int8 NOT NULL,'
+    " PRIMARY KEY (tenant, device, minute))"
+)
+# A whole-minute aggregate without writing: rollup rows where the minute is settled,
+# and the same figures computed from the readings for the device's pending minutes
+# (a few, recent, each one key-range seek per series), in one round trip.
+_ROLLUP_READ = (
+    "WITH p AS (SELECT minute FROM {pending} WHERE tenant = %(t)s AND device = %(d)s"
+    " AND minute >= %(s)s AND minute < %(e)s),"
+    " src AS (SELECT minute, count, sum, min, max, first_ts, first, last_ts, last FROM {rollup}"
+    " WHERE tenant = %(t)s AND device = %(d)s AND metric = %(m)s AND minute >= %(s)s"
+    " AND minute < %(e)s AND minute NOT IN (SELECT minute FROM p)"
+    " UNION ALL SELECT p.minute, count(*), sum(x.value), min(x.value), max(x.value), min(x.ts),"
+    " (array_agg(x.value ORDER BY x.ts))[1], max(x.ts), (array_agg(x.value ORDER BY x.ts DESC))[1]"
+    " FROM p JOIN {readings} x ON x.tenant = %(t)s AND x.device = %(d)s AND x.metric = %(m)s"
+    " AND x.ts >= p.minute AND x.ts < p.minute + 60000 GROUP BY p.minute)"
+    " SELECT minute / %(b)s * %(b)s AS bucket, {expression} FROM src"
+    " GROUP BY bucket ORDER BY bucket"
+)
+# The new rows of a batch mark their device-minutes pending. DO UPDATE (not NOTHING)
+# locks an existing mark until this batch commits, so a refresh cannot take the mark
+# and roll the minute up without this batch's readings.
+_ADD_AND_MARK = (
+    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
+    " WHERE ts >= %s ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
+    " RETURNING tenant, device, ts),"
+    " marked AS (INSERT INTO {pending} SELECT DISTINCT tenant, device, ts - ts %% 60000"
+    " FROM added ORDER BY 1, 2, 3 ON CONFLICT (tenant, device, minute)"
+    " DO UPDATE SET minute = excluded.minute)"
+    " SELECT count(*) FROM added"
+)
+# Rows below the raw floor: the rows the INSERT really added merge into the rollup.
+_ADD_AND_MERGE = (
+    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
+    " WHERE ts < %s ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
+    " RETURNING tenant, device, metric, ts, value),"
+    " rolled AS (INSERT INTO {rollup} AS r SELECT tenant, device, metric,"
+    " ts - ts %% 60000 AS minute, count(*), sum(value), min(value), max(value),"
+    " min(ts), (array_agg(value ORDER BY ts))[1],"
+    " max(ts), (array_agg(value ORDER BY ts DESC))[1]"
+    " FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET"
+    " count = r.count + excluded.count, sum = r.sum + excluded.sum,"
+    " min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),"
+    " first = CASE WHEN excluded.first_ts < r.first_ts THEN excluded.first ELSE r.first END,"
+    " first_ts = least(r.first_ts, excluded.first_ts),"
+    " last = CASE WHEN excluded.last_ts > r.last_ts THEN excluded.last ELSE r.last END,"
+    " last_ts = greatest(r.last_ts, excluded.last_ts))"
+    " SELECT count(*) FROM added"
+)
+# Recomputes the rollup rows of the taken device-minutes from their readings, which are
+# complete above the raw floor. Through ``series`` so each readings lookup uses the
+# whole key prefix. Runs as its own statement after the marks were deleted, so its
+# snapshot includes every batch that held one of those marks.
+_REFRESH = (
+    "INSERT INTO {rollup} AS r SELECT x.tenant, x.device, x.metric, p.minute, count(*),"
+    " sum(x.value), min(x.value), max(x.value), min(x.ts), (array_agg(x.value ORDER BY x.ts))[1],"
+    " max(x.ts), (array_agg(x.value ORDER BY x.ts DESC))[1]"
+    " FROM unnest(%s::text[], %s::text[], %s::int8[]) AS p(tenant, device, minute)"
+    " JOIN {series} s ON s.tenant = p.tenant AND s.device = p.device"
+    " JOIN {readings} x ON x.tenant = s.tenant AND x.device = s.device AND x.metric = s.metric"
+    " AND x.ts >= p.minute AND x.ts < p.minute + 60000"
+    " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET count = excluded.count,"
+    " sum = excluded.sum, min = excluded.min, max = excluded.max, first_ts = excluded.first_ts,"
+    " first = excluded.first, last_ts = excluded.last_ts, last = excluded.last"
+)
 
 
 def normalise_url(url: str) -> str:
@@ -132,6 +218,7 @@ class PostgresTimeSeriesStore:
         self._closed = False
         self._partitions: set[int] = set()
         self._partitions_lock = threading.Lock()
+        self._names_ok: set[tuple[str, str, str, str | None]] = set()
         self._pool = ConnectionPool(
             normalise_url(url),
             min_size=1,
@@ -189,6 +276,12 @@ class PostgresTimeSeriesStore:
                         f"schema {self._schema!r} has time-series version {version}, newer than "
                         f"{_SCHEMA_VERSION}; upgrade Trellis to read it"
                     )
+                if version < 2:  # version 1 merged every row into the rollup as written
+                    cur.execute(sql.SQL(_PENDING_TABLE).format(s))
+                    cur.execute(
+                        sql.SQL("UPDATE {}.meta SET value = %s WHERE key = 'version'").format(s),
+                        (str(_SCHEMA_VERSION),),
+                    )
                 return meta.get("layout") == "timescale"
             timescale = want_timescale and self._try_timescale(cur)
             cur.execute(
@@ -220,6 +313,7 @@ class PostgresTimeSeriesStore:
                     " PRIMARY KEY (tenant, device, metric, minute)) WITH (fillfactor = 70)"
                 ).format(s)
             )
+            cur.execute(sql.SQL(_PENDING_TABLE).format(s))
             if timescale:
                 self._make_hypertable(cur)
             cur.execute(
@@ -309,6 +403,8 @@ class PostgresTimeSeriesStore:
                 with scope, connection.cursor() as cur:
                     yield cur
         except psycopg.Error as exc:
+            if (exc.sqlstate or "")[:2] in _REFUSED_CLASSES or exc.sqlstate == "P0001":
+                raise WriteRefusedError(f"PostgreSQL ({self._schema}): {exc}") from exc
             raise StoreError(f"PostgreSQL ({self._schema}): {exc}") from exc
         except PoolTimeout as exc:
             raise StoreError(f"no PostgreSQL connection free ({self._schema}): {exc}") from exc
@@ -319,7 +415,7 @@ class PostgresTimeSeriesStore:
     # -- the protocol -----------------------------------------------------------
 
     def write(self, readings: Sequence[Reading]) -> WriteResult:
-        good, rejected = split_valid(readings)
+        good, rejected = split_valid(readings, self._names_ok)
         if not good:
             if self._closed:
                 raise ClosedError("the time-series store is closed")
@@ -341,7 +437,12 @@ class PostgresTimeSeriesStore:
         return WriteResult(inserted, rejected)
 
     def _write(self, readings: list[Reading]) -> int:
+        newest_minute = max(r.ts for r in readings) // ROLLUP_MS * ROLLUP_MS
+        oldest = min(r.ts for r in readings)
         with self._transaction() as cur:
+            # Shared: writers run side by side; retention takes it exclusively (_retention_lock).
+            cur.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._floor_key,))
+            floor = self._raw_floor(cur)
             with cur.copy("COPY staging FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_COPY_TYPES)
                 write_row = copy.write_row
@@ -360,32 +461,19 @@ class PostgresTimeSeriesStore:
                             r.source_msg,
                         )
                     )
-            # Only the rows the INSERT really added (RETURNING) reach the rollup, so a
-            # redelivered reading is never counted twice; late data lands in its minute.
-            cur.execute(
-                sql.SQL(
-                    "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
-                    " ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
-                    " RETURNING tenant, device, metric, ts, value),"
-                    " rolled AS (INSERT INTO {rollup} AS r SELECT tenant, device, metric,"
-                    " ts - ts % 60000 AS minute, count(*), sum(value), min(value), max(value),"
-                    " min(ts), (array_agg(value ORDER BY ts))[1],"
-                    " max(ts), (array_agg(value ORDER BY ts DESC))[1]"
-                    " FROM added GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-                    " ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET"
-                    " count = r.count + excluded.count, sum = r.sum + excluded.sum,"
-                    " min = least(r.min, excluded.min), max = greatest(r.max, excluded.max),"
-                    " first = CASE WHEN excluded.first_ts < r.first_ts"
-                    " THEN excluded.first ELSE r.first END,"
-                    " first_ts = least(r.first_ts, excluded.first_ts),"
-                    " last = CASE WHEN excluded.last_ts > r.last_ts"
-                    " THEN excluded.last ELSE r.last END,"
-                    " last_ts = greatest(r.last_ts, excluded.last_ts))"
-                    " SELECT count(*) FROM added"
-                ).format(readings=self._table("readings"), rollup=self._table("rollup_1m"))
-            )
-            row = cur.fetchone()
-            inserted = int(row[0]) if row else 0
+            tables = {
+                "readings": self._table("readings"),
+                "rollup": self._table("rollup_1m"),
+                "pending": self._table("rollup_pending"),
+            }
+            inserted = 0
+            if oldest < floor:
+                cur.execute(sql.SQL(_ADD_AND_MERGE).format(**tables), (floor,))
+                inserted += self._count(cur)
+            # Only the rows the INSERT really added (RETURNING) mark a minute, so a
+            # redelivered reading never touches the rollup; late data marks its minute.
+            cur.execute(sql.SQL(_ADD_AND_MARK).format(**tables), (floor,))
+            inserted += self._count(cur)
             cur.execute(
                 sql.SQL(
                     "INSERT INTO {} SELECT DISTINCT ON (tenant, device, metric)"
@@ -396,7 +484,72 @@ class PostgresTimeSeriesStore:
                     " WHERE excluded.last_ts > {}.last_ts"
                 ).format(self._table("series"), sql.Identifier("series"))
             )
+        # Minutes before this batch's newest are (mostly) complete: roll them up now,
+        # once per device-minute, outside the write so no batch waits on another's locks.
+        # The batch has committed: if this fails, the marks stay for the next write or read,
+        # and the caller must not see an error (a retry would count its rows as duplicates).
+        try:
+            self._refresh(sql.SQL("minute < %s"), [newest_minute], exclusive=False)
+        except StoreError as exc:
+            log.warning("rolling up pending minutes failed, left for later: %s", exc)
         return inserted
+
+    @property
+    def _floor_key(self) -> str:
+        return f"trellis:{self._schema}:raw_floor"
+
+    def _raw_floor(self, cur: psycopg.Cursor[Any]) -> int:
+        cur.execute(
+            sql.SQL("SELECT value FROM {}.meta WHERE key = %s").format(self._s), (_RAW_FLOOR,)
+        )
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _count(cur: psycopg.Cursor[Any]) -> int:
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def _refresh(self, where: sql.Composable, params: list[object], *, exclusive: bool) -> None:
+        """Recompute the rollup of the pending device-minutes matching ``where``.
+
+        Two statements: taking the marks waits for every open batch holding one, and the
+        recompute then starts with a snapshot that sees those batches. One refresher at a
+        time (others skip: the marks stay and the next write or read takes them), unless
+        ``exclusive``, when the caller already holds the retention lock.
+        """
+        with self._transaction() as cur:
+            if not exclusive:
+                cur.execute(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(%s))",
+                    (f"trellis:{self._schema}:refresh",),
+                )
+                row = cur.fetchone()
+                if not (row and row[0]):
+                    return
+            self._refresh_in(cur, where, params)
+
+    def _refresh_in(
+        self, cur: psycopg.Cursor[Any], where: sql.Composable, params: list[object]
+    ) -> None:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE {} RETURNING tenant, device, minute").format(
+                self._table("rollup_pending"), where
+            ),
+            params,
+        )
+        taken = cur.fetchall()
+        if not taken:
+            return
+        tenants, devices, minutes = (list(column) for column in zip(*taken, strict=True))
+        cur.execute(
+            sql.SQL(_REFRESH).format(
+                rollup=self._table("rollup_1m"),
+                series=self._table("series"),
+                readings=self._table("readings"),
+            ),
+            (tenants, devices, minutes),
+        )
 
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
@@ -423,21 +576,40 @@ class PostgresTimeSeriesStore:
         fill: Fill = Fill.NONE,
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
+        params = {
+            "b": bucket_ms,
+            "t": tenant,
+            "d": device,
+            "m": metric,
+            "s": start,
+            "e": end,
+        }
         if uses_rollup(start, end, bucket_ms):
-            expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
-        else:
-            expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
-        with self._transaction(read_only=True) as cur:
-            cur.execute(
-                sql.SQL(
-                    "SELECT {c} / %s * %s AS bucket, " + expression + " FROM {t}"
-                    " WHERE tenant = %s AND device = %s AND metric = %s AND {c} >= %s AND {c} < %s"
-                    " GROUP BY bucket ORDER BY bucket"
-                ).format(c=sql.Identifier(column), t=self._table(table)),
-                (bucket_ms, bucket_ms, tenant, device, metric, start, end),
+            query = sql.SQL(_ROLLUP_READ).format(
+                pending=self._table("rollup_pending"),
+                rollup=self._table("rollup_1m"),
+                readings=self._table("readings"),
+                expression=sql.SQL(_ROLLUP_AGGREGATES[Aggregate(fn)]),
             )
+        else:
+            query = sql.SQL(
+                "SELECT ts / %(b)s * %(b)s AS bucket, " + _AGGREGATES[Aggregate(fn)] + " FROM {}"
+                " WHERE tenant = %(t)s AND device = %(d)s AND metric = %(m)s AND ts >= %(s)s"
+                " AND ts < %(e)s GROUP BY bucket ORDER BY bucket"
+            ).format(self._table("readings"))
+        with self._transaction(read_only=True) as cur:
+            cur.execute(query, params)
             buckets = [Bucket(int(b), float(v)) for b, v in cur.fetchall()]
         return fill_gaps(buckets, start, end, bucket_ms, fill)
+
+    @contextlib.contextmanager
+    def _retention_lock(self) -> Iterator[psycopg.Cursor[Any]]:
+        """A transaction that no write overlaps, with every pending minute rolled up:
+        retention may then delete readings and raise the raw floor safely."""
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._floor_key,))
+            self._refresh_in(cur, sql.SQL("true"), [])
+            yield cur
 
     def latest(self, tenant: str, device: str) -> list[Latest]:
         return [Latest(d.metric, d.ts, d.value, d.unit) for d in self.latest_many(tenant, [device])]
@@ -463,6 +635,14 @@ class PostgresTimeSeriesStore:
     ) -> int:
         if devices is not None and tenant is None:
             raise ValueError("deleting by device needs the tenant the devices belong to")
+        with self._retention_lock() as cur:
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {}.meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+                    " SET value = greatest(meta.value::int8, excluded.value::int8)::text"
+                ).format(self._s),
+                (_RAW_FLOOR, str(-(-before // ROLLUP_MS) * ROLLUP_MS)),
+            )
         deleted = 0
         if tenant is None and not self.timescale:
             deleted += self._drop_partitions_before(before)
@@ -505,7 +685,7 @@ class PostgresTimeSeriesStore:
         if devices is not None:
             conditions.append(sql.SQL("device = ANY(%s)"))
             params.append(list(devices))
-        with self._transaction() as cur:
+        with self._retention_lock() as cur:
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE {}").format(
                     self._table("rollup_1m"), sql.SQL(" AND ").join(conditions)

@@ -9,8 +9,8 @@ commands from reading while the platform runs.
 The readings table is a ``WITHOUT ROWID`` table clustered on its primary key
 (tenant, device, metric, ts): the key is also the only index, every range query
 is one index seek, and ``INSERT OR IGNORE`` makes writes idempotent for free.
-A small ``series`` table keeps each series' unit and newest timestamp so "latest
-value per metric" is a join of a few rows, not a scan.
+A small ``series`` table lists the series, so "latest value per metric" is one seek
+per series to the end of its key range, not a scan.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
 
 from msgspec.structs import astuple
 
-from trellis.core.errors import ClosedError, SchemaError, StoreError
+from trellis.core.errors import ClosedError, SchemaError, StoreError, WriteRefusedError
 from trellis.core.types import Reading
 from trellis.store.base import (
+    MIN_TS,
+    ROLLUP_MS,
     Aggregate,
     Bucket,
     DeviceLatest,
@@ -61,8 +64,6 @@ CREATE TABLE IF NOT EXISTS series (
     tenant TEXT NOT NULL,
     device TEXT NOT NULL,
     metric TEXT NOT NULL,
-    unit TEXT,
-    last_ts INTEGER NOT NULL,
     PRIMARY KEY (tenant, device, metric)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_1m (
@@ -80,31 +81,76 @@ CREATE TABLE IF NOT EXISTS rollup_1m (
     last REAL NOT NULL,
     PRIMARY KEY (tenant, device, metric, minute)
 ) WITHOUT ROWID;
--- Fires only for rows INSERT OR IGNORE actually inserted, so a redelivered reading
--- is never counted twice, and late data lands in its own minute.
-CREATE TRIGGER IF NOT EXISTS readings_rollup_1m AFTER INSERT ON readings BEGIN
-    INSERT INTO rollup_1m VALUES (
-        NEW.tenant, NEW.device, NEW.metric, NEW.ts - NEW.ts % 60000, 1, NEW.value,
-        NEW.value, NEW.value, NEW.ts, NEW.value, NEW.ts, NEW.value)
-    ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET
-        count = count + 1,
-        sum = sum + excluded.sum,
-        min = min(min, excluded.min),
-        max = max(max, excluded.max),
-        first = CASE WHEN excluded.first_ts < first_ts THEN excluded.first ELSE first END,
-        first_ts = min(first_ts, excluded.first_ts),
-        last = CASE WHEN excluded.last_ts > last_ts THEN excluded.last ELSE last END,
-        last_ts = max(last_ts, excluded.last_ts);
-END;
+-- Device-minutes written since their rollup rows were last computed (see _REFRESH_ROLLUP).
+CREATE TABLE IF NOT EXISTS rollup_pending (
+    tenant TEXT NOT NULL,
+    device TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    PRIMARY KEY (tenant, device, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 _INSERT = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_UPSERT_SERIES = """
-INSERT INTO series VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (tenant, device, metric) DO UPDATE SET
-    unit = excluded.unit,
-    last_ts = max(series.last_ts, excluded.last_ts)
+# Only a new series writes a page; a known one is a read of a cached page.
+_ADD_SERIES = "INSERT OR IGNORE INTO series VALUES (?, ?, ?)"
+# Version 3 keeps no newest timestamp per series: updating it cost 40 % of a write.
+_MIGRATE_SERIES = """
+CREATE TABLE series_v3 (
+    tenant TEXT NOT NULL,
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    PRIMARY KEY (tenant, device, metric)
+) WITHOUT ROWID;
+INSERT INTO series_v3 SELECT tenant, device, metric FROM series;
+DROP TABLE series;
+ALTER TABLE series_v3 RENAME TO series;
 """
+# Rows older than the raw floor (see _RAW_FLOOR) merge into the rollup one by one.
+_MERGE_ROLLUP = """
+INSERT INTO rollup_1m VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET
+    count = count + 1,
+    sum = sum + excluded.sum,
+    min = min(min, excluded.min),
+    max = max(max, excluded.max),
+    first = CASE WHEN excluded.first_ts < first_ts THEN excluded.first ELSE first END,
+    first_ts = min(first_ts, excluded.first_ts),
+    last = CASE WHEN excluded.last_ts > last_ts THEN excluded.last ELSE last END,
+    last_ts = max(last_ts, excluded.last_ts)
+"""
+_MARK_PENDING = "INSERT OR IGNORE INTO rollup_pending VALUES (?, ?, ?)"
+# Recomputes the rollup rows of pending device-minutes from the readings, which are
+# complete there (see _RAW_FLOOR): set-based, one seek per series and minute, and a
+# replayed or late reading is counted exactly as often as it is stored, once. Going
+# through ``series`` keeps every readings lookup on its key prefix; CROSS JOIN fixes
+# that order (the planner otherwise prefers scanning readings).
+_REFRESH_ROLLUP = """
+WITH p AS MATERIALIZED (SELECT tenant, device, minute FROM rollup_pending WHERE {where}),
+m AS (
+    SELECT r.tenant, r.device, r.metric, p.minute, count(*) AS n, sum(r.value) AS s,
+           min(r.value) AS lo, max(r.value) AS hi, min(r.ts) AS fts, max(r.ts) AS lts
+    FROM p
+    CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
+    CROSS JOIN readings r ON r.tenant = s.tenant AND r.device = s.device AND r.metric = s.metric
+        AND r.ts >= p.minute AND r.ts < p.minute + 60000
+    GROUP BY r.tenant, r.device, r.metric, p.minute
+)
+INSERT OR REPLACE INTO rollup_1m
+SELECT m.tenant, m.device, m.metric, m.minute, m.n, m.s, m.lo, m.hi, m.fts, f.value, m.lts, l.value
+FROM m
+JOIN readings f ON f.tenant = m.tenant AND f.device = m.device AND f.metric = m.metric
+    AND f.ts = m.fts
+JOIN readings l ON l.tenant = m.tenant AND l.device = m.device AND l.metric = m.metric
+    AND l.ts = m.lts
+"""
+# Minutes below the raw floor may have lost readings to retention, so their rollup
+# cannot be recomputed from readings: rows there take the one-by-one merge instead.
+# It is the newest retention cut, rounded up to a minute, and only ever grows.
+_RAW_FLOOR = "raw_floor"
+# Bumped by every delete that may remove series, so each process's cache of series
+# known to exist (which spares a lookup per series per batch) is dropped in time.
+_SERIES_GENERATION = "series_generation"
 # first/last use SQLite's documented bare-column rule: with a single min()/max() in
 # the select list, a bare column takes its value from the row holding that extreme.
 _AGGREGATES = {
@@ -140,9 +186,48 @@ _ROLLUP_AGGREGATES = {
     Aggregate.FIRST: "first, min(first_ts)",
     Aggregate.LAST: "last, max(last_ts)",
 }
+# A whole-minute aggregate without writing: rollup rows where the minute is settled,
+# and the same figures computed from the readings for the device's pending minutes
+# (a few, recent, one key-range seek each). Readers never take the write lock.
+_ROLLUP_READ = """
+WITH p AS MATERIALIZED (
+    SELECT minute FROM rollup_pending
+    WHERE tenant = :t AND device = :d AND minute >= :s AND minute < :e
+),
+raw AS MATERIALIZED (
+    SELECT p.minute, count(*) AS n, sum(x.value) AS s, min(x.value) AS lo, max(x.value) AS hi,
+           min(x.ts) AS fts, max(x.ts) AS lts
+    FROM p CROSS JOIN readings x ON x.tenant = :t AND x.device = :d AND x.metric = :m
+        AND x.ts >= p.minute AND x.ts < p.minute + 60000
+    GROUP BY p.minute
+),
+src AS (
+    SELECT minute, count, sum, min, max, first_ts, first, last_ts, last FROM rollup_1m
+    WHERE tenant = :t AND device = :d AND metric = :m AND minute >= :s AND minute < :e
+        AND minute NOT IN (SELECT minute FROM p)
+    UNION ALL
+    SELECT minute, n, s, lo, hi,
+        fts, (SELECT value FROM readings WHERE tenant = :t AND device = :d AND metric = :m
+              AND ts = fts),
+        lts, (SELECT value FROM readings WHERE tenant = :t AND device = :d AND metric = :m
+              AND ts = lts)
+    FROM raw
+)
+SELECT (minute / :b) * :b AS bucket, {expression} FROM src GROUP BY bucket ORDER BY bucket
+"""
+# One seek at the end of the series' key range (SQLite's max() optimisation).
+_NEWEST_TS = (
+    "SELECT max(ts) FROM readings x WHERE x.tenant = s.tenant AND x.device = s.device"
+    " AND x.metric = s.metric"
+)
 # A device list travels as one JSON parameter, so there is no bound-parameter limit.
 _DEVICES = "device IN (SELECT value FROM json_each(?))"
-_SCHEMA_VERSION = 2  # 2: rollup_1m and its trigger
+# 2: rollup_1m and its trigger; 3: the rollup refreshed per batch from rollup_pending
+_SCHEMA_VERSION = 3
+_SERIES_OF, _DEVICE_OF, _TS_OF = itemgetter(0, 1, 2), itemgetter(0, 1), itemgetter(3)
+#: Pages of new files: 16 KiB pages doubled key-ordered inserts of 10,000 series
+#: arriving time-major (fewer, fuller leaves to split), measured in bench/storage.py.
+_PAGE_SIZE = 16_384
 
 
 class SQLiteTimeSeriesStore:
@@ -156,6 +241,9 @@ class SQLiteTimeSeriesStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._known_series: set[tuple[str, str, str]] = set()
+        self._names_ok: set[tuple[str, str, str, str | None]] = set()
+        self._series_generation = -1
         connection = self._connection()
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version > _SCHEMA_VERSION:
@@ -166,6 +254,11 @@ class SQLiteTimeSeriesStore:
             )
         with connection:
             connection.executescript(_SCHEMA)
+            connection.execute("DROP TRIGGER IF EXISTS readings_rollup_1m")
+            if version in (1, 2):
+                for statement in _MIGRATE_SERIES.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
             if version == 1:
                 connection.execute(_BACKFILL_ROLLUP)
             connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -176,6 +269,7 @@ class SQLiteTimeSeriesStore:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            connection.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # only a new file takes it
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=10000")
@@ -186,34 +280,86 @@ class SQLiteTimeSeriesStore:
         return connection
 
     def write(self, readings: Sequence[Reading]) -> WriteResult:
-        readings, rejected = split_valid(readings)
+        readings, rejected = split_valid(readings, self._names_ok)
         if not readings:
             self._connection()  # a closed store raises even for an empty batch
             return WriteResult(0, rejected)
         # Field order of Reading is the column order of the table.
         rows = [astuple(r) for r in readings]
-        newest: dict[tuple[str, str, str], tuple[str | None, int]] = {}
-        for r in readings:
-            key = (r.tenant, r.device, r.metric)
-            seen = newest.get(key)
-            if seen is None or r.ts > seen[1]:
-                newest[key] = (r.unit, r.ts)
-        series = [(t, d, m, unit, ts) for (t, d, m), (unit, ts) in newest.items()]
+        # itemgetter and map keep these per-row passes in C.
+        series = set(map(_SERIES_OF, rows))
+        oldest, newest = min(map(_TS_OF, rows)), max(map(_TS_OF, rows))
+        newest_minute = newest - newest % ROLLUP_MS
+        if oldest >= newest_minute:  # the usual batch: one minute of every device in it
+            minutes = {(t, d, newest_minute) for t, d in set(map(_DEVICE_OF, rows))}
+        else:
+            minutes = {(r.tenant, r.device, r.ts - r.ts % ROLLUP_MS) for r in readings}
         connection = self._connection()
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                # rowcount sums sqlite3_changes() per row: direct inserts only, not
-                # the rollup trigger's writes (which total_changes would include).
-                inserted = connection.executemany(_INSERT, rows).rowcount
-                connection.executemany(_UPSERT_SERIES, series)
+                generation = self._meta(connection, _SERIES_GENERATION, 0)
+                with self._lock:
+                    if generation != self._series_generation:
+                        self._known_series.clear()
+                        self._series_generation = generation
+                    new_series = sorted(series - self._known_series)
+                floor = self._meta(connection, _RAW_FLOOR, MIN_TS)
+                if oldest < floor:
+                    inserted = self._insert_below_floor(connection, rows, floor)
+                    rows = [row for row in rows if row[3] >= floor]
+                    minutes = {m for m in minutes if m[2] >= floor}
+                else:
+                    inserted = 0
+                # rowcount sums sqlite3_changes() per row: the rows really inserted.
+                inserted += connection.executemany(_INSERT, rows).rowcount
+                connection.executemany(_ADD_SERIES, new_series)
+                connection.executemany(_MARK_PENDING, sorted(minutes))
+                # Minutes before this batch's newest are (mostly) complete: roll them up
+                # now, once per device-minute rather than once per reading.
+                self._refresh_rollup(connection, "minute < ?", [newest_minute])
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+            with self._lock:
+                if generation == self._series_generation:
+                    self._known_series.update(new_series)
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:  # a constraint or trigger
+            raise WriteRefusedError(f"{self._path} refused a reading: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"writing {len(rows)} readings to {self._path} failed: {exc}") from exc
         return WriteResult(inserted, rejected)
+
+    @staticmethod
+    def _meta(connection: sqlite3.Connection, key: str, default: int) -> int:
+        row = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else default
+
+    @staticmethod
+    def _insert_below_floor(
+        connection: sqlite3.Connection, rows: list[tuple[object, ...]], floor: int
+    ) -> int:
+        """Insert the rows older than the raw floor one by one, merging each new one into
+        the rollup (retention may have removed the readings its minute was built from)."""
+        inserted = 0
+        for row in rows:
+            tenant, device, metric, ts, value = row[:5]
+            assert isinstance(ts, int)
+            if ts >= floor or connection.execute(_INSERT, row).rowcount == 0:
+                continue
+            inserted += 1
+            minute = ts - ts % ROLLUP_MS
+            merged = (tenant, device, metric, minute, value, value, value, ts, value, ts, value)
+            connection.execute(_MERGE_ROLLUP, merged)
+        return inserted
+
+    @staticmethod
+    def _refresh_rollup(connection: sqlite3.Connection, where: str, params: list[object]) -> None:
+        """Recompute the rollup of the pending device-minutes matching ``where``; in the
+        caller's write transaction."""
+        connection.execute(_REFRESH_ROLLUP.format(where=where), params)
+        connection.execute(f"DELETE FROM rollup_pending WHERE {where}", params)
 
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
@@ -238,15 +384,15 @@ class SQLiteTimeSeriesStore:
     ) -> list[Bucket]:
         check_buckets(start, end, bucket_ms)
         if uses_rollup(start, end, bucket_ms):
-            expression, table, column = _ROLLUP_AGGREGATES[Aggregate(fn)], "rollup_1m", "minute"
+            query = _ROLLUP_READ.format(expression=_ROLLUP_AGGREGATES[Aggregate(fn)])
         else:
-            expression, table, column = _AGGREGATES[Aggregate(fn)], "readings", "ts"
-        cursor = self._connection().execute(
-            f"SELECT ({column} / ?) * ? AS bucket, {expression} FROM {table}"
-            f" WHERE tenant = ? AND device = ? AND metric = ? AND {column} >= ? AND {column} < ?"
-            " GROUP BY bucket ORDER BY bucket",
-            (bucket_ms, bucket_ms, tenant, device, metric, start, end),
-        )
+            query = (
+                f"SELECT (ts / :b) * :b AS bucket, {_AGGREGATES[Aggregate(fn)]} FROM readings"
+                " WHERE tenant = :t AND device = :d AND metric = :m AND ts >= :s AND ts < :e"
+                " GROUP BY bucket ORDER BY bucket"
+            )
+        params = {"b": bucket_ms, "t": tenant, "d": device, "m": metric, "s": start, "e": end}
+        cursor = self._connection().execute(query, params)
         buckets = [Bucket(row[0], float(row[1])) for row in cursor]
         return fill_gaps(buckets, start, end, bucket_ms, fill)
 
@@ -259,9 +405,9 @@ class SQLiteTimeSeriesStore:
             where += " AND s." + _DEVICES
             params.append(json.dumps(list(devices)))
         cursor = self._connection().execute(
-            "SELECT s.device, s.metric, r.ts, r.value, r.unit FROM series s JOIN readings r"
+            "SELECT s.device, s.metric, r.ts, r.value, r.unit FROM series s CROSS JOIN readings r"
             " ON r.tenant = s.tenant AND r.device = s.device AND r.metric = s.metric"
-            f" AND r.ts = s.last_ts WHERE {where} ORDER BY s.device, s.metric",
+            f" AND r.ts = ({_NEWEST_TS}) WHERE {where} ORDER BY s.device, s.metric",
             params,
         )
         return [DeviceLatest(*row) for row in cursor]
@@ -287,22 +433,39 @@ class SQLiteTimeSeriesStore:
         if devices is not None and tenant is None:
             raise ValueError("deleting by device needs the tenant the devices belong to")
         where, params = f"{column} < ?", list[object]([before])
-        series_where = "last_ts < ?"
+        series_where = (
+            "NOT EXISTS (SELECT 1 FROM readings r WHERE r.tenant = series.tenant"
+            " AND r.device = series.device AND r.metric = series.metric)"
+        )
+        series_params: list[object] = []
         if tenant is not None:
             where += " AND tenant = ?"
             series_where += " AND tenant = ?"
             params.append(tenant)
+            series_params.append(tenant)
         if devices is not None:
             where += " AND " + _DEVICES
             series_where += " AND " + _DEVICES
             params.append(json.dumps(list(devices)))
+            series_params.append(json.dumps(list(devices)))
         connection = self._connection()
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
+                # Roll every pending minute up while its readings are all still there.
+                self._refresh_rollup(connection, "1", [])
                 deleted = connection.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount
                 if table == "readings":
-                    connection.execute(f"DELETE FROM series WHERE {series_where}", params)
+                    connection.execute(f"DELETE FROM series WHERE {series_where}", series_params)
+                    floor = max(
+                        self._meta(connection, _RAW_FLOOR, MIN_TS),
+                        -(-before // ROLLUP_MS) * ROLLUP_MS,
+                    )
+                    generation = self._meta(connection, _SERIES_GENERATION, 0) + 1
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        [(_RAW_FLOOR, floor), (_SERIES_GENERATION, generation)],
+                    )
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise

@@ -1,0 +1,82 @@
+"""SQLite-only behaviour the conformance suite cannot see: file upgrades, and two
+handles on one file (the platform and a CLI process) keeping each other's view true."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from trellis.core.types import Reading
+from trellis.store import Aggregate, Bucket, Latest, SQLiteTimeSeriesStore
+
+T0 = 1_764_000_000_000  # a whole minute
+
+# The version-2 layout: series kept a newest timestamp, a trigger kept the rollup.
+_VERSION_2 = """
+CREATE TABLE readings (tenant TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
+    ts INTEGER NOT NULL, value REAL NOT NULL, unit TEXT, quality INTEGER NOT NULL,
+    seq INTEGER, source_msg TEXT, PRIMARY KEY (tenant, device, metric, ts)) WITHOUT ROWID;
+CREATE TABLE series (tenant TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
+    unit TEXT, last_ts INTEGER NOT NULL, PRIMARY KEY (tenant, device, metric)) WITHOUT ROWID;
+CREATE TABLE rollup_1m (tenant TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
+    minute INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL,
+    max REAL NOT NULL, first_ts INTEGER NOT NULL, first REAL NOT NULL,
+    last_ts INTEGER NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (tenant, device, metric, minute)) WITHOUT ROWID;
+CREATE TRIGGER readings_rollup_1m AFTER INSERT ON readings BEGIN
+    INSERT INTO rollup_1m VALUES (NEW.tenant, NEW.device, NEW.metric, NEW.ts - NEW.ts % 60000,
+        1, NEW.value, NEW.value, NEW.value, NEW.ts, NEW.value, NEW.ts, NEW.value)
+    ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET count = count + 1,
+        sum = sum + excluded.sum, min = min(min, excluded.min), max = max(max, excluded.max),
+        last = CASE WHEN excluded.last_ts > last_ts THEN excluded.last ELSE last END,
+        last_ts = max(last_ts, excluded.last_ts);
+END;
+PRAGMA user_version = 2;
+"""
+
+
+def test_version_2_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file from the trigger-maintained layout keeps its readings, rollup and series,
+    loses the per-row trigger, and takes new writes into the same rollup minutes."""
+    path = tmp_path / "timeseries.db"
+    connection = sqlite3.connect(path)
+    connection.executescript(_VERSION_2)
+    with connection:
+        connection.executemany(
+            "INSERT INTO readings VALUES ('acme', 'p', 't', ?, ?, 'Cel', 0, NULL, NULL)",
+            [(T0 + i * 10_000, float(i)) for i in range(4)],
+        )
+        connection.execute("INSERT INTO series VALUES ('acme', 'p', 't', 'Cel', ?)", (T0 + 30_000,))
+    connection.close()
+    store = SQLiteTimeSeriesStore(path)
+    try:
+        assert store.write([Reading("acme", "p", "t", T0 + 50_000, 10.0, "Cel")]).inserted == 1
+        got = store.aggregate("acme", "p", "t", T0, T0 + 60_000, 60_000, Aggregate.SUM)
+        assert got == [Bucket(T0, 0.0 + 1.0 + 2.0 + 3.0 + 10.0)]
+        assert store.latest("acme", "p") == [Latest("t", T0 + 50_000, 10.0, "Cel")]
+    finally:
+        store.close()
+    connection = sqlite3.connect(path)
+    triggers = connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    assert triggers.fetchall() == []
+    assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+    connection.close()
+
+
+def test_retention_in_another_handle_does_not_hide_a_rewritten_series(tmp_path: Path) -> None:
+    """A writer that remembers a series exists notices when another handle (another
+    process) deleted it, and lists it again after writing it anew."""
+    path = tmp_path / "timeseries.db"
+    writer, janitor = SQLiteTimeSeriesStore(path), SQLiteTimeSeriesStore(path)
+    try:
+        writer.write([Reading("acme", "p", "t", T0, 1.0)])
+        assert janitor.delete_before(T0 + 1) == 1
+        assert writer.latest("acme", "p") == []
+        writer.write([Reading("acme", "p", "t", T0 + 60_000, 2.0)])
+        assert janitor.latest("acme", "p") == [Latest("t", T0 + 60_000, 2.0, None)]
+        count = ("acme", "p", "t", T0, T0 + 120_000, 60_000, Aggregate.COUNT)
+        # The old minute's rollup outlives its raw reading; the new one joins it.
+        assert janitor.aggregate(*count) == [Bucket(T0, 1.0), Bucket(T0 + 60_000, 1.0)]
+    finally:
+        writer.close()
+        janitor.close()
