@@ -390,7 +390,11 @@ def open_metadata(url: str) -> sa.Engine:
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgresql", "postgres"):
         url = "postgresql+psycopg://" + rest  # psycopg 3 (the postgres extra), not psycopg2
-    engine = sa.create_engine(url)
+    # SQLite connections are cheap to keep but not to open (four pragmas, WAL): a pool
+    # as large as the API's thread pool (40) stops the churn of overflow connections
+    # that were opened and closed on every request under load.
+    pooled = url.startswith("sqlite:///") and ":memory:" not in url
+    engine = sa.create_engine(url, **({"pool_size": 40, "max_overflow": 20} if pooled else {}))
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     _check_known(engine)
