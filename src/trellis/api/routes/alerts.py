@@ -15,6 +15,7 @@ from trellis.alerts.metrics import AlertMetrics, GroupBy
 from trellis.alerts.notify import DeadLetter
 from trellis.alerts.reports import alert_metrics
 from trellis.alerts.service import AlertOutcome
+from trellis.alerts.snooze import MAX_SNOOZE_MINUTES
 from trellis.alerts.timeline import AlertEvent
 from trellis.api.deps import PlatformDep, time_range
 from trellis.api.encoding import documented, json_response
@@ -64,7 +65,7 @@ class CommentIn(ActorIn):
 class SnoozeIn(ActorIn):
     """Keep the alert from escalating for a while."""
 
-    minutes: float = Field(gt=0, le=7 * 24 * 60)
+    minutes: float = Field(gt=0, le=MAX_SNOOZE_MINUTES)
 
 
 class ActionIn(ActorIn):
