@@ -135,7 +135,7 @@ def test_phone_operator_judges_a_false_positive_and_the_rate_moves(
     assert client.post(f"/api/v1/telemetry/{device}", json=clear).status_code == 202
     expect(card).to_have_attribute("data-status", "cleared", timeout=15_000)  # pushed live
     card.locator("summary", has_text="Resolve").click()  # tap 1: open the sheet
-    sheet = card.locator(".sheet")
+    sheet = card.locator(".resolve-sheet .sheet")
     expect(sheet).to_be_visible()
     box = sheet.bounding_box()
     assert box is not None
