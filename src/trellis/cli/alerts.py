@@ -86,6 +86,9 @@ def list_alerts(
         list[str] | None, typer.Option(help="active, cleared or resolved (repeatable)")
     ] = None,
     site: Annotated[str | None, typer.Option(help="only devices at this site")] = None,
+    under: Annotated[
+        str | None, typer.Option(help="alerts propagated to this asset or site")
+    ] = None,
     device: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     url: UrlOption = None,
@@ -97,6 +100,8 @@ def list_alerts(
     params["status"] = status or ["active", "cleared"]
     if site:
         params["site"] = site
+    if under:
+        params["under"] = under
     if device:
         params["device"] = device
     with _client(url, config) as client:

@@ -24,6 +24,7 @@ from trellis.core.errors import SchemaError
 __all__ = [
     "alert_events",
     "alert_labels",
+    "alert_scopes",
     "alerts",
     "api_tokens",
     "device_models",
@@ -123,6 +124,19 @@ alert_events = sa.Table(
     sa.Column("at_ms", sa.BigInteger, nullable=False),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("ix_alert_events_alert", "alert_id", "id"),
+)
+
+#: Propagation up the asset tree: one row per (alert, node above its device), so an
+#: asset or a site sees the alerts of everything under it with one indexed lookup.
+alert_scopes = sa.Table(
+    "alert_scopes",
+    metadata,
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("node", sa.String(128), nullable=False),
+    sa.Column(
+        "alert_id", sa.Integer, sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.PrimaryKeyConstraint("tenant", "node", "alert_id", name="pk_alert_scopes"),
 )
 
 #: Operator feedback as training labels: verdict, cause, the readings window, lineage.
