@@ -260,7 +260,9 @@ class MlSettings(_Section):
     holdout_s: float = Field(default=3600.0, gt=0, description="newest stored data held out")
     max_alarm_rate: float = Field(default=0.1, ge=0, le=1)
     alarm_tolerance: float = Field(default=0.02, ge=0, le=1)
-    latency_budget_ms: float = Field(default=20.0, gt=0, description="single-row p99")
+    latency_budget_ms: float = Field(
+        default=20.0, gt=0, description="single-row p99 compute (thread CPU) time"
+    )
     require_review: bool = Field(default=False, description="gate needs a governance review")
     cpu_power_w: float = Field(default=15.0, gt=0, description="power of one busy core")
     grid_gco2e_per_kwh: float = Field(default=400.0, ge=0, description="grid carbon intensity")

@@ -6,7 +6,8 @@ Every check runs (a report lists them all); the gate passes only if each one doe
 * ``governance``: a review approving the version is recorded (when required);
 * ``holdout``: on a holdout of stored data, the alarm rate stays within the limit and
   within ``tolerance`` of the champion's on the same rows;
-* ``latency``: the p99 of single-row predictions stays within the budget.
+* ``latency``: the p99 compute time (thread CPU) of single-row predictions stays within
+  the budget.
 """
 
 from __future__ import annotations
@@ -146,18 +147,25 @@ def _run_gate(
     width = len(candidate.signature.features)
     row = np.asarray(holdout[:1], dtype=np.float32) if holdout else np.zeros((1, width), "float32")
     loaded = sessions.get(candidate.sha256)
-    timings = []
+    # The budget is the model's own compute: thread CPU time (sessions run on the calling
+    # thread), so a busy neighbour on a shared host cannot fail a sound model. Wall time is
+    # reported beside it for the operator.
+    cpu_ms: list[float] = []
+    wall_ms: list[float] = []
     for _ in range(50):
+        started_cpu = time.thread_time()
         started = time.perf_counter()
         loaded.run(row)
-        timings.append((time.perf_counter() - started) * 1000)
-    p99 = float(np.percentile(timings, 99))
+        wall_ms.append((time.perf_counter() - started) * 1000)
+        cpu_ms.append((time.thread_time() - started_cpu) * 1000)
+    p99 = float(np.percentile(cpu_ms, 99))
     metrics["latency_p99_ms"] = p99
+    metrics["latency_p99_wall_ms"] = float(np.percentile(wall_ms, 99))
     checks.append(
         GateCheck(
             "latency",
             p99 <= policy.latency_budget_ms,
-            f"single-row p99 {p99:.2f} ms (budget {policy.latency_budget_ms:.2f} ms)",
+            f"single-row p99 {p99:.2f} ms of compute (budget {policy.latency_budget_ms:.2f} ms)",
         )
     )
     passed = all(c.passed for c in checks)
