@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.serving import free_port, serve, wait_until
 from trellis.api.app import create_app
@@ -102,3 +102,59 @@ def test_unreachable_server_and_unknown_alert(tmp_path: Path) -> None:
     assert missing.exit_code == 1
     assert "404" in missing.output
     assert "424242" in missing.output
+
+
+def test_assign_comment_and_snooze_from_the_terminal(tmp_path: Path) -> None:
+    """assign (to yourself, to a team, back), comment and snooze each change the alert and
+    its timeline; bad input (empty comment, unknown duration, --to with --unassign) exits
+    2 before calling the server; acting on a resolved alert exits 1 saying who resolved it."""
+    with serve(create_app(load_settings(data_dir=tmp_path / "d"))) as url:
+        client = httpx.Client(base_url=url, timeout=10)
+        client.put("/api/v1/devices/cli-pump", json={"model": "pump"})
+        client.put(f"/api/v1/rules/{RULE['id']}", json=RULE)
+        _send(client, 70.0)
+        wait_until(lambda: bool(client.get("/api/v1/alerts").json()), what="the alert")
+        alert_id = str(client.get("/api/v1/alerts").json()[0]["id"])
+
+        def alerts(*args: str) -> Result:
+            return runner.invoke(app, ["alerts", *args, "--url", url])
+
+        mine = alerts("assign", alert_id, "--by", "ana")
+        assert mine.exit_code == 0, mine.output
+        assert "assigned to ana" in mine.output
+        assert "assigned to night-shift" in alerts("assign", alert_id, "--to", "night-shift").output
+        assert alerts("assign", alert_id, "--to", "x", "--unassign").exit_code == 2
+        assert "unassigned" in alerts("assign", alert_id, "--unassign").output
+        assert (
+            "comment by ana added" in alerts("comment", alert_id, "on my way", "--by", "ana").output
+        )
+        assert alerts("comment", alert_id, "  ").exit_code == 2
+
+        before = now_ms()
+        snoozed = alerts("snooze", alert_id, "4h", "--json")
+        assert snoozed.exit_code == 0, snoozed.output
+        until = msgspec.json.decode(snoozed.stdout)["alert"]["snoozed_until_ms"]
+        assert before + 4 * 3_600_000 - 1_000 <= until <= now_ms() + 4 * 3_600_000 + 1_000
+        forever = alerts("snooze", alert_id, "forever")
+        assert forever.exit_code == 2
+        assert "use 'tomorrow' or a duration" in forever.output
+        assert alerts("snooze", alert_id, "tomorrow").exit_code == 0
+
+        timeline = client.get(f"/api/v1/alerts/{alert_id}/timeline").json()
+        assert [e["kind"] for e in timeline] == [
+            "raised",
+            "assigned",
+            "assigned",
+            "assigned",
+            "commented",
+            "snoozed",
+            "snoozed",
+        ]
+        assert timeline[4]["detail"] == {"text": "on my way"}
+
+        client.post(f"/api/v1/alerts/{alert_id}/resolve", json={"by": "bob"})
+        late = alerts("snooze", alert_id, "1h")
+        assert late.exit_code == 1
+        assert "already resolved by bob" in late.output
+        assert alerts("comment", alert_id, "post-mortem: seal").exit_code == 0
+        client.close()

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import NOW_MS, TENANT
+from tests.services import postgres_url
 from trellis.alerts import AlertService
 from trellis.alerts.export import labels_csv, labels_jsonl
 from trellis.alerts.feedback import Feedback, Label, Verdict
@@ -148,10 +149,14 @@ def test_state_always_equals_the_replay_of_the_timeline(tmp_path: Path, ops: lis
         engine.dispose()
 
 
-@pytest.fixture
-def two_processes(tmp_path: Path) -> Iterator[tuple[AlertService, AlertService]]:
-    """Two services on one database file, each with its own engine (as two workers)."""
-    url = f"sqlite:///{tmp_path / 'trellis.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_processes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[AlertService, AlertService]]:
+    """Two services on one database, each with its own engine (as two workers): one
+    SQLite file, or the run's PostgreSQL database (where row locks, not a file lock,
+    decide who wins)."""
+    url = f"sqlite:///{tmp_path / 'trellis.db'}" if request.param == "sqlite" else postgres_url()
     engines = [open_metadata(url), open_metadata(url)]
     yield AlertService(engines[0]), AlertService(engines[1])
     for engine in engines:

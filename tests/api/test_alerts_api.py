@@ -167,3 +167,30 @@ def test_actions_on_a_resolved_alert_and_site_filter(client: httpx.Client) -> No
     at_site = client.get("/api/v1/alerts", params={"site": "s1", "order": "severity"}).json()
     assert alert_id in [a["id"] for a in at_site]
     assert client.get("/api/v1/alerts", params={"site": "nowhere"}).json() == []
+
+
+def test_alerts_propagate_up_the_asset_tree(client: httpx.Client) -> None:
+    """``GET /api/v1/alerts?under=`` filters by the asset tree; an over-long node is a 422."""
+    client.put("/api/v1/devices/pump-x", json={"model": "pump", "site": "east"})
+    rule = {
+        "id": "prop-pressure",
+        "model": "pump",
+        "metric": "pressure",
+        "op": ">",
+        "threshold": 50.0,
+        "severity": "major",
+    }
+    assert client.put(f"/api/v1/rules/{rule['id']}", json=rule).status_code == 200
+    assert (
+        client.post("/api/v1/telemetry/pump-x", json={"values": {"pressure": 70.0}}).status_code
+        == 202
+    )
+
+    def east() -> list[dict[str, str]]:
+        found: list[dict[str, str]] = client.get("/api/v1/alerts", params={"under": "east"}).json()
+        return found
+
+    wait_until(lambda: any(a["rule"] == rule["id"] for a in east()), what="the alert")
+    assert {a["device"] for a in east()} == {"pump-x"}  # other tests' rules may trip too
+    assert client.get("/api/v1/alerts", params={"under": "west"}).json() == []
+    assert client.get("/api/v1/alerts", params={"under": "x" * 129}).status_code == 422

@@ -180,6 +180,8 @@ def test_upgrade_from_0001_keeps_every_row_and_rebuilds_timelines(tmp_path: Path
         )
         assert (new.status.value, new.message, new.count) == ("active", "new", 1)
         assert (old.site, new.site) == ("plant-a", "plant-a")
+        # 0010: alerts from before propagation are seen from their site
+        assert {a.id for a in service.find("default", under="plant-a")} == {old.id, new.id}
         old_events = service.timeline("default", old.id)
         assert [e.kind for e in old_events] == [
             EventKind.RAISED,

@@ -12,6 +12,7 @@ from playwright.sync_api import Browser, ViewportSize, expect, sync_playwright
 
 from tests.serving import wait_until
 from tests.ui.conftest import Demo, raise_alert
+from trellis.core.clock import now_ms
 from trellis.ui import views
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -134,7 +135,7 @@ def test_phone_operator_judges_a_false_positive_and_the_rate_moves(
     assert client.post(f"/api/v1/telemetry/{device}", json=clear).status_code == 202
     expect(card).to_have_attribute("data-status", "cleared", timeout=15_000)  # pushed live
     card.locator("summary", has_text="Resolve").click()  # tap 1: open the sheet
-    sheet = card.locator(".sheet")
+    sheet = card.locator(".resolve-sheet .sheet")
     expect(sheet).to_be_visible()
     box = sheet.bounding_box()
     assert box is not None
@@ -161,5 +162,54 @@ def test_phone_operator_judges_a_false_positive_and_the_rate_moves(
         judged_after[0]["false_positives"]
         == (judged_before[0]["false_positives"] if judged_before else 0) + 1
     )
+    phone.close()
+    assert errors == []
+
+
+def test_phone_operator_assigns_comments_and_snoozes(
+    browser: Browser, demo: Demo, client: httpx.Client
+) -> None:
+    """On a 390x844 phone: open a card's More sheet, take the alert, write a comment,
+    snooze it until tomorrow; the card says each, the sheet fits the screen, and the
+    alert page's timeline lists the comment and the snooze."""
+    errors: list[str] = []
+    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = phone.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{demo.url}/alerts")
+    page.wait_for_function("() => !!window.htmx")
+    _, alert_id = raise_alert(client)
+    card = page.locator(f"#alert-{alert_id}")
+    expect(card).to_be_visible(timeout=15_000)
+
+    card.locator("summary", has_text="More").tap()
+    sheet = card.locator(".more-sheet .sheet")
+    expect(sheet).to_be_visible()
+    box = sheet.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= PHONE["width"]
+    sheet.get_by_role("button", name="Assign to me").tap()
+    expect(card.locator(".assignee")).to_have_text("Assigned to operator")
+
+    card.locator("summary", has_text="More").tap()  # the swapped card comes back closed
+    card.get_by_label("Comment").fill("bearing noise, checking on site")
+    card.get_by_role("button", name="Add comment").tap()
+    expect(card.locator(".alert-notice")).to_have_text("Comment by operator added.")
+
+    card.locator("summary", has_text="More").tap()
+    card.get_by_role("button", name="Until tomorrow").tap()
+    expect(card.locator(".snoozed")).to_contain_text("Snoozed until")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    alert = client.get(f"/api/v1/alerts/{alert_id}").json()
+    assert alert["assignee"] == "operator"
+    assert alert["snoozed_until_ms"] > now_ms()
+
+    page.goto(f"{demo.url}/alerts/{alert_id}")
+    expect(page.locator('[data-kind="commented"]')).to_contain_text(
+        "bearing noise, checking on site"
+    )
+    expect(page.locator('[data-kind="snoozed"]')).to_contain_text("until")
+    expect(page.locator('[data-kind="assigned"]')).to_contain_text("operator")
     phone.close()
     assert errors == []

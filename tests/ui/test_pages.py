@@ -16,6 +16,7 @@ from tests.serving import serve, wait_until
 from tests.ui.conftest import HOT_RULE, Demo, raise_alert
 from trellis._version import __version__
 from trellis.api.app import create_app
+from trellis.core.clock import now_ms
 from trellis.core.config import load_settings
 from trellis.ui import views
 from trellis.ui.routes import end_streams
@@ -218,7 +219,8 @@ def test_alert_actions_change_state_and_return_the_card(client: httpx.Client) ->
     resolved = client.post(f"/ui/alerts/{alert_id}/resolve", headers=hx)
     assert resolved.status_code == 200
     assert 'data-status="resolved"' in resolved.text
-    assert "<button" not in resolved.text
+    assert _lifecycle_buttons(resolved.text) == []  # only a comment can still be added
+    assert ">Add comment</button>" in resolved.text
     assert client.get(f"/api/v1/alerts/{alert_id}").json()["status"] == "resolved"
 
     card = client.get(f"/ui/alerts/{alert_id}")
@@ -260,7 +262,67 @@ def test_a_stale_card_gets_the_current_state(client: httpx.Client) -> None:
     response = client.post(f"/ui/alerts/{alert_id}/acknowledge", headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert 'data-status="resolved"' in response.text
-    assert "<button" not in response.text
+    assert _lifecycle_buttons(response.text) == []
+
+
+def _lifecycle_buttons(card: str) -> list[str]:
+    """The actions a card offers besides commenting (none once it is resolved)."""
+    posts = re.findall(r'hx-post="/ui/alerts/\d+/(\w+)"', card)
+    return [action for action in posts if action != "comment"]
+
+
+def test_card_assigns_comments_and_snoozes_and_the_timeline_shows_it(
+    client: httpx.Client,
+) -> None:
+    """From the card's More sheet: assign to me, assign to a team, comment, snooze 4 h;
+    each answers with the card saying what happened, the API agrees, and the alert page's
+    timeline lists every change. Bad input (no assignee, empty comment, unknown snooze)
+    is explained in the card and changes nothing."""
+    _, alert_id = raise_alert(client)
+    hx = {"HX-Request": "true"}
+    url = f"/ui/alerts/{alert_id}"
+    card = client.get(url).text
+    assert '<summary class="btn">More</summary>' in card
+    assert 'value="tomorrow">Until tomorrow</button>' in card
+
+    mine = client.post(f"{url}/assign", headers=hx, data={"me": "1", "to": ""})
+    assert "Assigned to operator" in mine.text
+    assert 'role="status"' in mine.text
+    team = client.post(f"{url}/assign", headers=hx, data={"to": "night shift"})
+    assert "Assigned to night shift" in team.text
+    nobody = client.post(f"{url}/assign", headers=hx, data={"to": "  "})
+    assert "type a person or team" in nobody.text
+    assert client.get(f"/api/v1/alerts/{alert_id}").json()["assignee"] == "night shift"
+
+    noted = client.post(f"{url}/comment", headers=hx, data={"text": "valve <b>stuck</b>"})
+    assert "Comment by operator added." in noted.text
+    empty = client.post(f"{url}/comment", headers=hx, data={"text": "   "})
+    assert "a comment has 1 to 2000 characters" in empty.text
+
+    before = now_ms()
+    snoozed = client.post(f"{url}/snooze", headers=hx, data={"preset": "4h"})
+    assert "Snoozed until" in snoozed.text
+    until = client.get(f"/api/v1/alerts/{alert_id}").json()["snoozed_until_ms"]
+    assert before + 4 * 3_600_000 <= until <= now_ms() + 4 * 3_600_000
+    bogus = client.post(f"{url}/snooze", headers=hx, data={"preset": "forever"})
+    assert "snooze &#39;forever&#39;" in bogus.text
+    assert client.get(f"/api/v1/alerts/{alert_id}").json()["snoozed_until_ms"] == until
+
+    timeline = client.get(f"/alerts/{alert_id}").text
+    assert timeline.count('data-kind="assigned"') == 2
+    assert "→ night shift" in timeline
+    assert "“valve &lt;b&gt;stuck&lt;/b&gt;”" in timeline
+    assert 'data-kind="snoozed"' in timeline
+    kinds = [e["kind"] for e in client.get(f"/api/v1/alerts/{alert_id}/timeline").json()]
+    assert kinds == ["raised", "assigned", "assigned", "commented", "snoozed"]
+
+    client.post(f"/api/v1/alerts/{alert_id}/resolve")
+    late = client.post(f"{url}/snooze", headers=hx, data={"preset": "1h"})
+    assert "already resolved by" in late.text
+    assert (
+        "Comment by operator added."
+        in client.post(f"{url}/comment", headers=hx, data={"text": "post-mortem: gasket"}).text
+    )
 
 
 def test_alert_inbox_tabs_and_list_fragment(client: httpx.Client) -> None:

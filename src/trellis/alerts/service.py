@@ -31,12 +31,20 @@ import msgspec
 import sqlalchemy as sa
 
 from trellis.alerts.feedback import Feedback, Label, validate_feedback
+from trellis.alerts.propagation import Ancestors, registry_ancestors
 from trellis.alerts.timeline import SYSTEM, AlertEvent, EventKind
 from trellis.core.broadcast import Broadcaster
 from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, AlertSeverity, AlertStatus
-from trellis.store.metadata import alert_events, alert_labels, alerts, devices, row_dict
+from trellis.store.metadata import (
+    alert_events,
+    alert_labels,
+    alert_scopes,
+    alerts,
+    devices,
+    row_dict,
+)
 
 __all__ = ["LABEL_MARGIN_MS", "STORM_DEVICE", "AlertOutcome", "AlertService", "dedup_key"]
 
@@ -119,8 +127,11 @@ class AlertService:
         storm_limit: int | None = None,
         storm_window_ms: int = 60_000,
         clock: Callable[[], int] = now_ms,
+        ancestors: Ancestors | None = None,
     ) -> None:
         self._engine = engine
+        #: The nodes above a device that see its alerts (:mod:`.propagation`).
+        self._ancestors = ancestors or registry_ancestors(engine)
         self._lock = threading.Lock()
         self._root_causes: Mapping[str, Sequence[str]] = root_causes or {}
         self._storm_limit = storm_limit
@@ -211,6 +222,13 @@ class AlertService:
                 ).inserted_primary_key
                 assert inserted is not None
                 alert_id = int(inserted[0])
+                # Only a new alert asks the hierarchy (repeats are the hot path).
+                scopes = [] if device == STORM_DEVICE else self._ancestors(tenant, device)
+                if scopes:
+                    c.execute(
+                        alert_scopes.insert(),
+                        [{"tenant": tenant, "node": n, "alert_id": alert_id} for n in scopes],
+                    )
                 detail = {"severity": severity.value, "value": value, "message": message}
                 _event(c, tenant, alert_id, EventKind.RAISED, SYSTEM, at_ms, detail)
             alert = self._get(c, tenant, alert_id)
@@ -452,12 +470,14 @@ class AlertService:
         statuses: set[AlertStatus] | None = None,
         device: str | None = None,
         site: str | None = None,
+        under: str | None = None,
         by_severity: bool = False,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Alert]:
         """Newest first (or most severe first, then newest), optionally filtered by
-        status, device, or site (a site sees the alerts of every device at it)."""
+        status, device, site (a site sees the alerts of every device at it) or any node
+        of the asset tree (``under``: the alerts propagated to it, :mod:`.propagation`)."""
         order: list[Any] = []
         if by_severity:
             rank = sa.case(
@@ -479,6 +499,14 @@ class AlertService:
             query = query.where(alerts.c.device == device)
         if site is not None:
             query = query.where(alerts.c.site == site)
+        if under is not None:
+            query = query.where(
+                alerts.c.id.in_(
+                    sa.select(alert_scopes.c.alert_id).where(
+                        alert_scopes.c.tenant == tenant, alert_scopes.c.node == under
+                    )
+                )
+            )
         with self._engine.connect() as connection:
             return [_alert(row) for row in connection.execute(query).mappings()]
 

@@ -12,8 +12,9 @@ from trellis.platform import Platform
 __all__ = ["PlatformDep", "get_platform", "time_range"]
 
 
-def get_platform(request: Request) -> Platform:
-    """The platform the app's lifespan started."""
+async def get_platform(request: Request) -> Platform:
+    """The platform the app's lifespan started (``async``: a sync dependency would cost
+    every request a hop through the thread pool for one attribute read)."""
     platform: Platform = request.app.state.platform
     return platform
 

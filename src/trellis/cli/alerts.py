@@ -8,6 +8,7 @@ as the dashboard. Tables go to stderr; ``--json`` and ``labels`` write data to s
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
@@ -17,11 +18,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from trellis.alerts.snooze import snooze_minutes
 from trellis.cli._common import ConfigOption, api_headers, console, load_or_exit
 
 __all__ = ["app"]
 
-app = typer.Typer(help="List, acknowledge and resolve alerts; metrics and labels.")
+app = typer.Typer(
+    help="List, acknowledge, assign, comment on, snooze and resolve alerts; metrics and labels."
+)
 
 UrlOption = Annotated[
     str | None, typer.Option(help="a running Trellis (default: the configured http address)")
@@ -82,6 +86,9 @@ def list_alerts(
         list[str] | None, typer.Option(help="active, cleared or resolved (repeatable)")
     ] = None,
     site: Annotated[str | None, typer.Option(help="only devices at this site")] = None,
+    under: Annotated[
+        str | None, typer.Option(help="alerts propagated to this asset or site")
+    ] = None,
     device: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     url: UrlOption = None,
@@ -93,6 +100,8 @@ def list_alerts(
     params["status"] = status or ["active", "cleared"]
     if site:
         params["site"] = site
+    if under:
+        params["under"] = under
     if device:
         params["device"] = device
     with _client(url, config) as client:
@@ -154,6 +163,67 @@ def resolve(
         }
     with _client(url, config) as client:
         path = f"/api/v1/alerts/{alert_id}/resolve"
+        _outcome(_call(client, "POST", path, json=body).json(), as_json)
+
+
+@app.command("assign")
+def assign(
+    alert_id: int,
+    to: Annotated[
+        str | None, typer.Option("--to", help="a person or team (default: yourself, --by)")
+    ] = None,
+    unassign: Annotated[bool, typer.Option("--unassign", help="take the alert back")] = False,
+    by: ByOption = "operator",
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Assign an open alert to a person or team (yourself by default)."""
+    if unassign and to is not None:
+        _fail("give either --to or --unassign, not both", 2)
+    assignee = None if unassign else (to or by)
+    with _client(url, config) as client:
+        path = f"/api/v1/alerts/{alert_id}/assign"
+        body = {"by": by, "assignee": assignee}
+        _outcome(_call(client, "POST", path, json=body).json(), as_json)
+
+
+@app.command("comment")
+def comment(
+    alert_id: int,
+    text: Annotated[str, typer.Argument(help="the note (1-2000 characters)")],
+    by: ByOption = "operator",
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add a comment to an alert's timeline."""
+    if not text.strip():
+        _fail("a comment needs some text", 2)
+    with _client(url, config) as client:
+        path = f"/api/v1/alerts/{alert_id}/comments"
+        _outcome(_call(client, "POST", path, json={"by": by, "text": text}).json(), as_json)
+
+
+@app.command("snooze")
+def snooze(
+    alert_id: int,
+    duration: Annotated[
+        str, typer.Argument(help="'tomorrow' (08:00 local) or a duration: 30m, 1h, 4h, 2d")
+    ] = "1h",
+    by: ByOption = "operator",
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Keep an open alert from escalating for a while."""
+    try:
+        minutes = snooze_minutes(duration, datetime.now().astimezone())
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    with _client(url, config) as client:
+        path = f"/api/v1/alerts/{alert_id}/snooze"
+        body = {"by": by, "minutes": minutes}
         _outcome(_call(client, "POST", path, json=body).json(), as_json)
 
 

@@ -24,6 +24,7 @@ from trellis.core.errors import SchemaError
 __all__ = [
     "alert_events",
     "alert_labels",
+    "alert_scopes",
     "alerts",
     "api_tokens",
     "archive_messages",
@@ -127,6 +128,19 @@ alert_events = sa.Table(
     sa.Column("at_ms", sa.BigInteger, nullable=False),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("ix_alert_events_alert", "alert_id", "id"),
+)
+
+#: Propagation up the asset tree: one row per (alert, node above its device), so an
+#: asset or a site sees the alerts of everything under it with one indexed lookup.
+alert_scopes = sa.Table(
+    "alert_scopes",
+    metadata,
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("node", sa.String(128), nullable=False),
+    sa.Column(
+        "alert_id", sa.Integer, sa.ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.PrimaryKeyConstraint("tenant", "node", "alert_id", name="pk_alert_scopes"),
 )
 
 #: Operator feedback as training labels: verdict, cause, the readings window, lineage.
@@ -460,7 +474,11 @@ def open_metadata(url: str) -> sa.Engine:
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgresql", "postgres"):
         url = "postgresql+psycopg://" + rest  # psycopg 3 (the postgres extra), not psycopg2
-    engine = sa.create_engine(url)
+    # SQLite connections are cheap to keep but not to open (four pragmas, WAL): a pool
+    # as large as the API's thread pool (40) stops the churn of overflow connections
+    # that were opened and closed on every request under load.
+    pooled = url.startswith("sqlite:///") and ":memory:" not in url
+    engine = sa.create_engine(url, **({"pool_size": 40, "max_overflow": 20} if pooled else {}))
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     _check_known(engine)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote
@@ -25,6 +26,8 @@ from fastapi.templating import Jinja2Templates
 
 from trellis._version import __version__
 from trellis.alerts.feedback import ACTIONS, Feedback, Verdict, root_causes_for
+from trellis.alerts.service import AlertOutcome
+from trellis.alerts.snooze import PRESETS, snooze_minutes
 from trellis.api.deps import PlatformDep
 from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
@@ -41,7 +44,7 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 ACTOR = "operator"
 
 StatusTab = Literal["open", "all"]
-AlertAction = Literal["acknowledge", "resolve"]
+AlertAction = Literal["acknowledge", "resolve", "assign", "comment", "snooze"]
 
 
 def _environment() -> jinja2.Environment:
@@ -72,6 +75,7 @@ def _common(request: Request) -> dict[str, Any]:
         "root_causes_for": lambda alert_type: root_causes_for(alert_type, catalogue),
         "actions": ACTIONS,
         "verdicts": [(v.value, v.value.replace("_", " ").capitalize()) for v in Verdict],
+        "snooze_presets": PRESETS,
     }
 
 
@@ -287,9 +291,19 @@ async def alert_fragment(alert_id: int, request: Request, platform: PlatformDep)
 
 
 def _card(
-    request: Request, platform: Platform, alert: Alert, error: str | None = None
+    request: Request,
+    platform: Platform,
+    alert: Alert,
+    error: str | None = None,
+    notice: str | None = None,
 ) -> HTMLResponse:
-    context = {"alert": alert, "names": _names(platform, [alert]), "now": now_ms(), "error": error}
+    context = {
+        "alert": alert,
+        "names": _names(platform, [alert]),
+        "now": now_ms(),
+        "error": error,
+        "notice": notice,
+    }
     return _render(request, "_alert_card.html", context)
 
 
@@ -301,8 +315,9 @@ async def alert_action(
     platform: PlatformDep,
     hx_request: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Acknowledge or resolve (with the verdict the resolve sheet's button carries);
-    htmx gets the card back with what happened, a plain form the inbox."""
+    """Acknowledge, resolve (with the verdict the resolve sheet's button carries),
+    assign, comment or snooze; htmx gets the card back saying what happened, a plain
+    form the inbox."""
     if not _same_origin(request):
         return _render(
             request, "not_found.html", {"message": "Cross-site requests are refused."}, 403
@@ -310,18 +325,12 @@ async def alert_action(
     form = _form(await request.body())
     error = notice = None
     try:
-        if action == "acknowledge":
-            outcome = await asyncio.to_thread(
-                platform.alerts.acknowledge, platform.tenant, alert_id, ACTOR
-            )
-        else:
-            feedback = _feedback(form)
-            outcome = await asyncio.to_thread(
-                platform.alerts.resolve, platform.tenant, alert_id, ACTOR, feedback
-            )
+        outcome = await asyncio.to_thread(_act, platform, alert_id, action, form)
         alert = outcome.alert
         if not outcome.changed:
             notice = outcome.detail.capitalize() + "."
+        elif action in ("assign", "comment", "snooze"):
+            notice = outcome.detail[:1].upper() + outcome.detail[1:] + "."
     except NotFoundError:
         return _not_found(request, f"There is no alert {alert_id}.")
     except (ConflictError, ValueError) as exc:
@@ -329,7 +338,28 @@ async def alert_action(
         error = str(exc)
     if hx_request is None:
         return RedirectResponse("/alerts", status_code=303)
-    return _card(request, platform, alert, error or notice)
+    return _card(request, platform, alert, error, notice)
+
+
+def _act(
+    platform: Platform, alert_id: int, action: AlertAction, form: dict[str, str]
+) -> AlertOutcome:
+    """Carry out one card action (in a worker thread: the service writes the database)."""
+    alerts, tenant = platform.alerts, platform.tenant
+    if action == "acknowledge":
+        return alerts.acknowledge(tenant, alert_id, ACTOR)
+    if action == "resolve":
+        return alerts.resolve(tenant, alert_id, ACTOR, _feedback(form))
+    if action == "assign":
+        assignee = ACTOR if form.get("me") else form.get("to", "").strip()
+        if not assignee or len(assignee) > 128:
+            raise ValueError("type a person or team (1-128 characters), or tap Assign to me")
+        return alerts.assign(tenant, alert_id, ACTOR, assignee)
+    if action == "comment":
+        return alerts.comment(tenant, alert_id, ACTOR, form.get("text", ""))
+    # The server's zone decides "tomorrow" until users carry their own time zone.
+    minutes = snooze_minutes(form.get("preset", ""), datetime.now().astimezone())
+    return alerts.snooze(tenant, alert_id, ACTOR, now_ms() + int(minutes * 60_000))
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -15,6 +15,7 @@ from trellis.alerts.metrics import AlertMetrics, GroupBy
 from trellis.alerts.notify import DeadLetter
 from trellis.alerts.reports import alert_metrics
 from trellis.alerts.service import AlertOutcome
+from trellis.alerts.snooze import MAX_SNOOZE_MINUTES
 from trellis.alerts.timeline import AlertEvent
 from trellis.api.deps import PlatformDep, time_range
 from trellis.api.encoding import documented, json_response
@@ -64,7 +65,7 @@ class CommentIn(ActorIn):
 class SnoozeIn(ActorIn):
     """Keep the alert from escalating for a while."""
 
-    minutes: float = Field(gt=0, le=7 * 24 * 60)
+    minutes: float = Field(gt=0, le=MAX_SNOOZE_MINUTES)
 
 
 class ActionIn(ActorIn):
@@ -90,17 +91,23 @@ def list_alerts(
     status: Annotated[list[AlertStatus] | None, Query()] = None,
     device: str | None = None,
     site: Annotated[str | None, Query(description="alerts of every device at the site")] = None,
+    under: Annotated[
+        str | None,
+        Query(max_length=128, description="alerts propagated to this asset or site"),
+    ] = None,
     order: Annotated[str, Query(pattern="^(newest|severity)$")] = "newest",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Alerts, newest (or most severe) first; filter by status (repeatable), device, site."""
+    """Alerts, newest (or most severe) first; filter by status (repeatable), device, site,
+    or any node above the devices in the asset tree (``under``)."""
     return json_response(
         platform.alerts.find(
             platform.tenant,
             statuses=set(status) if status else None,
             device=device,
             site=site,
+            under=under,
             by_severity=order == "severity",
             limit=limit,
             offset=offset,

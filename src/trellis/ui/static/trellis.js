@@ -43,17 +43,39 @@
 
   var refreshTimer = null;
 
-  /* Reload every [data-refresh] fragment, at most once per 300 ms burst. */
+  /* Whether someone is working inside a fragment: a sheet open, a field focused.
+     Replacing it then would close the sheet and drop a half-typed comment. */
+  function busy(el) {
+    var active = document.activeElement;
+    return !!el.querySelector("details[open]") ||
+      (active && active !== document.body && el.contains(active) &&
+       (active.tagName === "TEXTAREA" || active.tagName === "INPUT" || active.tagName === "SELECT"));
+  }
+
+  /* Reload every [data-refresh] fragment, at most once per 300 ms burst; a busy
+     fragment is reloaded once the operator is done with it (checked every second). */
   function refreshFragments() {
     if (!window.htmx) return;
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(function () {
+      var waiting = false;
       document.querySelectorAll("[data-refresh]").forEach(function (el) {
+        if (busy(el)) { waiting = true; return; }
         window.htmx.ajax("GET", el.dataset.refresh, { target: el, swap: "innerHTML" });
       });
+      if (waiting) refreshTimer = setTimeout(refreshFragments, 1000);
     }, 300);
   }
   trellis.refreshFragments = refreshFragments;
+
+  /* A reload that was already on its way when the operator opened a sheet waits too. */
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.dataset && target.dataset.refresh && busy(target)) {
+      event.detail.shouldSwap = false;
+      refreshFragments();
+    }
+  });
 
   function openStream(url, handlers) {
     if (!window.EventSource) return null;
