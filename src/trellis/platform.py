@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from trellis.alerts.escalation import Escalator
 from trellis.alerts.notify import Channel, EmailChannel, Notifier, WebhookChannel
+from trellis.alerts.propagation import registry_ancestors
 from trellis.alerts.service import AlertService
 from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
@@ -75,8 +76,11 @@ class Platform:
             raise
         self.registry = DeviceRegistry(self.engine)
         self.quarantine = Quarantine(self.engine)
+        self.semantic = SemanticModel(self.engine)
+        self._registry_ancestors = registry_ancestors(self.engine)
         self.alerts = AlertService(
             self.engine,
+            ancestors=self._alert_scopes,
             root_causes=settings.alerts.root_causes,
             storm_limit=settings.alerts.storm_limit,
             storm_window_ms=int(settings.alerts.storm_window_s * 1000),
@@ -89,7 +93,6 @@ class Platform:
             self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
         )
         self.flows = FlowStore(self.engine, self.rules)
-        self.semantic = SemanticModel(self.engine)
         self.registry.listeners.append(self._place_device)
         self.archive = Archive(self.engine, level=settings.fabric.archive_level)
         self.lineage = LineageEmitter.from_settings(settings.fabric)
@@ -262,6 +265,13 @@ class Platform:
             if broker is not None:
                 await asyncio.to_thread(broker.stop)
             log.info("trellis stopped")
+
+    def _alert_scopes(self, tenant: str, device: str) -> list[str]:
+        """Where an alert of ``device`` is visible: the semantic model's nodes above its
+        points (nearest first), then what the registry records (asset, site)."""
+        chain = self.semantic.ancestors(tenant, device)
+        chain += [n for n in self._registry_ancestors(tenant, device) if n not in chain]
+        return chain
 
     def _place_device(self, device: Device) -> None:
         """A registered device's typed properties become points of the semantic model;

@@ -3,10 +3,10 @@
 An alert is visible at every node above its device (nearest first), so a site's inbox
 holds its pumps' alerts and an asset's holds its sensors'. The hierarchy lives behind
 one function, ``ancestors(tenant, device_id) -> list[str]``, handed to
-:class:`~trellis.alerts.service.AlertService`. Today it is read from the device
-registry: the device's ``asset`` attribute (when set) and its ``site``. When the Brick
-asset tree (``trellis.semantic``) is in place, the composition root passes a function
-that walks it instead; nothing else changes.
+:class:`~trellis.alerts.service.AlertService`. The platform passes one that walks the
+Brick asset tree (``SemanticModel.ancestors``: the equipment and places above the
+device's points) and then adds what the device registry records (``registry_ancestors``:
+the ``asset`` attribute, then the ``site``).
 """
 
 from __future__ import annotations

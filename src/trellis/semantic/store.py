@@ -212,6 +212,26 @@ class SemanticModel:
         node_id = snapshot.series.get((device, metric))
         return snapshot.tags(node_id) if node_id is not None else set()
 
+    def ancestors(self, tenant: str, device: str) -> list[str]:
+        """The nodes above a device's points, nearest first: equipment, then the places
+        that hold it (by the tree, then by ``hasLocation``). An alert of the device is
+        visible at each of them."""
+        snapshot = self._snapshot(tenant)
+        frontier = [n for (d, _), n in sorted(snapshot.series.items()) if d == device]
+        seen = set(frontier)
+        chain: list[str] = []
+        while frontier:
+            upper: list[str] = []
+            for current in frontier:
+                node = snapshot.nodes.get(current)
+                for up in (node.parent if node else None, snapshot.located.get(current)):
+                    if up is not None and up not in seen:
+                        seen.add(up)
+                        chain.append(up)
+                        upper.append(up)
+            frontier = upper
+        return chain
+
     # -- writing --------------------------------------------------------------------
 
     def put(
