@@ -12,7 +12,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.routing import APIRoute
 
 from trellis.auth.audit import AuditLog
+from trellis.auth.limits import LoginLimiter
+from trellis.auth.oidc import OidcVerifier, looks_like_jwt
 from trellis.auth.policy import PolicyEngine
+from trellis.auth.sessions import SessionStore
 from trellis.auth.users import SCOPES, Principal, TokenError, UserStore
 
 __all__ = ["Gate", "Operation", "authorized", "operations", "public"]
@@ -90,6 +93,9 @@ class Gate:
     policies: PolicyEngine
     audit: AuditLog
     ops: dict[Callable[..., Any], Operation]
+    sessions: SessionStore
+    limiter: LoginLimiter
+    oidc: OidcVerifier | None = None
 
 
 _LOCAL = Principal("local-admin", "", "admin", frozenset(SCOPES), "loopback")
@@ -110,8 +116,11 @@ def _principal(gate: Gate, request: Request) -> Principal:
             raise HTTPException(
                 401, "use 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"}
             )
+        token = token.strip()
         try:
-            return gate.users.resolve(token.strip())
+            if gate.oidc is not None and looks_like_jwt(token):
+                return gate.oidc.verify(token)
+            return gate.users.resolve(token)
         except TokenError as exc:
             raise HTTPException(
                 401, f"invalid token: {exc}", {"WWW-Authenticate": "Bearer"}

@@ -10,7 +10,10 @@ from fastapi import APIRouter
 
 from trellis.api.auth import Gate, operations
 from trellis.auth.audit import AuditLog
+from trellis.auth.limits import LoginLimiter
+from trellis.auth.oidc import OidcVerifier
 from trellis.auth.policy import PolicyEngine, read_policy_dir
+from trellis.auth.sessions import SessionStore
 from trellis.auth.users import UserStore
 from trellis.core.config import Settings
 from trellis.core.errors import ConfigError
@@ -47,6 +50,7 @@ def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
             f"\ntrellis: created user 'admin' (tenant {settings.tenant!r}); one-time password: "
             f"{password}\n  get a token: trellis users token admin --scope read --scope write\n\n"
         )
+    auth = settings.auth
     return Gate(
         enabled=settings.auth.enabled,
         loopback_admin=settings.auth.loopback_admin,
@@ -55,4 +59,7 @@ def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
         policies=policy_engine(settings, router),
         audit=AuditLog(settings.data_dir / "audit" / "audit.jsonl"),
         ops=operations(router),
+        oidc=OidcVerifier(auth.oidc, settings.tenant) if auth.oidc else None,
+        sessions=SessionStore(engine, auth.session_hours * 3600, auth.session_idle_minutes * 60),
+        limiter=LoginLimiter(auth.login_per_ip_per_min, auth.login_per_user_per_min),
     )

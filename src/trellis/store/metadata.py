@@ -42,6 +42,7 @@ __all__ = [
     "rule_dead_letters",
     "rule_state",
     "rules",
+    "sessions",
     "users",
 ]
 
@@ -314,6 +315,7 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("must_change", sa.Boolean, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 api_tokens = sa.Table(
@@ -325,6 +327,19 @@ api_tokens = sa.Table(
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("expires_ms", sa.BigInteger, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(64), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("client", sa.String(64), nullable=False, server_default=""),
+    sa.Index("ix_sessions_user", "user"),
 )
 
 log = logging.getLogger(__name__)
