@@ -18,9 +18,20 @@ from trellis.auth.policy import PolicyEngine
 from trellis.auth.sessions import SessionStore
 from trellis.auth.users import SCOPES, Principal, TokenError, UserStore
 
-__all__ = ["Gate", "Operation", "authorized", "operations", "public"]
+__all__ = [
+    "SESSION_COOKIE",
+    "Gate",
+    "Operation",
+    "authorized",
+    "is_loopback",
+    "operations",
+    "public",
+    "same_origin",
+]
 
 _READ = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The dashboard's session cookie; the API accepts it too, so the pages' scripts can call it.
+SESSION_COOKIE = "trellis_session"
 #: Tags whose changing operations are an operator's work, or a data scientist's.
 _OPERATE = frozenset({"alerts", "commands"})
 _ML = frozenset({"models", "fabric"})
@@ -78,7 +89,8 @@ def operations(router: APIRouter) -> dict[Callable[..., Any], Operation]:
         if action in names and route.endpoint not in found:
             raise RuntimeError(f"two API operations share the action name {action!r}")
         names.add(action)
-        found[route.endpoint] = Operation(action, _group(tag, method), method not in _READ)
+        kind = route.endpoint.__dict__.get("trellis_group") or _group(tag, method)
+        found[route.endpoint] = Operation(action, kind, method not in _READ)
     return found
 
 
@@ -101,11 +113,25 @@ class Gate:
 _LOCAL = Principal("local-admin", "", "admin", frozenset(SCOPES), "loopback")
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is 127.0.0.0/8 or ::1."""
     try:
         return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a request that acts on ambient credentials comes from our own pages.
+
+    Browsers label cross-site requests with ``Sec-Fetch-Site`` (or at least ``Origin``);
+    clients without either (curl, scripts) are not browsers acting for someone else.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _principal(gate: Gate, request: Request) -> Principal:
@@ -125,8 +151,19 @@ def _principal(gate: Gate, request: Request) -> Principal:
             raise HTTPException(
                 401, f"invalid token: {exc}", {"WWW-Authenticate": "Bearer"}
             ) from None
+    # Ambient credentials (the dashboard's session cookie, the loopback admin) act only for
+    # our own pages: a change needs the session's CSRF token and a same-origin request.
+    unsafe = request.method not in _READ
+    if unsafe and not same_origin(request):
+        raise HTTPException(403, "cross-site request refused")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = gate.sessions.get(cookie) if cookie else None
+    if session is not None:
+        if unsafe and not session.csrf_ok(request.headers.get("x-csrf-token")):
+            raise HTTPException(403, "missing or wrong CSRF token (X-CSRF-Token)")
+        return session.principal
     client = request.client.host if request.client else None
-    if gate.loopback_admin and _is_loopback(client):
+    if gate.loopback_admin and is_loopback(client):
         return Principal(_LOCAL.name, gate.tenant, "admin", _LOCAL.scopes, "loopback")
     raise HTTPException(401, "authentication required", {"WWW-Authenticate": "Bearer"})
 

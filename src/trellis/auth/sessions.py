@@ -48,6 +48,7 @@ class SessionStore:
 
     def __init__(self, engine: sa.Engine, lifetime_s: float, idle_s: float) -> None:
         self._engine = engine
+        self.lifetime_s = lifetime_s
         self._lifetime_ms = int(lifetime_s * 1000)
         self._idle_ms = int(idle_s * 1000)
 

@@ -18,7 +18,18 @@ from trellis.auth.users import UserStore
 from trellis.core.config import Settings
 from trellis.core.errors import ConfigError
 
-__all__ = ["bootstrap_admin", "open_gate", "policy_engine"]
+__all__ = ["bootstrap_admin", "guarded_router", "open_gate", "policy_engine"]
+
+
+def guarded_router() -> APIRouter:
+    """Every guarded operation: the REST API's and the dashboard's pages (one schema)."""
+    from trellis.api import routes
+    from trellis.ui.routes import dashboard_router
+
+    router = APIRouter()
+    router.include_router(routes.router)
+    router.include_router(dashboard_router())
+    return router
 
 
 def policy_engine(settings: Settings, router: APIRouter) -> PolicyEngine:

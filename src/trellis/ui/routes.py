@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -26,18 +26,20 @@ from fastapi.templating import Jinja2Templates
 from trellis._version import __version__
 from trellis.alerts.feedback import ACTIONS, Feedback, Verdict, root_causes_for
 from trellis.api.deps import PlatformDep
+from trellis.auth.users import Principal
 from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, Device
 from trellis.platform import Platform
 from trellis.ui import experiments, streams, views
 from trellis.ui import models as model_pages
+from trellis.ui.auth import group, guard, read_form
 from trellis.ui.streams import end_streams
 
 __all__ = ["end_streams", "mount"]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-#: Who the dashboard records as acting on an alert until authentication arrives.
+#: Who the dashboard records as acting on an alert when authentication is disabled.
 ACTOR = "operator"
 
 StatusTab = Literal["open", "all"]
@@ -72,6 +74,8 @@ def _common(request: Request) -> dict[str, Any]:
         "root_causes_for": lambda alert_type: root_causes_for(alert_type, catalogue),
         "actions": ACTIONS,
         "verdicts": [(v.value, v.value.replace("_", " ").capitalize()) for v in Verdict],
+        "csrf": getattr(request.state, "csrf", ""),
+        "user": getattr(request.state, "principal", None),
     }
 
 
@@ -102,21 +106,6 @@ def _require_device(device_id: str, platform: PlatformDep) -> Device:
 
 
 DeviceDep = Annotated[Device, Depends(_require_device)]
-
-
-def _same_origin(request: Request) -> bool:
-    """Whether a state-changing request comes from the dashboard itself.
-
-    There are no sessions yet, but a page elsewhere must not be able to make a
-    browser acknowledge alerts: browsers label cross-site requests with
-    ``Sec-Fetch-Site`` (or at least ``Origin``); clients without either (curl,
-    scripts) are not browsers acting for someone else.
-    """
-    site = request.headers.get("sec-fetch-site")
-    if site is not None:
-        return site in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 # -- pages -------------------------------------------------------------------------
@@ -294,6 +283,7 @@ def _card(
 
 
 @pages.post("/ui/alerts/{alert_id:int}/{action}", response_model=None)
+@group("operate")
 async def alert_action(
     alert_id: int,
     action: AlertAction,
@@ -303,21 +293,18 @@ async def alert_action(
 ) -> Response:
     """Acknowledge or resolve (with the verdict the resolve sheet's button carries);
     htmx gets the card back with what happened, a plain form the inbox."""
-    if not _same_origin(request):
-        return _render(
-            request, "not_found.html", {"message": "Cross-site requests are refused."}, 403
-        )
-    form = _form(await request.body())
+    form = await read_form(request)
+    actor = _actor(request)
     error = notice = None
     try:
         if action == "acknowledge":
             outcome = await asyncio.to_thread(
-                platform.alerts.acknowledge, platform.tenant, alert_id, ACTOR
+                platform.alerts.acknowledge, platform.tenant, alert_id, actor
             )
         else:
             feedback = _feedback(form)
             outcome = await asyncio.to_thread(
-                platform.alerts.resolve, platform.tenant, alert_id, ACTOR, feedback
+                platform.alerts.resolve, platform.tenant, alert_id, actor, feedback
             )
         alert = outcome.alert
         if not outcome.changed:
@@ -332,10 +319,10 @@ async def alert_action(
     return _card(request, platform, alert, error or notice)
 
 
-def _form(body: bytes) -> dict[str, str]:
-    """A urlencoded form body (what htmx and plain forms post), last value wins."""
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[-1] for key, values in fields.items()}
+def _actor(request: Request) -> str:
+    """Who the alert's timeline names: the logged-in user (or the loopback admin)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else ACTOR
 
 
 def _feedback(form: dict[str, str]) -> Feedback | None:
@@ -393,14 +380,27 @@ async def alert_stream(
             yield event
 
 
+def dashboard_router() -> APIRouter:
+    """Every dashboard route behind the one guard (session or loopback admin, CSRF, Cedar,
+    audit); each is the Cedar action ``dashboard.<endpoint>``."""
+    from trellis.ui import account, admin, rules  # they render with this module's templates
+
+    router = APIRouter(dependencies=[Depends(guard)], tags=["dashboard"])
+    for module_router in (
+        rules.pages,
+        pages,
+        model_pages.router,
+        live,
+        experiments.router,
+        account.router,
+        admin.router,
+    ):
+        router.include_router(module_router)
+    return router
+
+
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, fragments, streams and static files to ``app``."""
-    from trellis.ui import rules  # it renders with this module's templates
-
-    app.include_router(rules.pages)
-    app.include_router(pages)
-    app.include_router(model_pages.router)
-    app.include_router(live)
-    app.include_router(experiments.router)
+    app.include_router(dashboard_router())
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")
     streams.stop_event(app)  # created here, before any thread may ask for it
