@@ -4,6 +4,7 @@ operation (Cedar, through :meth:`PolicyEngine.authorize`), and the audit entry f
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from trellis.auth.oidc import OidcVerifier, looks_like_jwt
 from trellis.auth.policy import PolicyEngine
 from trellis.auth.sessions import SessionStore
 from trellis.auth.users import SCOPES, Principal, TokenError, UserStore
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SESSION_COOKIE",
@@ -67,23 +70,30 @@ def _group(tag: str, method: str) -> str:
 
 
 def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    for route, _ in _tagged_routes(routes, []):
+        yield route
+
+
+def _tagged_routes(routes: list[Any], tags: list[Any]) -> Iterator[tuple[APIRoute, list[Any]]]:
+    """Every APIRoute with the tags it serves under (those of the routers including it)."""
     for route in routes:
         if isinstance(route, APIRoute):
-            yield route
+            yield route, [*tags, *route.tags]
         elif hasattr(route, "include_context"):  # FastAPI >= 0.165 keeps included routers
-            yield from _api_routes(route.include_context.included_router.routes)
+            context = route.include_context
+            yield from _tagged_routes(context.included_router.routes, [*tags, *context.tags])
         elif isinstance(route, APIRouter):
-            yield from _api_routes(route.routes)
+            yield from _tagged_routes(route.routes, tags)
 
 
 def operations(router: APIRouter) -> dict[Callable[..., Any], Operation]:
     """Every guarded operation of ``router`` keyed by its endpoint; refuses ambiguous names."""
     found: dict[Callable[..., Any], Operation] = {}
     names: set[str] = set()
-    for route in _api_routes(router.routes):
+    for route, tags in _tagged_routes(router.routes, []):
         if route.endpoint.__dict__.get("trellis_public"):
             continue
-        tag = str(route.tags[0]) if route.tags else "system"
+        tag = str(tags[0]) if tags else "system"
         method = sorted(route.methods or {"GET"})[0]
         action = f"{tag}.{route.endpoint.__name__}"
         if action in names and route.endpoint not in found:
@@ -148,6 +158,8 @@ def _principal(gate: Gate, request: Request) -> Principal:
                 return gate.oidc.verify(token)
             return gate.users.resolve(token)
         except TokenError as exc:
+            # The reason names what is wrong with the token, never the token itself.
+            log.info("refused a bearer token from %s: %s", request.client, exc)
             raise HTTPException(
                 401, f"invalid token: {exc}", {"WWW-Authenticate": "Bearer"}
             ) from None

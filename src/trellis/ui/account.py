@@ -4,6 +4,7 @@ session (rate limited per address and per user name, audited), and logout that e
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,6 +14,8 @@ from trellis.api.auth import SESSION_COOKIE, Gate, public
 from trellis.ui.auth import cookie, read_form, session_of, uses_tls
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -59,6 +62,7 @@ async def login(request: Request) -> Response:
     principal = await asyncio.to_thread(gate.users.login, username, password)
     record = {"action": "auth.login", "method": "POST", "path": "/login", "client": client}
     if principal is None:
+        log.info("failed login for %r from %s (dashboard)", username, client)
         gate.limiter.failed(client, username)
         gate.audit.append(principal=username, decision="deny", reason="bad credentials", **record)
         return _page(request, next_, "Wrong username or password.", 401)

@@ -134,7 +134,7 @@ async def policies_page(request: Request) -> Response:
         "policy_text": engine.text,
         "status": status,
         "problem": problem,
-        "actions": sorted(engine.actions.items(), key=lambda item: (item[1], item[0])),
+        "policy_actions": sorted(engine.actions.items(), key=lambda item: (item[1], item[0])),
         "source": _policy_source(request),
     }
     return _render(request, "admin_policies.html", context)

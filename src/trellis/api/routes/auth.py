@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -18,6 +19,7 @@ __all__ = ["LoginIn", "router"]
 
 router = APIRouter(tags=["auth"])
 audit_router = APIRouter(tags=["audit"])
+log = logging.getLogger(__name__)
 
 
 class LoginIn(BaseModel):
@@ -61,6 +63,7 @@ def login(body: LoginIn, request: Request) -> Response:
         raise HTTPException(422, f"unknown scope(s) {bad}; choose from {', '.join(SCOPES)}")
     principal = gate.users.login(body.username, body.password)
     if principal is None:
+        log.info("failed login for %r from %s (token endpoint)", body.username, client)
         gate.limiter.failed(client, body.username)
         gate.audit.append(
             principal=body.username,
