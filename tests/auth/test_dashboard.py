@@ -369,3 +369,17 @@ def test_secrets_never_reach_the_logs(
     audit = secured.settings.data_dir / "audit" / "audit.jsonl"
     assert PASSWORD not in audit.read_text()
     assert issued not in audit.read_text()
+
+
+def test_liveness_is_public_and_says_nothing_readiness_needs_a_token(
+    secured: Secured, anonymous: httpx.Client
+) -> None:
+    """``/health/live`` answers anyone with no data; ``/health`` (version, counts) needs a
+    principal."""
+    live = anonymous.get("/api/v1/health/live")
+    assert live.status_code == 200
+    assert live.json() == {"status": "ok"}
+    assert anonymous.get("/api/v1/health").status_code == 401
+    bearer = {"Authorization": f"Bearer {secured.tokens['viewer']}"}
+    detail = anonymous.get("/api/v1/health", headers=bearer).json()
+    assert set(detail) >= {"status", "version", "devices", "ingest_queued"}
