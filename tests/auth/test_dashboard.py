@@ -204,6 +204,7 @@ def test_policies_page_and_audit_verify(secured: Secured) -> None:
         assert 'id="policy-status" class="status-valid">valid<' in page.text
         assert "@id(&#34;operator&#34;)" in page.text or '@id("operator")' in page.text
         assert "dashboard.users_page" in page.text
+        assert 'id="policy-tests"' in page.text  # the tables' results, or why there are none
         verified = admin.get("/ui/audit/verify", headers={"HX-Request": "true"})
         assert verified.status_code == 200
         assert "Intact:" in verified.text

@@ -70,6 +70,11 @@ class UserStore:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> sa.Engine:
+        """The metadata database the users live in."""
+        return self._engine
+
     def count(self) -> int:
         """How many users exist (zero on first start)."""
         with self._engine.connect() as conn:

@@ -8,6 +8,7 @@ other page: managing users is the ``admin`` group, reading policies and the audi
 from __future__ import annotations
 
 import asyncio
+import importlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -130,7 +131,10 @@ async def policies_page(request: Request) -> Response:
         status, problem = "valid", ""
     except PolicyError as exc:  # cannot happen for a loaded set, but the page says so if it does
         status, problem = "invalid", str(exc)
+    report, report_error = await asyncio.to_thread(_policy_tests, request)
     context = {
+        "report": report,
+        "report_error": report_error,
         "policy_text": engine.text,
         "status": status,
         "problem": problem,
@@ -138,6 +142,23 @@ async def policies_page(request: Request) -> Response:
         "source": _policy_source(request),
     }
     return _render(request, "admin_policies.html", context)
+
+
+def _policy_tests(request: Request) -> tuple[Any, str]:
+    """The ``*.tests.csv`` tables run against the loaded policies (``trellis policy test``'s
+    runner); ``(None, why)`` when there is no runner or no table."""
+    try:
+        module = importlib.import_module("trellis.auth.policy_tests")
+    except ImportError:
+        return None, "the policy test runner is not installed in this build"
+    engine = _gate(request).policies
+    platform = getattr(request.app.state, "platform", None)
+    directory = platform.settings.auth.policy_dir if platform is not None else None
+    try:
+        report = module.run_policy_tests(directory, actions=engine.actions, engine=engine)
+    except ValueError as exc:  # a malformed or missing table: say so on the page
+        return None, str(exc)
+    return report, ""
 
 
 def _policy_source(request: Request) -> str:
