@@ -74,6 +74,13 @@ class OidcVerifier:
         # "EdDSA", so it is accepted as such, without a warning on every request.
         self._registry.algorithms = {**JWSRegistry.algorithms, "EdDSA": _quiet("EdDSA")}
         self.fetches = 0  # observable: how often the JWKS was requested
+        self._claims = jwt.JWTClaimsRegistry(  # stateless: "now" is read on each validate
+            leeway=settings.leeway_s,
+            iss={"essential": True, "value": settings.issuer},
+            aud={"essential": True, "value": settings.audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
 
     # -- keys --------------------------------------------------------------------
 
@@ -142,15 +149,8 @@ class OidcVerifier:
         except JoseError as exc:
             raise TokenError(f"bad signature or encoding ({exc.error})") from None
         claims = decoded.claims
-        required = jwt.JWTClaimsRegistry(
-            leeway=self.settings.leeway_s,
-            iss={"essential": True, "value": self.settings.issuer},
-            aud={"essential": True, "value": self.settings.audience},
-            exp={"essential": True},
-            sub={"essential": True},
-        )
         try:
-            required.validate(claims)
+            self._claims.validate(claims)
         except ExpiredTokenError:
             raise TokenError("expired token") from None
         except JoseError as exc:

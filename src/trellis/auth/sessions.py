@@ -24,6 +24,12 @@ __all__ = ["Session", "SessionStore"]
 
 #: A session's last use is written at most this often (not on every page view).
 _TOUCH_MS = 60_000
+#: Built once: constructing the statement cost more than running it (bench/auth.py).
+_LOOKUP = (
+    sa.select(sessions, users.c.tenant, users.c.role, users.c.disabled)
+    .join(users, users.c.name == sessions.c.user)
+    .where(sessions.c.digest == sa.bindparam("digest"))
+)
 
 
 def _digest(session_id: str) -> str:
@@ -78,15 +84,7 @@ class SessionStore:
             return None
         digest, now = _digest(session_id), now_ms()
         with self._engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.select(sessions, users.c.tenant, users.c.role, users.c.disabled)
-                    .join(users, users.c.name == sessions.c.user)
-                    .where(sessions.c.digest == digest)
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_LOOKUP, {"digest": digest}).mappings().first()
         if row is None:
             return None
         if row["disabled"] or row["expires_ms"] <= now or now - row["last_seen_ms"] > self._idle_ms:
