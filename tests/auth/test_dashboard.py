@@ -142,6 +142,7 @@ def test_every_page_is_authorised_by_the_policies(secured: Secured) -> None:
         assert "viewer" in denied.json()["detail"]
         for page in ("/admin/users", "/admin/audit", "/admin/policies"):
             assert viewer.get(page).status_code == 403, page
+            assert f'href="{page}"' not in viewer.get("/alerts").text  # no link that 403s
     with _session(secured, "u-auditor") as auditor:
         audit = auditor.get("/admin/audit", params={"principal": "u-viewer"})
         assert audit.status_code == 200
@@ -384,3 +385,38 @@ def test_liveness_is_public_and_says_nothing_readiness_needs_a_token(
     bearer = {"Authorization": f"Bearer {secured.tokens['viewer']}"}
     detail = anonymous.get("/api/v1/health", headers=bearer).json()
     assert set(detail) >= {"status", "version", "devices", "ingest_queued"}
+
+
+def test_a_one_time_password_must_be_changed_first(secured: Secured) -> None:
+    """A user created with a one-time password (the first admin) can only change it; the
+    change checks the current password, the repeat and the length, and is audited."""
+    engine = open_metadata(secured.settings.metadata_url)
+    try:
+        UserStore(engine).add("newbie", "default", "admin", PASSWORD, must_change=True)
+    finally:
+        engine.dispose()
+    with _session(secured, "newbie") as newbie:
+        page = newbie.get("/alerts")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/account/password"
+        form = newbie.get("/account/password")
+        token = _csrf(form.text)
+        refused = newbie.post("/admin/users", data={"csrf": token, "name": "x", "role": "viewer"})
+        assert refused.status_code == 403
+        new = "a brand new passphrase"
+
+        def change(current: str, new_: str, repeat: str) -> httpx.Response:
+            data = {"csrf": token, "current": current, "new": new_, "repeat": repeat}
+            return newbie.post("/account/password", data=data)
+
+        assert "current password is wrong" in change("nope nope nope", new, new).text
+        assert "differ" in change(PASSWORD, new, new + "!").text
+        assert "12 characters" in change(PASSWORD, "short", "short").text
+        assert change(PASSWORD, PASSWORD, PASSWORD).status_code == 422
+        done = change(PASSWORD, new, new)
+        assert done.status_code == 200
+        assert "Password changed." in done.text
+        assert newbie.get("/alerts").status_code == 200
+    with httpx.Client(base_url=secured.url) as again:
+        assert login(again, "newbie").status_code == 401
+        assert login(again, "newbie", new).status_code == 303

@@ -26,7 +26,7 @@ __all__ = ["Session", "SessionStore"]
 _TOUCH_MS = 60_000
 #: Built once: constructing the statement cost more than running it (bench/auth.py).
 _LOOKUP = (
-    sa.select(sessions, users.c.tenant, users.c.role, users.c.disabled)
+    sa.select(sessions, users.c.tenant, users.c.role, users.c.disabled, users.c.must_change)
     .join(users, users.c.name == sessions.c.user)
     .where(sessions.c.digest == sa.bindparam("digest"))
 )
@@ -43,6 +43,7 @@ class Session:
     principal: Principal
     csrf: str
     expires_ms: int
+    must_change: bool = False  # the one-time password of the first admin: change it first
 
     def csrf_ok(self, sent: str | None) -> bool:
         """Whether ``sent`` is this session's CSRF token (constant-time)."""
@@ -96,7 +97,7 @@ class SessionStore:
                     sessions.update().where(sessions.c.digest == digest).values(last_seen_ms=now)
                 )
         principal = Principal(row["user"], row["tenant"], row["role"], frozenset(SCOPES), "session")
-        return Session(principal, row["csrf"], row["expires_ms"])
+        return Session(principal, row["csrf"], row["expires_ms"], bool(row["must_change"]))
 
     def end(self, session_id: str) -> None:
         """Log out: the session is gone on the server."""

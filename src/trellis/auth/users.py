@@ -209,3 +209,23 @@ class UserStore:
                 api_tokens.delete().where(api_tokens.c.user == name, api_tokens.c.id != keep)
             )
         return token
+
+    def change_password(self, name: str, current: str, new: str) -> None:
+        """Replace the password after checking the current one; clears "must change".
+
+        Raises ``ValueError`` when the current password is wrong, the new one is shorter
+        than 12 characters or equals the current one."""
+        if len(new) < 12:
+            raise ValueError("a password needs at least 12 characters")
+        if new == current:
+            raise ValueError("the new password must differ from the current one")
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(users.c.password_hash).where(users.c.name == name)).first()
+        if row is None or not _check_password(current, row.password_hash):
+            raise ValueError("the current password is wrong")
+        with self._engine.begin() as conn:
+            conn.execute(
+                users.update()
+                .where(users.c.name == name)
+                .values(password_hash=hash_password(new), must_change=False)
+            )

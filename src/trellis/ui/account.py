@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from trellis.api.auth import SESSION_COOKIE, Gate, public
-from trellis.ui.auth import cookie, read_form, session_of, uses_tls
+from trellis.auth.users import Principal
+from trellis.ui.auth import cookie, group, read_form, session_of, uses_tls
 
 __all__ = ["router"]
 
@@ -113,3 +115,67 @@ async def logout(request: Request) -> Response:
     secure = uses_tls(request, gate_secure(request))
     response.headers.append("set-cookie", cookie(SESSION_COOKIE, "", secure, max_age=0))
     return response
+
+
+def _password_form(
+    request: Request, error: str = "", notice: str = "", status: int = 200
+) -> Response:
+    from trellis.ui.routes import _render
+
+    context = {"error": error, "notice": notice}
+    return _render(request, "password.html", context, status)
+
+
+def _password_page(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    # Reachable while the one-time password is still in use (everything else is not).
+    endpoint.__dict__["trellis_password"] = True
+    return endpoint
+
+
+@router.get("/account/password")
+@group("read")  # every role may change its own password
+@_password_page
+async def password_page(request: Request) -> Response:
+    """The form to change one's own password."""
+    return _password_form(request)
+
+
+@router.post("/account/password")
+@group("read")
+@_password_page
+async def change_password(request: Request) -> Response:
+    """Change one's own password (the current one is asked again); audited."""
+    gate: Gate = request.app.state.gate
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None or principal.via != "session":
+        return _password_form(request, "Only a logged-in user has a password to change.", "", 400)
+    client = request.client.host if request.client else "?"
+    wait = gate.limiter.retry_after(client, principal.name)
+    if wait:  # a stolen session must not become a way to guess the password
+        page = _password_form(request, f"Too many wrong passwords. Try again in {wait} s.", "", 429)
+        page.headers["Retry-After"] = str(wait)
+        return page
+    form = await read_form(request)
+    new = form.get("new", "")
+    if new != form.get("repeat", ""):
+        return _password_form(request, "The two new passwords differ.", "", 422)
+    try:
+        await asyncio.to_thread(
+            gate.users.change_password, principal.name, form.get("current", ""), new
+        )
+    except ValueError as exc:
+        if "current password" in str(exc):
+            gate.limiter.failed(client, principal.name)
+        return _password_form(request, str(exc).capitalize() + ".", "", 422)
+    gate.audit.append(
+        principal=principal.name,
+        role=principal.role,
+        tenant=principal.tenant,
+        decision="allow",
+        reason="password changed",
+        action="auth.change_password",
+        method="POST",
+        path="/account/password",
+        client=client,
+    )
+    return _password_form(request, "", "Password changed.")

@@ -34,6 +34,7 @@ __all__ = [
     "SecurityHeaders",
     "group",
     "guard",
+    "may",
     "read_form",
 ]
 
@@ -111,6 +112,17 @@ async def guard(request: Request) -> Principal | None:
         raise HTTPException(403, "missing or wrong CSRF token: reload the page")
     if public:
         return None
+    if (
+        session is not None
+        and session.must_change
+        and not endpoint.__dict__.get("trellis_password", False)
+    ):
+        # The first admin's one-time password: nothing else until it is changed.
+        if request.method == "GET" and not request.headers.get("hx-request"):
+            raise HTTPException(
+                303, "change your password first", {"Location": "/account/password"}
+            )
+        raise HTTPException(403, "change your one-time password first (/account/password)")
     principal: Principal | None = session.principal if session else None
     client = request.client.host if request.client else None
     if principal is None and gate.loopback_admin and is_loopback(client):
@@ -140,6 +152,16 @@ async def guard(request: Request) -> Principal | None:
     if not decision.allowed:
         raise HTTPException(403, decision.explanation)
     return principal
+
+
+def may(request: Request, action: str) -> bool:
+    """Whether the page's principal may do ``action`` (to show only the links that work);
+    asks the same ``authorize`` the guard does. True when authentication is off."""
+    gate: Gate | None = getattr(request.app.state, "gate", None)
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if gate is None or principal is None:
+        return gate is None or not gate.enabled
+    return gate.policies.authorize(principal, action, ("Tenant", gate.tenant)).allowed
 
 
 def _csp(path: str) -> str:

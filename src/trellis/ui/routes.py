@@ -33,7 +33,7 @@ from trellis.core.types import Alert, Device
 from trellis.platform import Platform
 from trellis.ui import experiments, streams, views
 from trellis.ui import models as model_pages
-from trellis.ui.auth import group, guard, read_form
+from trellis.ui.auth import group, guard, may, read_form
 from trellis.ui.streams import end_streams
 
 __all__ = ["end_streams", "mount"]
@@ -76,6 +76,7 @@ def _common(request: Request) -> dict[str, Any]:
         "verdicts": [(v.value, v.value.replace("_", " ").capitalize()) for v in Verdict],
         "csrf": getattr(request.state, "csrf", ""),
         "user": getattr(request.state, "principal", None),
+        "can": lambda action: may(request, action),
     }
 
 
