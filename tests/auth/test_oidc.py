@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from trellis.api.app import create_app
 from trellis.auth.oidc import OidcVerifier
 from trellis.auth.users import TokenError
 from trellis.core.config import OidcSettings, load_settings
+from trellis.core.errors import ConfigError
 
 AUDIENCE = "trellis-api"
 
@@ -293,3 +295,23 @@ def test_the_api_accepts_oidc_tokens_through_the_one_gate(
             refused = http.get("/api/v1/alerts", headers={"Authorization": f"Bearer {expired}"})
             assert refused.status_code == 401
             assert "expired" in refused.json()["detail"]
+
+
+def test_oidc_settings_from_the_file_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[auth.oidc]`` in trellis.toml, overridden field by field from TRELLIS_AUTH__OIDC__*;
+    a misspelt variable is refused with a suggestion."""
+    config = tmp_path / "trellis.toml"
+    config.write_text(
+        '[auth.oidc]\nissuer = "https://idp.example"\naudience = "trellis"\n'
+        'role_map = { "plant-operators" = "operator" }\n'
+    )
+    monkeypatch.setenv("TRELLIS_AUTH__OIDC__AUDIENCE", "trellis-prod")
+    oidc = load_settings(config).auth.oidc
+    assert oidc is not None
+    assert (oidc.issuer, oidc.audience) == ("https://idp.example", "trellis-prod")
+    assert oidc.role_map == {"plant-operators": "operator"}
+    monkeypatch.setenv("TRELLIS_AUTH__OIDC__AUDEINCE", "x")
+    with pytest.raises(ConfigError, match="did you mean TRELLIS_AUTH__OIDC__AUDIENCE"):
+        load_settings(config)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -436,9 +437,10 @@ def _setting_names(model: type[BaseModel], prefix: str) -> set[str]:
     for name, field in model.model_fields.items():
         env = f"{prefix}{name.upper()}"
         names.add(env)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names |= _setting_names(annotation, env + "__")
+        # A section may be optional (``OidcSettings | None``): its fields are settings too.
+        for annotation in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names |= _setting_names(annotation, env + "__")
     return names
 
 
