@@ -164,7 +164,7 @@ def may(request: Request, action: str) -> bool:
     return gate.policies.authorize(principal, action, ("Tenant", gate.tenant)).allowed
 
 
-def _csp(path: str) -> str:
+def _csp(path: str, nonce: str) -> str:
     if path.startswith("/api/v1/docs"):
         # FastAPI's Swagger UI: its scripts come from a CDN and it starts with an inline script.
         return (
@@ -172,10 +172,12 @@ def _csp(path: str) -> str:
             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
             "img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'"
         )
-    # Scripts only from our own files: no inline script, no eval. Styles allow inline
-    # attributes because ECharts builds its tooltips as HTML with style attributes.
+    # Scripts only from our own files (or carrying this response's nonce): no inline
+    # handlers, no eval. Styles allow inline attributes because ECharts builds its tooltips
+    # as HTML with style attributes.
     return (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
+        "style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
         "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
     )
@@ -195,6 +197,9 @@ class SecurityHeaders:
             return
         tls = self.secure if self.secure is not None else scope.get("scheme") == "https"
         path = str(scope.get("path", ""))
+        # A fresh nonce per response: a page with an inline script puts it on the tag.
+        nonce = secrets.token_urlsafe(16)
+        scope.setdefault("state", {})["csp_nonce"] = nonce
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -204,7 +209,7 @@ class SecurityHeaders:
                     b"x-content-type-options": b"nosniff",
                     b"referrer-policy": b"same-origin",
                     b"x-frame-options": b"DENY",
-                    b"content-security-policy": _csp(path).encode(),
+                    b"content-security-policy": _csp(path, nonce).encode(),
                 }
                 if tls:
                     extra[b"strict-transport-security"] = b"max-age=31536000; includeSubDomains"
