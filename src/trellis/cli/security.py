@@ -188,13 +188,14 @@ def policy_validate(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Parse and validate the policies against the schema of the API's operations."""
-    from trellis.api import routes
+    """Parse and validate the policies against the schema of the API's operations and the
+    dashboard's pages (the same schema the server validates against)."""
     from trellis.api.auth import operations
     from trellis.auth.policy import PolicyEngine, PolicyError, read_policy_dir
+    from trellis.auth.setup import guarded_router
 
     settings = load_or_exit(config)
-    actions = {op.action: op.group for op in operations(routes.router).values()}
+    actions = {op.action: op.group for op in operations(guarded_router()).values()}
     try:
         PolicyEngine(actions, read_policy_dir(directory or settings.auth.policy_dir))
     except PolicyError as exc:
