@@ -420,3 +420,33 @@ def test_a_one_time_password_must_be_changed_first(secured: Secured) -> None:
     with httpx.Client(base_url=secured.url) as again:
         assert login(again, "newbie").status_code == 401
         assert login(again, "newbie", new).status_code == 303
+
+
+def test_every_dashboard_route_is_behind_the_guard(secured: Secured) -> None:
+    """Walk every dashboard route: without a session each one sends to the login (or is a
+    401/403), and each is a Cedar action the policies decide (no route checks by itself)."""
+    from trellis.api.auth import _tagged_routes, operations
+    from trellis.ui.routes import dashboard_router
+
+    router = dashboard_router()
+    ops = operations(router)
+    routes = [(r, tags) for r, tags in _tagged_routes(router.routes, []) if "dashboard" in tags]
+    assert len(routes) > 20
+    with httpx.Client(base_url=secured.url, timeout=10) as anonymous:
+        anonymous.get("/login")
+        token = {"X-CSRF-Token": anonymous.cookies["trellis_csrf"]}
+        for route, _ in routes:
+            public = route.endpoint.__dict__.get("trellis_public", False)
+            path = re.sub(r"\{[^}:]+(:int)?\}", "1", route.path)
+            for method in route.methods or ():
+                if public:
+                    assert route.endpoint not in ops
+                    continue
+                assert ops[route.endpoint].action.startswith("dashboard."), route.path
+                answer = anonymous.request(method, path)
+                expected = {"GET": 303}.get(method, 403)  # a change without CSRF: refused first
+                assert answer.status_code == expected, (method, path, answer.status_code)
+                if method == "GET":
+                    assert answer.headers["location"].startswith("/login?next=")
+                else:  # with the token but no session: log in first
+                    assert anonymous.request(method, path, headers=token).status_code == 401
