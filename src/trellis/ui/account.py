@@ -42,7 +42,7 @@ def _page(request: Request, next_: str, error: str = "", status: int = 200) -> H
 async def login_page(request: Request, next: NextQuery = "/") -> Response:
     """The login form (or straight on, when already logged in)."""
     gate: Gate = request.app.state.gate
-    if session_of(request, gate) is not None:
+    if await asyncio.to_thread(session_of, request, gate) is not None:
         return RedirectResponse(_safe_next(next), 303)
     return _page(request, _safe_next(next))
 
@@ -66,10 +66,17 @@ async def login(request: Request) -> Response:
     if principal is None:
         log.info("failed login for %r from %s (dashboard)", username, client)
         gate.limiter.failed(client, username)
-        gate.audit.append(principal=username, decision="deny", reason="bad credentials", **record)
+        await asyncio.to_thread(
+            gate.audit.append,
+            principal=username,
+            decision="deny",
+            reason="bad credentials",
+            **record,
+        )
         return _page(request, next_, "Wrong username or password.", 401)
     session_id = await asyncio.to_thread(gate.sessions.create, principal.name, client)
-    gate.audit.append(
+    await asyncio.to_thread(
+        gate.audit.append,
         principal=principal.name,
         role=principal.role,
         tenant=principal.tenant,
@@ -98,11 +105,12 @@ async def logout(request: Request) -> Response:
     """End the session on the server and drop the cookie."""
     gate: Gate = request.app.state.gate
     cookie_value = request.cookies.get(SESSION_COOKIE)
-    session = session_of(request, gate)
+    session = await asyncio.to_thread(session_of, request, gate)
     if cookie_value:
         await asyncio.to_thread(gate.sessions.end, cookie_value)
     if session is not None:
-        gate.audit.append(
+        await asyncio.to_thread(
+            gate.audit.append,
             principal=session.principal.name,
             decision="allow",
             reason="logout",
@@ -167,7 +175,8 @@ async def change_password(request: Request) -> Response:
         if "current password" in str(exc):
             gate.limiter.failed(client, principal.name)
         return _password_form(request, str(exc).capitalize() + ".", "", 422)
-    gate.audit.append(
+    await asyncio.to_thread(
+        gate.audit.append,
         principal=principal.name,
         role=principal.role,
         tenant=principal.tenant,

@@ -14,6 +14,7 @@ SameSite=Strict cookie. Pages carry the token in ``<body hx-headers>`` (htmx sen
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from collections.abc import Callable
@@ -103,7 +104,8 @@ async def guard(request: Request) -> Principal | None:
         raise HTTPException(503, "starting")
     endpoint = request.scope.get("endpoint")
     public = endpoint is not None and endpoint.__dict__.get("trellis_public", False)
-    session = session_of(request, gate)
+    # A database read: off the event loop, like every other blocking call of the pages.
+    session = await asyncio.to_thread(session_of, request, gate)
     expected = _csrf_token(request, session)
     request.state.csrf = expected
     if request.method in _UNSAFE and (
@@ -115,7 +117,7 @@ async def guard(request: Request) -> Principal | None:
     if (
         session is not None
         and session.must_change
-        and not endpoint.__dict__.get("trellis_password", False)
+        and not getattr(endpoint, "__dict__", {}).get("trellis_password", False)
     ):
         # The first admin's one-time password: nothing else until it is changed.
         if request.method == "GET" and not request.headers.get("hx-request"):
@@ -137,7 +139,8 @@ async def guard(request: Request) -> Principal | None:
         raise HTTPException(403, "page not known to the policy schema")
     decision = gate.policies.authorize(principal, op.action, ("Tenant", gate.tenant))
     if op.changes or not decision.allowed:
-        gate.audit.append(
+        await asyncio.to_thread(
+            gate.audit.append,
             principal=principal.name,
             role=principal.role,
             tenant=principal.tenant,
