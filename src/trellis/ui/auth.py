@@ -32,6 +32,7 @@ __all__ = [
     "CSRF_COOKIE",
     "CSRF_HEADER",
     "SESSION_COOKIE",
+    "PageDenied",
     "SecurityHeaders",
     "group",
     "guard",
@@ -153,8 +154,17 @@ async def guard(request: Request) -> Principal | None:
             client=client,
         )
     if not decision.allowed:
+        if request.method == "GET" and not request.headers.get("hx-request"):
+            raise PageDenied(decision.explanation)
         raise HTTPException(403, decision.explanation)
     return principal
+
+
+class PageDenied(HTTPException):
+    """A page the policies deny: shown as a page that says why, not as JSON."""
+
+    def __init__(self, explanation: str) -> None:
+        super().__init__(403, explanation)
 
 
 def may(request: Request, action: str) -> bool:

@@ -33,7 +33,7 @@ from trellis.core.types import Alert, Device
 from trellis.platform import Platform
 from trellis.ui import experiments, streams, views
 from trellis.ui import models as model_pages
-from trellis.ui.auth import group, guard, may, read_form
+from trellis.ui.auth import PageDenied, group, guard, may, read_form
 from trellis.ui.streams import end_streams
 
 __all__ = ["end_streams", "mount"]
@@ -400,8 +400,14 @@ def dashboard_router() -> APIRouter:
     return router
 
 
+async def _denied(request: Request, exc: Exception) -> Response:
+    detail = exc.detail if isinstance(exc, PageDenied) else str(exc)
+    return _render(request, "denied.html", {"message": detail}, 403)
+
+
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, fragments, streams and static files to ``app``."""
     app.include_router(dashboard_router())
+    app.add_exception_handler(PageDenied, _denied)
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")
     streams.stop_event(app)  # created here, before any thread may ask for it
