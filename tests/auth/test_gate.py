@@ -24,7 +24,7 @@ ALLOWED = {
     "audit": {"admin", "auditor"},
     "admin": {"admin"},
 }
-PUBLIC = {("post", "/api/v1/auth/token")}
+PUBLIC = {("post", "/api/v1/auth/token"), ("get", "/api/v1/health/live")}
 
 
 @pytest.fixture

@@ -111,3 +111,13 @@ def test_cli_validate(tmp_path: Path) -> None:
     result = runner.invoke(app, ["policy", "validate", str(tmp_path)])
     assert result.exit_code == 1
     assert "nope" in result.output
+
+
+def test_cli_validate_knows_the_dashboard_pages(tmp_path: Path) -> None:
+    """A policy naming a dashboard page's action validates offline as it does in the server."""
+    (tmp_path / "audit.cedar").write_text(
+        'permit (principal in Role::"viewer", action == Action::"dashboard.audit_page", '
+        "resource) when { resource in principal.tenant };"
+    )
+    result = CliRunner().invoke(app, ["policy", "validate", str(tmp_path)])
+    assert result.exit_code == 0, result.output

@@ -75,3 +75,35 @@ def test_cli_users_add_list_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert token.stdout.startswith("trl_")
     assert runner.invoke(app, ["users", "add", "eve", "--role", "root"]).exit_code == 2
     assert runner.invoke(app, ["users", "token", "nobody"]).exit_code == 2
+
+
+def test_cli_users_disable_enable_rotate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trellis users disable` stops the tokens and sessions at once, `enable` restores the
+    tokens, `rotate` revokes the old tokens and prints one new token."""
+    from trellis.auth.sessions import SessionStore
+    from trellis.core.config import load_settings
+    from trellis.store.metadata import open_metadata
+
+    monkeypatch.setenv("TRELLIS_DATA_DIR", str(tmp_path / "d"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["users", "add", "bob", "--role", "operator"]).exit_code == 0
+    old = runner.invoke(app, ["users", "token", "bob"]).stdout.strip()
+    engine = open_metadata(load_settings().metadata_url)
+    store, sessions = UserStore(engine), SessionStore(engine, 3600, 600)
+    cookie = sessions.create("bob")
+    disabled = runner.invoke(app, ["users", "disable", "bob"])
+    assert disabled.exit_code == 0, disabled.output
+    assert "1 session(s) ended" in disabled.output
+    assert "disabled" in runner.invoke(app, ["users", "list"]).output
+    with pytest.raises(TokenError, match="disabled"):
+        store.resolve(old)
+    assert sessions.get(cookie) is None
+    assert runner.invoke(app, ["users", "enable", "bob"]).exit_code == 0
+    assert store.resolve(old).name == "bob"
+    rotated = runner.invoke(app, ["users", "rotate", "bob", "--scope", "operate"])
+    assert rotated.exit_code == 0
+    assert store.resolve(rotated.stdout.strip()).scopes == {"operate"}
+    with pytest.raises(TokenError, match="unknown"):
+        store.resolve(old)
+    assert runner.invoke(app, ["users", "disable", "nobody"]).exit_code == 2
+    engine.dispose()

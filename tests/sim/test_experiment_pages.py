@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -47,6 +48,10 @@ def test_a_stored_report_is_listed_served_as_json_html_and_a_dashboard_page(
         assert report.name in page.text
         detail = http.get(f"/experiments/{report_id}")
         assert '<script src="/static/vendor/echarts.min.js"></script>' in detail.text
+        # Its inline script runs under the CSP: it carries this response's nonce.
+        nonce = re.search(r"'nonce-([^']+)'", detail.headers["content-security-policy"])
+        assert nonce
+        assert f'<script nonce="{nonce.group(1)}">' in detail.text
         assert http.get("/experiments/nothing-1").status_code == 404
 
 

@@ -61,8 +61,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 @pytest.fixture
 def client(demo: Demo) -> Iterator[httpx.Client]:
-    """An HTTP client on the demo."""
+    """An HTTP client on the demo, holding the dashboard's CSRF cookie and sending its token
+    as htmx does (``X-CSRF-Token``)."""
     with httpx.Client(base_url=demo.url, timeout=10) as http:
+        http.get("/alerts").raise_for_status()
+        http.headers["X-CSRF-Token"] = http.cookies["trellis_csrf"]
         yield http
 
 

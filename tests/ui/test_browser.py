@@ -103,7 +103,7 @@ def test_live_chart_and_acknowledging_an_alert_on_a_phone(
     phone.close()
 
     alert = client.get(f"/api/v1/alerts/{alert_id}").json()
-    assert (alert["acknowledged"], alert["acknowledged_by"]) == (True, "operator")
+    assert (alert["acknowledged"], alert["acknowledged_by"]) == (True, "local-admin")
     assert errors == []
 
 

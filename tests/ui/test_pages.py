@@ -211,7 +211,7 @@ def test_alert_actions_change_state_and_return_the_card(client: httpx.Client) ->
     assert acked.status_code == 200
     assert acked.text.lstrip().startswith('<article class="alert-card sev-major status-active"')
     assert 'data-acknowledged="true"' in acked.text
-    assert "Acknowledged by operator" in acked.text
+    assert "Acknowledged by local-admin" in acked.text
     assert ">Acknowledge</button>" not in acked.text
     assert ">Resolve without verdict</button>" in acked.text  # still active: no verdict yet
     assert client.get(f"/api/v1/alerts/{alert_id}").json()["acknowledged"] is True
@@ -380,7 +380,7 @@ def test_resolve_sheet_takes_a_verdict_once_cleared(client: httpx.Client) -> Non
     again = client.post(
         f"/ui/alerts/{alert_id}/resolve", headers=hx, data={"verdict": "true_positive"}
     )
-    assert "Already resolved by operator" in again.text
+    assert "Already resolved by local-admin" in again.text
     label = client.get("/api/v1/alerts/labels").text
     assert '"note":"loose"' in label
 

@@ -12,10 +12,11 @@ from fastapi.responses import JSONResponse
 from trellis._version import __version__
 from trellis.api import routes
 from trellis.api.encoding import install_openapi
-from trellis.auth.setup import open_gate
+from trellis.auth.setup import guarded_router, open_gate
 from trellis.core.config import Settings
 from trellis.core.errors import ClosedError, ConflictError, LimitError, NotFoundError
 from trellis.platform import Platform
+from trellis.ui.auth import SecurityHeaders
 
 __all__ = ["create_app"]
 
@@ -29,7 +30,7 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
         try:
             async with platform.running(simulate=simulate):
                 app.state.platform = platform
-                app.state.gate = open_gate(settings, platform.engine, routes.router)
+                app.state.gate = open_gate(settings, platform.engine, guarded_router())
                 yield
         finally:
             platform.close()
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
     )
     # Pages, JSON and static JS compress 3-5x; starlette leaves event streams alone.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(SecurityHeaders, secure=settings.auth.secure_cookies)
     app.include_router(routes.router)
     _install_ui(app)
     install_openapi(app)

@@ -4,6 +4,7 @@ operation (Cedar, through :meth:`PolicyEngine.authorize`), and the audit entry f
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,28 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.routing import APIRoute
 
 from trellis.auth.audit import AuditLog
+from trellis.auth.limits import LoginLimiter
+from trellis.auth.oidc import OidcVerifier, looks_like_jwt
 from trellis.auth.policy import PolicyEngine
+from trellis.auth.sessions import SessionStore
 from trellis.auth.users import SCOPES, Principal, TokenError, UserStore
 
-__all__ = ["Gate", "Operation", "authorized", "operations", "public"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SESSION_COOKIE",
+    "Gate",
+    "Operation",
+    "authorized",
+    "is_loopback",
+    "operations",
+    "public",
+    "same_origin",
+]
 
 _READ = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The dashboard's session cookie; the API accepts it too, so the pages' scripts can call it.
+SESSION_COOKIE = "trellis_session"
 #: Tags whose changing operations are an operator's work, or a data scientist's.
 _OPERATE = frozenset({"alerts", "commands"})
 _ML = frozenset({"models", "fabric"})
@@ -53,29 +70,37 @@ def _group(tag: str, method: str) -> str:
 
 
 def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+    for route, _ in _tagged_routes(routes, []):
+        yield route
+
+
+def _tagged_routes(routes: list[Any], tags: list[Any]) -> Iterator[tuple[APIRoute, list[Any]]]:
+    """Every APIRoute with the tags it serves under (those of the routers including it)."""
     for route in routes:
         if isinstance(route, APIRoute):
-            yield route
+            yield route, [*tags, *route.tags]
         elif hasattr(route, "include_context"):  # FastAPI >= 0.165 keeps included routers
-            yield from _api_routes(route.include_context.included_router.routes)
+            context = route.include_context
+            yield from _tagged_routes(context.included_router.routes, [*tags, *context.tags])
         elif isinstance(route, APIRouter):
-            yield from _api_routes(route.routes)
+            yield from _tagged_routes(route.routes, tags)
 
 
 def operations(router: APIRouter) -> dict[Callable[..., Any], Operation]:
     """Every guarded operation of ``router`` keyed by its endpoint; refuses ambiguous names."""
     found: dict[Callable[..., Any], Operation] = {}
     names: set[str] = set()
-    for route in _api_routes(router.routes):
+    for route, tags in _tagged_routes(router.routes, []):
         if route.endpoint.__dict__.get("trellis_public"):
             continue
-        tag = str(route.tags[0]) if route.tags else "system"
+        tag = str(tags[0]) if tags else "system"
         method = sorted(route.methods or {"GET"})[0]
         action = f"{tag}.{route.endpoint.__name__}"
         if action in names and route.endpoint not in found:
             raise RuntimeError(f"two API operations share the action name {action!r}")
         names.add(action)
-        found[route.endpoint] = Operation(action, _group(tag, method), method not in _READ)
+        kind = route.endpoint.__dict__.get("trellis_group") or _group(tag, method)
+        found[route.endpoint] = Operation(action, kind, method not in _READ)
     return found
 
 
@@ -90,16 +115,33 @@ class Gate:
     policies: PolicyEngine
     audit: AuditLog
     ops: dict[Callable[..., Any], Operation]
+    sessions: SessionStore
+    limiter: LoginLimiter
+    oidc: OidcVerifier | None = None
 
 
 _LOCAL = Principal("local-admin", "", "admin", frozenset(SCOPES), "loopback")
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is 127.0.0.0/8 or ::1."""
     try:
         return host is not None and ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a request that acts on ambient credentials comes from our own pages.
+
+    Browsers label cross-site requests with ``Sec-Fetch-Site`` (or at least ``Origin``);
+    clients without either (curl, scripts) are not browsers acting for someone else.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _principal(gate: Gate, request: Request) -> Principal:
@@ -110,14 +152,30 @@ def _principal(gate: Gate, request: Request) -> Principal:
             raise HTTPException(
                 401, "use 'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"}
             )
+        token = token.strip()
         try:
-            return gate.users.resolve(token.strip())
+            if gate.oidc is not None and looks_like_jwt(token):
+                return gate.oidc.verify(token)
+            return gate.users.resolve(token)
         except TokenError as exc:
+            # The reason names what is wrong with the token, never the token itself.
+            log.info("refused a bearer token from %s: %s", request.client, exc)
             raise HTTPException(
                 401, f"invalid token: {exc}", {"WWW-Authenticate": "Bearer"}
             ) from None
+    # Ambient credentials (the dashboard's session cookie, the loopback admin) act only for
+    # our own pages: a change needs the session's CSRF token and a same-origin request.
+    unsafe = request.method not in _READ
+    if unsafe and not same_origin(request):
+        raise HTTPException(403, "cross-site request refused")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    session = gate.sessions.get(cookie) if cookie else None
+    if session is not None:
+        if unsafe and not session.csrf_ok(request.headers.get("x-csrf-token")):
+            raise HTTPException(403, "missing or wrong CSRF token (X-CSRF-Token)")
+        return session.principal
     client = request.client.host if request.client else None
-    if gate.loopback_admin and _is_loopback(client):
+    if gate.loopback_admin and is_loopback(client):
         return Principal(_LOCAL.name, gate.tenant, "admin", _LOCAL.scopes, "loopback")
     raise HTTPException(401, "authentication required", {"WWW-Authenticate": "Bearer"})
 

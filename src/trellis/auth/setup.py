@@ -10,12 +10,26 @@ from fastapi import APIRouter
 
 from trellis.api.auth import Gate, operations
 from trellis.auth.audit import AuditLog
+from trellis.auth.limits import LoginLimiter
+from trellis.auth.oidc import OidcVerifier
 from trellis.auth.policy import PolicyEngine, read_policy_dir
+from trellis.auth.sessions import SessionStore
 from trellis.auth.users import UserStore
 from trellis.core.config import Settings
 from trellis.core.errors import ConfigError
 
-__all__ = ["bootstrap_admin", "open_gate", "policy_engine"]
+__all__ = ["bootstrap_admin", "guarded_router", "open_gate", "policy_engine"]
+
+
+def guarded_router() -> APIRouter:
+    """Every guarded operation: the REST API's and the dashboard's pages (one schema)."""
+    from trellis.api import routes
+    from trellis.ui.routes import dashboard_router
+
+    router = APIRouter()
+    router.include_router(routes.router)
+    router.include_router(dashboard_router())
+    return router
 
 
 def policy_engine(settings: Settings, router: APIRouter) -> PolicyEngine:
@@ -47,6 +61,7 @@ def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
             f"\ntrellis: created user 'admin' (tenant {settings.tenant!r}); one-time password: "
             f"{password}\n  get a token: trellis users token admin --scope read --scope write\n\n"
         )
+    auth = settings.auth
     return Gate(
         enabled=settings.auth.enabled,
         loopback_admin=settings.auth.loopback_admin,
@@ -55,4 +70,7 @@ def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
         policies=policy_engine(settings, router),
         audit=AuditLog(settings.data_dir / "audit" / "audit.jsonl"),
         ops=operations(router),
+        oidc=OidcVerifier(auth.oidc, settings.tenant) if auth.oidc else None,
+        sessions=SessionStore(engine, auth.session_hours * 3600, auth.session_idle_minutes * 60),
+        limiter=LoginLimiter(auth.login_per_ip_per_min, auth.login_per_user_per_min),
     )

@@ -63,9 +63,10 @@ def users_add(
 def users_list(config: ConfigOption = None) -> None:
     """Every user, its tenant and role."""
     _, users = _users(config)
-    table = Table("name", "tenant", "role")
+    table = Table("name", "tenant", "role", "state")
     for row in users.all():
-        table.add_row(str(row["name"]), str(row["tenant"]), str(row["role"]))
+        state = "disabled" if row["disabled"] else "active"
+        table.add_row(str(row["name"]), str(row["tenant"]), str(row["role"]), state)
     console.print(table)
 
 
@@ -84,6 +85,55 @@ def users_token(
     _, users = _users(config)
     try:
         token = users.issue_token(name, scope or ["read"], days)
+    except (ValueError, TrellisError) as exc:
+        _fail(str(exc), 2)
+    typer.echo(token)
+
+
+def _set_disabled(name: str, disabled: bool, config: Path | None) -> None:
+    from trellis.auth.sessions import SessionStore
+
+    settings, users = _users(config)
+    try:
+        users.set_disabled(name, disabled)
+    except TrellisError as exc:
+        _fail(str(exc), 2)
+    if disabled:
+        auth = settings.auth
+        sessions = SessionStore(
+            users.engine, auth.session_hours * 3600, auth.session_idle_minutes * 60
+        )
+        ended = sessions.end_all(name)
+        console.print(f"disabled {escape(name)}: tokens refused, {ended} session(s) ended")
+    else:
+        console.print(f"enabled {escape(name)}")
+
+
+@users_app.command("disable")
+def users_disable(name: str, config: ConfigOption = None) -> None:
+    """Disable a user at once: password, API tokens and dashboard sessions stop working."""
+    _set_disabled(name, True, config)
+
+
+@users_app.command("enable")
+def users_enable(name: str, config: ConfigOption = None) -> None:
+    """Enable a disabled user again (their unexpired tokens work again)."""
+    _set_disabled(name, False, config)
+
+
+@users_app.command("rotate")
+def users_rotate(
+    name: str,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="read, write, operate, ml, audit, admin")
+    ] = None,
+    days: Annotated[float, typer.Option(help="lifetime")] = 30.0,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke every token of ``name`` and print one new token (once, to stdout)."""
+    _, users = _users(config)
+    try:
+        token = users.rotate_token(name, scope or ["read"], days)
     except (ValueError, TrellisError) as exc:
         _fail(str(exc), 2)
     typer.echo(token)
@@ -138,13 +188,14 @@ def policy_validate(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Parse and validate the policies against the schema of the API's operations."""
-    from trellis.api import routes
+    """Parse and validate the policies against the schema of the API's operations and the
+    dashboard's pages (the same schema the server validates against)."""
     from trellis.api.auth import operations
     from trellis.auth.policy import PolicyEngine, PolicyError, read_policy_dir
+    from trellis.auth.setup import guarded_router
 
     settings = load_or_exit(config)
-    actions = {op.action: op.group for op in operations(routes.router).values()}
+    actions = {op.action: op.group for op in operations(guarded_router()).values()}
     try:
         PolicyEngine(actions, read_policy_dir(directory or settings.auth.policy_dir))
     except PolicyError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "IngestSettings",
     "MlSettings",
     "MqttSettings",
+    "OidcSettings",
     "RetentionRule",
     "RuleSettings",
     "Settings",
@@ -269,6 +271,48 @@ class MlSettings(_Section):
     grid_gco2e_per_kwh: float = Field(default=400.0, ge=0, description="grid carbon intensity")
 
 
+#: Signature algorithms an OIDC issuer may use: asymmetric only, so a JWKS (public keys)
+#: can never be misused as an HMAC secret, and never ``none``.
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA", "Ed25519")
+
+
+class OidcSettings(_Section):
+    """An enterprise identity provider whose JWTs the API accepts as bearer tokens."""
+
+    issuer: str = Field(min_length=1, description="the exact 'iss' of the tokens")
+    audience: str = Field(min_length=1, description="the 'aud' the tokens must carry")
+    jwks_url: str | None = Field(
+        default=None,
+        description="the issuer's JWKS; default: jwks_uri of <issuer>/.well-known/"
+        "openid-configuration",
+    )
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    leeway_s: int = Field(default=60, ge=0, le=600, description="clock skew allowed")
+    tenant_claim: str = Field(
+        default="tenant", description="claim naming the tenant; empty: the platform's tenant"
+    )
+    roles_claim: str = Field(default="roles", description="claim with the caller's roles/groups")
+    role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="claim value -> Trellis role; a Trellis role name maps to itself",
+    )
+    jwks_cache_s: float = Field(default=3600.0, gt=0, description="JWKS kept this long")
+    jwks_refresh_min_s: float = Field(
+        default=30.0, ge=0, description="at most one JWKS fetch per interval on an unknown kid"
+    )
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        bad = [alg for alg in value if alg not in OIDC_ALGORITHMS]
+        if bad or not value:
+            raise ValueError(
+                f"algorithm(s) {bad} refused: choose from {', '.join(OIDC_ALGORITHMS)} "
+                "(never 'none' or HS*: a public JWKS must not verify HMAC tokens)"
+            )
+        return value
+
+
 class AuthSettings(_Section):
     """Who may call the API, and under which policies (see docs/security.md)."""
 
@@ -281,6 +325,26 @@ class AuthSettings(_Section):
     policy_dir: Path | None = Field(default=None, description="*.cedar files; default: built-in")
     token_days: float = Field(default=90.0, gt=0, le=3650, description="API token lifetime")
     decision_cache: int = Field(default=65_536, ge=0, description="cached decisions kept")
+    oidc: OidcSettings | None = Field(
+        default=None, description="accept bearer JWTs from this OpenID Connect issuer"
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="dashboard login session lifetime"
+    )
+    session_idle_minutes: float = Field(
+        default=60.0, gt=0, description="a dashboard session unused this long ends"
+    )
+    secure_cookies: bool | None = Field(
+        default=None,
+        description="mark cookies Secure and send HSTS; default: when the request came over "
+        "TLS (set true behind a TLS-terminating proxy)",
+    )
+    login_per_ip_per_min: int = Field(
+        default=10, ge=1, description="failed logins/token requests per client address"
+    )
+    login_per_user_per_min: int = Field(
+        default=5, ge=1, description="failed logins per user name (any address)"
+    )
 
 
 class FabricSettings(_Section):
@@ -395,9 +459,10 @@ def _setting_names(model: type[BaseModel], prefix: str) -> set[str]:
     for name, field in model.model_fields.items():
         env = f"{prefix}{name.upper()}"
         names.add(env)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names |= _setting_names(annotation, env + "__")
+        # A section may be optional (``OidcSettings | None``): its fields are settings too.
+        for annotation in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names |= _setting_names(annotation, env + "__")
     return names
 
 

@@ -57,8 +57,9 @@ def _verdict(c: Comparison) -> str:
     return f'<span class="{word}">B {word}</span>'
 
 
-def render_report(report: ExperimentReport, inline_echarts: bool = True) -> str:
-    """The report page; ``inline_echarts`` embeds the chart library (HTML export)."""
+def render_report(report: ExperimentReport, inline_echarts: bool = True, nonce: str = "") -> str:
+    """The report page; ``inline_echarts`` embeds the chart library (HTML export); ``nonce``
+    lets its inline script run under the dashboard's Content-Security-Policy."""
     script = ""
     if inline_echarts:
         try:
@@ -86,4 +87,5 @@ def render_report(report: ExperimentReport, inline_echarts: bool = True) -> str:
         share=_share,
         interval=_interval,
         verdict=_verdict,
+        nonce=nonce,
     )

@@ -47,6 +47,7 @@ __all__ = [
     "rules",
     "semantic_nodes",
     "semantic_relations",
+    "sessions",
     "users",
 ]
 
@@ -332,6 +333,7 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("must_change", sa.Boolean, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 api_tokens = sa.Table(
@@ -409,6 +411,20 @@ archive_messages = sa.Table(
     sa.Index("ix_archive_messages_id", "message_id", unique=True),
     sa.Index("ix_archive_messages_device", "tenant", "device", "ts_min"),
     sqlite_with_rowid=False,
+)
+
+#: Dashboard sessions, stored by the digest of the cookie, with their CSRF token.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("user", sa.String(64), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),
+    sa.Column("last_seen_ms", sa.BigInteger, nullable=False),
+    sa.Column("client", sa.String(64), nullable=False, server_default=""),
+    sa.Index("ix_sessions_user", "user"),
 )
 
 log = logging.getLogger(__name__)

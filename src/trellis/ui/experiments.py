@@ -33,7 +33,8 @@ async def experiment_page(report_id: str, request: Request, platform: PlatformDe
         return templates.TemplateResponse(
             request, "not_found.html", {"message": f"No experiment report {report_id!r}."}, 404
         )
-    return HTMLResponse(render_report(report, inline_echarts=False))
+    nonce = getattr(request.state, "csp_nonce", "")  # set by ui.auth.SecurityHeaders
+    return HTMLResponse(render_report(report, inline_echarts=False, nonce=nonce))
 
 
 @router.get("/experiments/{report_id}/report.html", response_class=HTMLResponse)

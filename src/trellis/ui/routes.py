@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -29,18 +29,20 @@ from trellis.alerts.feedback import ACTIONS, Feedback, Verdict, root_causes_for
 from trellis.alerts.service import AlertOutcome
 from trellis.alerts.snooze import PRESETS, snooze_minutes
 from trellis.api.deps import PlatformDep
+from trellis.auth.users import Principal
 from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, Device
 from trellis.platform import Platform
 from trellis.ui import experiments, fabric, semantic, streams, views
 from trellis.ui import models as model_pages
+from trellis.ui.auth import PageDenied, group, guard, may, read_form
 from trellis.ui.streams import end_streams
 
 __all__ = ["end_streams", "mount"]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-#: Who the dashboard records as acting on an alert until authentication arrives.
+#: Who the dashboard records as acting on an alert when authentication is disabled.
 ACTOR = "operator"
 
 StatusTab = Literal["open", "all"]
@@ -76,6 +78,9 @@ def _common(request: Request) -> dict[str, Any]:
         "actions": ACTIONS,
         "verdicts": [(v.value, v.value.replace("_", " ").capitalize()) for v in Verdict],
         "snooze_presets": PRESETS,
+        "csrf": getattr(request.state, "csrf", ""),
+        "user": getattr(request.state, "principal", None),
+        "can": lambda action: may(request, action),
     }
 
 
@@ -106,21 +111,6 @@ def _require_device(device_id: str, platform: PlatformDep) -> Device:
 
 
 DeviceDep = Annotated[Device, Depends(_require_device)]
-
-
-def _same_origin(request: Request) -> bool:
-    """Whether a state-changing request comes from the dashboard itself.
-
-    There are no sessions yet, but a page elsewhere must not be able to make a
-    browser acknowledge alerts: browsers label cross-site requests with
-    ``Sec-Fetch-Site`` (or at least ``Origin``); clients without either (curl,
-    scripts) are not browsers acting for someone else.
-    """
-    site = request.headers.get("sec-fetch-site")
-    if site is not None:
-        return site in ("same-origin", "none")
-    origin = request.headers.get("origin")
-    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 # -- pages -------------------------------------------------------------------------
@@ -308,6 +298,7 @@ def _card(
 
 
 @pages.post("/ui/alerts/{alert_id:int}/{action}", response_model=None)
+@group("operate")
 async def alert_action(
     alert_id: int,
     action: AlertAction,
@@ -317,15 +308,12 @@ async def alert_action(
 ) -> Response:
     """Acknowledge, resolve (with the verdict the resolve sheet's button carries),
     assign, comment or snooze; htmx gets the card back saying what happened, a plain
-    form the inbox."""
-    if not _same_origin(request):
-        return _render(
-            request, "not_found.html", {"message": "Cross-site requests are refused."}, 403
-        )
-    form = _form(await request.body())
+    form the inbox. The guard has already checked origin, CSRF and the policy."""
+    form = await read_form(request)
+    actor = _actor(request)
     error = notice = None
     try:
-        outcome = await asyncio.to_thread(_act, platform, alert_id, action, form)
+        outcome = await asyncio.to_thread(_act, platform, alert_id, action, form, actor)
         alert = outcome.alert
         if not outcome.changed:
             notice = outcome.detail.capitalize() + "."
@@ -342,30 +330,30 @@ async def alert_action(
 
 
 def _act(
-    platform: Platform, alert_id: int, action: AlertAction, form: dict[str, str]
+    platform: Platform, alert_id: int, action: AlertAction, form: dict[str, str], actor: str
 ) -> AlertOutcome:
     """Carry out one card action (in a worker thread: the service writes the database)."""
     alerts, tenant = platform.alerts, platform.tenant
     if action == "acknowledge":
-        return alerts.acknowledge(tenant, alert_id, ACTOR)
+        return alerts.acknowledge(tenant, alert_id, actor)
     if action == "resolve":
-        return alerts.resolve(tenant, alert_id, ACTOR, _feedback(form))
+        return alerts.resolve(tenant, alert_id, actor, _feedback(form))
     if action == "assign":
-        assignee = ACTOR if form.get("me") else form.get("to", "").strip()
+        assignee = actor if form.get("me") else form.get("to", "").strip()
         if not assignee or len(assignee) > 128:
             raise ValueError("type a person or team (1-128 characters), or tap Assign to me")
-        return alerts.assign(tenant, alert_id, ACTOR, assignee)
+        return alerts.assign(tenant, alert_id, actor, assignee)
     if action == "comment":
-        return alerts.comment(tenant, alert_id, ACTOR, form.get("text", ""))
+        return alerts.comment(tenant, alert_id, actor, form.get("text", ""))
     # The server's zone decides "tomorrow" until users carry their own time zone.
     minutes = snooze_minutes(form.get("preset", ""), datetime.now().astimezone())
-    return alerts.snooze(tenant, alert_id, ACTOR, now_ms() + int(minutes * 60_000))
+    return alerts.snooze(tenant, alert_id, actor, now_ms() + int(minutes * 60_000))
 
 
-def _form(body: bytes) -> dict[str, str]:
-    """A urlencoded form body (what htmx and plain forms post), last value wins."""
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return {key: values[-1] for key, values in fields.items()}
+def _actor(request: Request) -> str:
+    """Who the alert's timeline names: the logged-in user (or the loopback admin)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal.name if principal is not None else ACTOR
 
 
 def _feedback(form: dict[str, str]) -> Feedback | None:
@@ -423,16 +411,35 @@ async def alert_stream(
             yield event
 
 
+def dashboard_router() -> APIRouter:
+    """Every dashboard route behind the one guard (session or loopback admin, CSRF, Cedar,
+    audit); each is the Cedar action ``dashboard.<endpoint>``."""
+    from trellis.ui import account, admin, rules  # they render with this module's templates
+
+    router = APIRouter(dependencies=[Depends(guard)], tags=["dashboard"])
+    for module_router in (
+        rules.pages,
+        pages,
+        model_pages.router,
+        live,
+        experiments.router,
+        account.router,
+        admin.router,
+        semantic.router,
+        fabric.router,
+    ):
+        router.include_router(module_router)
+    return router
+
+
+async def _denied(request: Request, exc: Exception) -> Response:
+    detail = exc.detail if isinstance(exc, PageDenied) else str(exc)
+    return _render(request, "denied.html", {"message": detail}, 403)
+
+
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, fragments, streams and static files to ``app``."""
-    from trellis.ui import rules  # it renders with this module's templates
-
-    app.include_router(rules.pages)
-    app.include_router(pages)
-    app.include_router(model_pages.router)
-    app.include_router(live)
-    app.include_router(experiments.router)
-    app.include_router(semantic.router)
-    app.include_router(fabric.router)
+    app.include_router(dashboard_router())
+    app.add_exception_handler(PageDenied, _denied)
     app.mount("/static", StaticFiles(directory=views.STATIC_DIR), name="static")
     streams.stop_event(app)  # created here, before any thread may ask for it

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -20,10 +19,7 @@ __all__ = ["LoginIn", "router"]
 
 router = APIRouter(tags=["auth"])
 audit_router = APIRouter(tags=["audit"])
-
-_WINDOW_S, _MAX_FAILURES = 60.0, 10
-_failures: dict[str, list[float]] = {}
-_failures_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 class LoginIn(BaseModel):
@@ -51,33 +47,24 @@ class AuditVerified(msgspec.Struct):
     reason: str | None
 
 
-def _throttled(client: str) -> bool:
-    now = time.monotonic()
-    with _failures_lock:
-        recent = [t for t in _failures.get(client, []) if now - t < _WINDOW_S]
-        _failures[client] = recent
-        return len(recent) >= _MAX_FAILURES
-
-
-def _failed(client: str) -> None:
-    with _failures_lock:
-        _failures.setdefault(client, []).append(time.monotonic())
-
-
 @router.post("/auth/token", responses=documented(TokenOut, 201, "Created"), status_code=201)
 @public
 def login(body: LoginIn, request: Request) -> Response:
     """Exchange a username and password for a scoped, expiring token (rate limited)."""
     gate: Gate = request.app.state.gate
     client = request.client.host if request.client else "?"
-    if _throttled(client):
-        raise HTTPException(429, "too many failed logins; wait a minute", {"Retry-After": "60"})
+    wait = gate.limiter.retry_after(client, body.username)
+    if wait:
+        raise HTTPException(
+            429, f"too many failed logins; retry in {wait} s", {"Retry-After": str(wait)}
+        )
     bad = sorted(set(body.scopes) - set(SCOPES))
     if bad:
         raise HTTPException(422, f"unknown scope(s) {bad}; choose from {', '.join(SCOPES)}")
     principal = gate.users.login(body.username, body.password)
     if principal is None:
-        _failed(client)
+        log.info("failed login for %r from %s (token endpoint)", body.username, client)
+        gate.limiter.failed(client, body.username)
         gate.audit.append(
             principal=body.username,
             decision="deny",

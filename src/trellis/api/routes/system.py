@@ -7,12 +7,13 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from trellis._version import __version__
+from trellis.api.auth import public
 from trellis.api.deps import PlatformDep
 from trellis.api.encoding import documented, json_response
 from trellis.bus.base import SubscriberStats
 from trellis.ingest.pipeline import IngestStats
 
-__all__ = ["Health", "Stats", "router"]
+__all__ = ["Health", "Live", "Stats", "router"]
 
 router = APIRouter(tags=["system"])
 
@@ -36,9 +37,22 @@ class Stats(msgspec.Struct, frozen=True):
     stored_readings: int
 
 
+class Live(msgspec.Struct, frozen=True):
+    """The process answers; nothing about what it holds."""
+
+    status: str
+
+
+@router.get("/health/live", responses=documented(Live))
+@public
+def liveness() -> Response:
+    """Public liveness probe: no version, no counts, so it tells an outsider nothing."""
+    return json_response(Live("ok"))
+
+
 @router.get("/health", responses=documented(Health))
 def health(platform: PlatformDep) -> Response:
-    """Liveness, version, and the ingest queue."""
+    """Readiness detail for operators (needs a token): version, devices, the ingest queue."""
     return json_response(
         Health(
             status="ok",

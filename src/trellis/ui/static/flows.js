@@ -36,6 +36,12 @@
   const root = document.getElementById("flow-root");
   const status = document.getElementById("flow-status");
   const props = document.getElementById("props");
+  // The page's CSRF token: the API wants it for changes made with a dashboard session.
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  // Enter in a field must not submit (the CSP forbids inline onsubmit handlers).
+  for (const form of [props, document.getElementById("flow-bar")]) {
+    if (form) form.addEventListener("submit", (event) => event.preventDefault());
+  }
   const flowIdInput = document.getElementById("flow-id");
   const editor = new Drawflow(document.getElementById("drawflow"));
   editor.reroute = false;
@@ -239,7 +245,7 @@
     if (existing && existing.id === flow.id) flow.tests = existing.tests || [];
     say("Validating…");
     const saved = await fetch(`/api/v1/flows/${encodeURIComponent(flow.id)}`, {
-      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(flow),
+      method: "PUT", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: JSON.stringify(flow),
     });
     if (!saved.ok) {
       const detail = (await saved.json()).detail;
@@ -249,7 +255,7 @@
       return;
     }
     highlight("");
-    const deployed = await fetch(`/api/v1/flows/${encodeURIComponent(flow.id)}/deploy`, { method: "POST" });
+    const deployed = await fetch(`/api/v1/flows/${encodeURIComponent(flow.id)}/deploy`, { method: "POST", headers: { "X-CSRF-Token": csrf } });
     const body = await deployed.json();
     if (!deployed.ok) { say(String(body.detail), true); return; }
     root.dataset.flow = JSON.stringify(flow);
