@@ -159,7 +159,6 @@ async def replay_entry(entry_id: int, request: Request, platform: PlatformDep) -
 @router.post("/quarantine/replay", response_model=None)
 async def replay_pending(request: Request, platform: PlatformDep) -> Response:
     """Replay every pending entry of the tenant, then show the list."""
-    from trellis.ui.routes import _render
 
     _, recovered = await asyncio.to_thread(replay_entries, platform, [])
     for readings in recovered:
