@@ -41,6 +41,9 @@ from trellis.store.metadata import row_dict, rule_dead_letters
 __all__ = ["ActionDispatcher", "ActionFailed", "Effects", "RuleDeadLetter"]
 
 
+_Effect = CommandAction | DesiredStateAction | EmitAction | PredictAction
+
+
 class ActionFailed(Exception):
     """An action that cannot succeed; the message is the dead letter's reason."""
 
@@ -70,6 +73,7 @@ class Effects:
         | None
     ) = None
     features: Callable[[str, str], tuple[str, list[str]] | None] | None = None
+
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +211,7 @@ class ActionDispatcher:
         self.failed[signal.rule.id] = self.failed.get(signal.rule.id, 0) + 1
         log.warning("rule %s: %s failed: %s", signal.rule.id, describe(action), reason)
 
-    async def _act(
-        self, action: CommandAction | DesiredStateAction | EmitAction | PredictAction, signal: Signal
-    ) -> None:
+    async def _act(self, action: _Effect, signal: Signal) -> None:
         """Carry out one non-webhook action or raise :class:`ActionFailed` saying why."""
         effects = self.effects
         tenant = signal.tenant
@@ -235,7 +237,7 @@ class ActionDispatcher:
         elif isinstance(action, EmitAction):
             value = action.value if action.value is not None else signal.value
             if value is None:
-                raise ActionFailed(f"nothing to emit as {action.metric}: the transition has no value")
+                raise ActionFailed(f"no value to emit as {action.metric} on a {signal.kind}")
             await self._emit(tenant, device, action.metric, signal, float(value))
         else:
             value = await self._predict(action, tenant, device)

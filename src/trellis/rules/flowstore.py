@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from trellis.core.clock import now_ms
 from trellis.core.errors import NotFoundError
 from trellis.rules.flows import Flow, compile_flow, parse_flow, rule_id_for
-from trellis.rules.store import RuleStore
+from trellis.rules.store import RuleStore, emission_cycle
 from trellis.store.metadata import flow_versions
 
 __all__ = ["FlowStore", "FlowVersion"]
@@ -107,6 +107,12 @@ class FlowStore:
         rules = compile_flow(chosen.flow)
         keep = {rule.id for rule in rules}
         prefix = rule_id_for(flow_id, "")
+        others = [r for _, r in self._rules.find(tenant) if not r.id.startswith(prefix)]
+        cycle = emission_cycle([*others, *rules])
+        if cycle:  # refused before anything changes
+            raise ValueError(
+                f"flow {flow_id!r} closes a loop of derived metrics: {' → '.join(cycle)}"
+            )
         for _, old in self._rules.find(tenant):
             if old.id.startswith(prefix) and old.id not in keep:
                 self._rules.delete(tenant, old.id)

@@ -471,9 +471,7 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
         else None
     )
     then = (
-        compile_condition(
-            rule.sequence.then, "sequence.then", windowed=windowed, modelled=modelled
-        )
+        compile_condition(rule.sequence.then, "sequence.then", windowed=windowed, modelled=modelled)
         if rule.sequence
         else None
     )

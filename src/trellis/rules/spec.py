@@ -112,6 +112,7 @@ class WebhookAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"webhook url {self.url!r} must start with http:// or https://")
 
+
 class CommandAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="command"):
     """Send a device command over MQTT 5 request/response and wait for the answer.
 
@@ -323,9 +324,7 @@ def compile_condition(
     if "window" in variables and not windowed:
         raise ValueError(f"{where}: the expression reads `window` but the rule has no window")
     if "prediction" in variables and not modelled:
-        raise ValueError(
-            f"{where}: the expression reads `prediction` but the rule names no model"
-        )
+        raise ValueError(f"{where}: the expression reads `prediction` but the rule names no model")
     for name in aggregates:
         if name not in AGGREGATES and _percentile(name) is None:
             raise ValueError(

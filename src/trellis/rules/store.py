@@ -14,7 +14,7 @@ from trellis.rules.model import ThresholdRule
 from trellis.rules.spec import StreamRule
 from trellis.store.metadata import rules
 
-__all__ = ["AnyRule", "RuleStore", "parse_rule", "rule_text"]
+__all__ = ["AnyRule", "RuleStore", "emission_cycle", "parse_rule", "rule_text"]
 
 AnyRule = ThresholdRule | StreamRule
 
@@ -52,6 +52,38 @@ def rule_text(rule: AnyRule) -> str:
     return json.dumps(msgspec.to_builtins(rule), indent=2, sort_keys=True) + "\n"
 
 
+def emission_cycle(rules: list[AnyRule]) -> list[str]:
+    """A loop of derived metrics as ``[metric, rule, metric, …]``, or ``[]``.
+
+    A rule that watches metric A and emits B is an edge A → B; a path back to A means
+    every emission would, through the other rules, feed the first one again.
+    """
+    edges: dict[str, list[tuple[str, str]]] = {}
+    for rule in rules:
+        if isinstance(rule, StreamRule) and rule.enabled:
+            for emitted in sorted(rule.emits):
+                edges.setdefault(rule.metric, []).append((rule.id, emitted))
+    done: set[str] = set()
+
+    def visit(metric: str, path: list[str]) -> list[str]:
+        for rule_id, emitted in edges.get(metric, []):
+            if emitted in path[::2]:
+                start = path.index(emitted)
+                return [*path[start:], rule_id, emitted]
+            if emitted not in done:
+                found = visit(emitted, [*path, rule_id, emitted])
+                if found:
+                    return found
+        done.add(metric)
+        return []
+
+    for metric in sorted(edges):
+        found = visit(metric, [metric])
+        if found:
+            return found
+    return []
+
+
 class RuleStore:
     """Create, replace, list and delete a tenant's rules."""
 
@@ -64,7 +96,22 @@ class RuleStore:
         return self._engine
 
     def put(self, tenant: str, rule: AnyRule) -> AnyRule:
-        """Save ``rule``, replacing the rule with the same id."""
+        """Save ``rule``, replacing the rule with the same id.
+
+        ``ValueError`` when its derived metrics would close a loop with the tenant's
+        other rules (A emits B, B's rule emits A): nothing is saved then.
+        """
+        if isinstance(rule, StreamRule) and rule.emits:
+            others = [r for _, r in self.find(tenant) if r.id != rule.id]
+            cycle = emission_cycle([*others, rule])
+            if cycle:
+                shown = " → ".join(
+                    f"rule {part}" if i % 2 else part for i, part in enumerate(cycle)
+                )
+                raise ValueError(
+                    f"rule {rule.id!r} closes a loop of derived metrics: {shown}; "
+                    "each emission would feed the loop again"
+                )
         values = {
             "definition": msgspec.to_builtins(rule),
             "enabled": rule.enabled,

@@ -22,6 +22,7 @@ from trellis.api.routes import (
     storage,
     system,
     telemetry,
+    twins,
 )
 
 __all__ = ["router"]
@@ -43,6 +44,7 @@ for module in (
     fabric,
     auth,
     experiments,
+    twins,
 ):
     router.include_router(module.router)
 router.include_router(auth.audit_router)

@@ -53,7 +53,10 @@ async def deploy_flow(
     flow_id: str, platform: PlatformDep, version: Annotated[int | None, Query(ge=1)] = None
 ) -> Response:
     """Run a version (default the newest): its rules replace the flow's running rules."""
-    deployed = await asyncio.to_thread(platform.flows.deploy, platform.tenant, flow_id, version)
+    try:
+        deployed = await asyncio.to_thread(platform.flows.deploy, platform.tenant, flow_id, version)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     await asyncio.to_thread(platform.rule_engine.reload)
     return json_response(deployed)
 

@@ -14,6 +14,7 @@ from trellis.rules.actions import RuleDeadLetter
 from trellis.rules.dryrun import DryRun, dry_run, parse_since
 from trellis.rules.engine import RuleStats, TraceEntry
 from trellis.rules.model import ThresholdRule
+from trellis.rules.spec import PredictAction, StreamRule
 from trellis.rules.store import AnyRule, parse_rule
 
 __all__ = ["router"]
@@ -37,6 +38,16 @@ def _known_metric(platform: PlatformDep, rule: AnyRule) -> None:
     unknown = sorted(set(wanted) - set(models))
     if unknown:
         raise HTTPException(422, f"$.select.models: unknown model(s) {', '.join(unknown)}")
+    if isinstance(rule, StreamRule):
+        named = ([rule.model.name] if rule.model else []) + [
+            action.model for action in rule.actions if isinstance(action, PredictAction)
+        ]
+        for index, name in enumerate(named):
+            if platform.model_features(platform.tenant, name) is None:
+                field = "$.model.name" if rule.model and index == 0 else "$.actions"
+                raise HTTPException(
+                    422, f"{field}: unknown model {name!r}, or it has no version in production"
+                )
     candidates = [models[name] for name in wanted] or list(models.values())
     if not any(rule.metric in model.metrics for model in candidates):
         known = sorted({m for model in candidates for m in model.metrics})
@@ -90,7 +101,10 @@ async def put_rule(rule_id: str, request: Request, platform: PlatformDep) -> Res
     if rule.id != rule_id:
         raise HTTPException(422, f"rule id {rule.id!r} in the body differs from {rule_id!r}")
     _known_metric(platform, rule)
-    await asyncio.to_thread(platform.rules.put, platform.tenant, rule)
+    try:
+        await asyncio.to_thread(platform.rules.put, platform.tenant, rule)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     await asyncio.to_thread(platform.rule_engine.reload)
     return json_response(rule)
 

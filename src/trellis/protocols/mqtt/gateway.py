@@ -294,9 +294,7 @@ class MqttGateway:
             self._states_refused += 1
             log.info("refused reported state of %s/%s: %s", address[0], address[1], exc)
 
-    def send_desired(
-        self, tenant: str, device: str, version: int, desired: dict[str, Any]
-    ) -> None:
+    def send_desired(self, tenant: str, device: str, version: int, desired: dict[str, Any]) -> None:
         """Publish the whole desired document on the device's ``config`` topic, retained
         (a device that connects later still gets the newest one)."""
         properties = publish_properties()
