@@ -1,0 +1,177 @@
+"""Models in the rule engine, with a real ONNX model in the registry: a rule whose
+condition reads the model's prediction ("and the anomaly model agrees"), a predict
+action whose output becomes a stored derived metric, and the bad cases (unknown
+model, model timeout) that fall back or dead-letter, counted."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+from typing import Any
+
+import httpx
+import msgspec
+
+from tests.helpers import telemetry
+from tests.ml.conftest import pump_readings, train
+from tests.protocols.mqtt.conftest import eventually
+from tests.serving import serve
+from trellis.api.app import create_app
+from trellis.core.clock import now_ms
+from trellis.devices.models import MetricSpec
+from trellis.ml.inference import PredictRow
+from trellis.platform import Platform
+from trellis.rules.spec import StreamRule
+from trellis.rules.store import parse_rule
+
+NAME = "pump-anomaly"
+FAULTY = {"temperature": 240.0, "vibration": 95.0, "pressure": 95.0}
+_clock = itertools.count(1)
+
+
+def _promoted(platform: Platform) -> dict[str, float]:
+    """pump-anomaly 1.0.0 in production, and a healthy row (the median pump) that it
+    scores normal, where FAULTY scores anomalous."""
+    platform.models.register_trained(platform.tenant, NAME, "1.0.0", train(platform), "t")
+    platform.models.promote(platform.tenant, NAME, "1.0.0", "t")
+    history = pump_readings(platform.tenant, "pump-0001", 100, now_ms() - 600_000, 600)
+    healthy_row = {
+        metric: statistics.median(r.value for r in history if r.metric == metric)
+        for metric in FAULTY
+    }
+    rows = [PredictRow(healthy_row), PredictRow(FAULTY)]
+    healthy, faulty = platform.models.inference.predict(platform.tenant, NAME, rows).predictions
+    assert healthy.outputs["scores"] > 0 > faulty.outputs["scores"]
+    return healthy_row
+
+
+async def _send(platform: Platform, device: str, values: dict[str, float]) -> None:
+    ts = now_ms() - 5_000 + next(_clock)
+    result = await platform.pipeline.submit_and_wait(
+        telemetry(device, values, ts=ts, received_ms=now_ms())
+    )
+    assert not result.quarantined, result.reason
+
+
+def _rule(**fields: Any) -> StreamRule:
+    base: dict[str, Any] = {
+        "id": "agrees",
+        "metric": "vibration",
+        "severity": "major",
+        "select": {"models": ["pump"]},
+        "condition": "value > 1.0 && prediction.scores < 0.0",
+        "model": {"name": NAME, "refresh_s": 0},
+    }
+    rule = parse_rule({**base, **fields})
+    assert isinstance(rule, StreamRule)
+    return rule
+
+
+def _opened(platform: Platform, rule: str) -> list[str]:
+    return sorted(a.device for a in platform.alerts.find(platform.tenant) if a.rule == rule)
+
+
+def test_a_rule_fires_only_when_the_model_agrees(platform: Platform) -> None:
+    """Vibration above 1 mm/s on both pumps; only the pump the model finds anomalous
+    raises. The model runs once per batch for the devices that moved, and is counted."""
+    healthy = _promoted(platform)
+    platform.rules.put(platform.tenant, _rule())
+
+    async def scenario() -> None:
+        async with platform.running():
+            await _send(platform, "pump-0001", healthy)
+            await _send(platform, "pump-0002", FAULTY)
+            await eventually(lambda: _opened(platform, "agrees") == ["pump-0002"], "the alert")
+            engine = platform.rule_engine
+            [model] = engine.model_stats(platform.tenant)
+            assert (model.model, model.rules, model.device_model) == (NAME, ["agrees"], "pump")
+            assert model.features == ["temperature", "vibration", "pressure"]
+            assert model.rows == 2
+            assert (model.errors, model.timeouts) == (0, 0)
+            [stats] = [s for s in engine.stats(platform.tenant) if s.rule == "agrees"]
+            assert (stats.readings, stats.raised, stats.model_fallbacks) == (2, 1, 0)
+
+    asyncio.run(scenario())
+
+
+def test_a_model_timeout_reads_the_fallback_and_is_counted(platform: Platform) -> None:
+    """A model that cannot answer within timeout_s: the rule reads the fallback
+    (here: agree), the timeout is counted, nothing stalls."""
+    healthy = _promoted(platform)
+    model = {"name": NAME, "refresh_s": 0, "timeout_s": 1e-6, "fallback": -1.0}
+    platform.rules.put(platform.tenant, _rule(model=model))
+
+    async def scenario() -> None:
+        async with platform.running():
+            await _send(platform, "pump-0001", healthy)
+            await eventually(lambda: _opened(platform, "agrees") == ["pump-0001"], "fallback")
+            [stats] = platform.rule_engine.model_stats(platform.tenant)
+            assert stats.timeouts == 1
+            assert "no prediction within 1e-06 s" in stats.last_error
+
+    asyncio.run(scenario())
+
+
+def test_a_predict_action_stores_the_model_output_as_a_derived_metric(
+    platform: Platform,
+) -> None:
+    """On raise, the model scores the device's latest features and the score is stored
+    as anomaly_score through ingest; an unknown model and a timeout are dead letters."""
+    _promoted(platform)
+    pump = platform.registry.models["pump"]
+    platform.registry.put_model(
+        msgspec.structs.replace(
+            pump, version="1.1.0", metrics={**pump.metrics, "anomaly_score": MetricSpec("1")}
+        ),
+        "yaml",
+    )
+    hot = {"metric": "temperature", "severity": "major", "condition": "value > 200.0"}
+    score = {"type": "predict", "model": NAME, "emit": "anomaly_score", "output": "scores"}
+    platform.rules.put(platform.tenant, parse_rule({"id": "score", **hot, "actions": [score]}))
+    ghost = {**score, "model": "nope"}
+    platform.rules.put(platform.tenant, parse_rule({"id": "ghost", **hot, "actions": [ghost]}))
+    slow = {**score, "timeout_s": 1e-6}
+    platform.rules.put(platform.tenant, parse_rule({"id": "slow", **hot, "actions": [slow]}))
+
+    async def scenario() -> None:
+        async with platform.running():
+            await _send(platform, "pump-0003", FAULTY)
+            letters = platform.rule_engine.actions.dead_letters
+            await eventually(lambda: len(letters(platform.tenant)) == 2, "two dead letters")
+            errors = {d.rule: d.error for d in letters(platform.tenant)}
+            assert errors["ghost"] == "unknown model 'nope' (or none in production)"
+            assert errors["slow"] == f"model '{NAME}' gave no answer within 1e-06 s"
+            await eventually(
+                lambda: bool(platform.store.query("default", "pump-0003", "anomaly_score", 0, 2**62)),
+                "the derived metric",
+            )
+            [point] = platform.store.query("default", "pump-0003", "anomaly_score", 0, 2**62)
+            expected = platform.models.inference.predict(
+                platform.tenant, NAME, [PredictRow(FAULTY)]
+            ).predictions[0]
+            assert abs(point.value - expected.outputs["scores"]) < 1e-6
+            assert platform.rule_engine.actions.delivered["score"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_api_refuses_a_rule_naming_an_unknown_model(platform: Platform) -> None:
+    """An unknown model in `model` or in a predict action is 422 and names the field;
+    `prediction` without a model is refused when parsed."""
+    rule = msgspec.to_builtins(_rule(model={"name": "nope"}))
+    action = {"type": "predict", "model": "nope", "emit": "anomaly_score"}
+    with serve(create_app(platform.settings)) as url:
+        refused = httpx.put(f"{url}/api/v1/rules/agrees", json=rule)
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == (
+            "$.model.name: unknown model 'nope', or it has no version in production"
+        )
+        plain = {"id": "p", "metric": "temperature", "severity": "minor", "condition": "true"}
+        refused = httpx.put(f"{url}/api/v1/rules/p", json={**plain, "actions": [action]})
+        assert refused.status_code == 422
+        assert "$.actions: unknown model 'nope'" in refused.json()["detail"]
+        no_model = {**plain, "condition": "prediction.scores < 0.0"}
+        refused = httpx.put(f"{url}/api/v1/rules/p", json=no_model)
+        assert refused.status_code == 422
+        assert "reads `prediction` but the rule names no model" in refused.json()["detail"]
