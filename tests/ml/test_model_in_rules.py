@@ -6,6 +6,7 @@ model, model timeout) that fall back or dead-letter, counted."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import statistics
 from typing import Any
@@ -21,6 +22,8 @@ from trellis.api.app import create_app
 from trellis.core.clock import now_ms
 from trellis.devices.models import MetricSpec
 from trellis.ml.inference import PredictRow
+from trellis.ml.registry import Stage
+from trellis.ml.training import TrainedModel
 from trellis.platform import Platform
 from trellis.rules.spec import StreamRule
 from trellis.rules.store import parse_rule
@@ -28,13 +31,17 @@ from trellis.rules.store import parse_rule
 NAME = "pump-anomaly"
 FAULTY = {"temperature": 240.0, "vibration": 95.0, "pressure": 95.0}
 _clock = itertools.count(1)
+_trained: list[TrainedModel] = []
 
 
 def _promoted(platform: Platform) -> dict[str, float]:
     """pump-anomaly 1.0.0 in production, and a healthy row (the median pump) that it
     scores normal, where FAULTY scores anomalous."""
-    platform.models.register_trained(platform.tenant, NAME, "1.0.0", train(platform), "t")
-    platform.models.promote(platform.tenant, NAME, "1.0.0", "t")
+    if not _trained:  # one training for the module: the model is not the subject
+        _trained.append(train(platform, trees=20))
+    platform.models.register_trained(platform.tenant, NAME, "1.0.0", _trained[0], "t")
+    # Straight to production: the gate (tested in test_lifecycle) is not the subject here.
+    platform.models.registry.set_stage(platform.tenant, NAME, "1.0.0", Stage.PRODUCTION, "t")
     history = pump_readings(platform.tenant, "pump-0001", 100, now_ms() - 600_000, 600)
     healthy_row = {
         metric: statistics.median(r.value for r in history if r.metric == metric)
@@ -142,11 +149,11 @@ def test_a_predict_action_stores_the_model_output_as_a_derived_metric(
             errors = {d.rule: d.error for d in letters(platform.tenant)}
             assert errors["ghost"] == "unknown model 'nope' (or none in production)"
             assert errors["slow"] == f"model '{NAME}' gave no answer within 1e-06 s"
-            await eventually(
-                lambda: bool(platform.store.query("default", "pump-0003", "anomaly_score", 0, 2**62)),
-                "the derived metric",
+            stored = functools.partial(
+                platform.store.query, "default", "pump-0003", "anomaly_score", 0, 2**62
             )
-            [point] = platform.store.query("default", "pump-0003", "anomaly_score", 0, 2**62)
+            await eventually(lambda: bool(stored()), "the derived metric")
+            [point] = stored()
             expected = platform.models.inference.predict(
                 platform.tenant, NAME, [PredictRow(FAULTY)]
             ).predictions[0]
