@@ -10,18 +10,26 @@ A flow is what the visual editor draws and what lives in git as text::
      "tests": [{"name": "ten hot seconds page", "readings": [["pump-1", 0, 90], ...],
                 "expect": [["raise", "pump-1", 10, "hot"]]}]}
 
-Wires are typed: a source feeds filters, a transform, a window or a condition; a
-filter feeds the same; a transform feeds a window or a condition; a window feeds a
-condition; a condition feeds alert and webhook nodes. Every condition compiles,
-with the chain above it, to one :class:`StreamRule` named ``flow.<flow>.<condition>``;
-deploying a flow saves those rules, so flows and rules share the runtime, the stats
-and the dead letters.
+Wires are typed: a source feeds filters, a transform, a window, a model or a
+condition; a filter feeds the same; a transform feeds a window, a model or a
+condition; a window feeds a model or a condition; a model feeds a condition (which
+reads its outputs as ``prediction.<output>``); a condition feeds alert, webhook,
+command, desired-state and emit nodes. Every condition compiles, with the chain above
+it, to one :class:`StreamRule` named ``flow.<flow>.<condition>``; deploying a flow
+saves those rules, so flows and rules share the runtime, the stats and the dead
+letters.
+
+A ``subflow`` node includes another saved flow, pinned as ``name@version`` (versions
+never change), optionally narrowed to other devices by its own selector. Its
+conditions compile into this flow's rules as ``flow.<flow>.<node>.<condition>``. A
+chain of sub-flows that leads back to a flow already on it is refused.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -31,21 +39,33 @@ from trellis.rules.locate import with_line
 from trellis.rules.runtime import SeriesState, Signal, compile_rule
 from trellis.rules.spec import (
     MAX_WINDOW_S,
+    Action,
+    CommandAction,
+    DesiredStateAction,
+    EmitAction,
+    ModelUse,
     Selector,
     Sequence,
     StreamRule,
+    Transition,
     WebhookAction,
     Window,
 )
 
 __all__ = [
     "AlertNode",
+    "CommandNode",
     "ConditionNode",
+    "DesiredNode",
+    "EmitNode",
     "FilterNode",
     "Flow",
     "FlowTest",
     "FlowTestResult",
+    "ModelNode",
+    "Resolver",
     "SourceNode",
+    "SubflowNode",
     "TransformNode",
     "WebhookNode",
     "WindowNode",
@@ -57,6 +77,11 @@ __all__ = [
 ]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+_REF = re.compile(r"^([a-z0-9][a-z0-9_-]{0,47})@([1-9][0-9]{0,8})$")
+#: How deep sub-flows may nest; deeper is refused (it is almost surely a mistake).
+MAX_SUBFLOW_DEPTH = 8
+#: ``(flow id, version) -> Flow``; raises ``LookupError`` when there is no such version.
+Resolver = Callable[[str, int], "Flow"]
 
 
 class SourceNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="source"):
@@ -120,18 +145,85 @@ class WebhookNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     backoff_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
 
 
+class ModelNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="model"):
+    """Predict with model ``model`` (its production version) from the device's latest
+    features; the condition it feeds reads ``prediction.<output>`` (see
+    :class:`~trellis.rules.spec.ModelUse` for refresh, timeout and fallback)."""
+
+    id: str
+    model: str
+    fallback: float = 0.0
+    refresh_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+
+
+class CommandNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="command"):
+    """Send a device command (MQTT 5 request/response) on the transitions in ``on``."""
+
+    id: str
+    name: str
+    args: dict[str, Any] = {}
+    device: str | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+
+
+class DesiredNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="desired"):
+    """Merge ``state`` into the device twin's desired state on the transitions in ``on``."""
+
+    id: str
+    state: dict[str, Any]
+    device: str | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+
+
+class EmitNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="emit"):
+    """Emit a derived metric of the device back through ingest."""
+
+    id: str
+    metric: str
+    value: float | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+
+
+class SubflowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="subflow"):
+    """Another saved flow, ``name@version``, included whole; ``select`` (when given)
+    replaces the selectors of its sources."""
+
+    id: str
+    flow: str
+    select: Selector | None = None
+
+
 Node = (
-    SourceNode | FilterNode | TransformNode | WindowNode | ConditionNode | AlertNode | WebhookNode
+    SourceNode
+    | FilterNode
+    | TransformNode
+    | WindowNode
+    | ModelNode
+    | ConditionNode
+    | AlertNode
+    | WebhookNode
+    | CommandNode
+    | DesiredNode
+    | EmitNode
+    | SubflowNode
 )
 
+_ACTIONS = (AlertNode, WebhookNode, CommandNode, DesiredNode, EmitNode)
 _FEEDS: dict[type[Node], tuple[type[Node], ...]] = {
-    SourceNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
-    FilterNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
-    TransformNode: (WindowNode, ConditionNode),
-    WindowNode: (ConditionNode,),
-    ConditionNode: (AlertNode, WebhookNode),
+    SourceNode: (FilterNode, TransformNode, WindowNode, ModelNode, ConditionNode),
+    FilterNode: (FilterNode, TransformNode, WindowNode, ModelNode, ConditionNode),
+    TransformNode: (WindowNode, ModelNode, ConditionNode),
+    WindowNode: (ModelNode, ConditionNode),
+    ModelNode: (ConditionNode,),
+    ConditionNode: _ACTIONS,
     AlertNode: (),
     WebhookNode: (),
+    CommandNode: (),
+    DesiredNode: (),
+    EmitNode: (),
+    SubflowNode: (),
 }
 
 
@@ -252,22 +344,30 @@ def _find_cycle(outputs: dict[str, list[str]]) -> list[str]:
     return []
 
 
-def compile_flow(flow: Flow) -> list[StreamRule]:
-    """The stream rules a flow stands for, one per condition node; ``ValueError`` if
-    the graph is not a well-typed DAG or a node is incomplete."""
+def compile_flow(
+    flow: Flow, resolve: Resolver | None = None, *, _chain: tuple[str, ...] = ()
+) -> list[StreamRule]:
+    """The stream rules a flow stands for, one per condition node (sub-flows included
+    when ``resolve`` can find them); ``ValueError`` if the graph is not a well-typed
+    DAG, a node is incomplete, or sub-flows lead back to a flow on the chain."""
     nodes, inputs, outputs = _check_graph(flow)
+    chain = (*_chain, flow.id)
     index_of = {node.id: i for i, node in enumerate(flow.nodes)}
     rules: list[StreamRule] = []
     for node in flow.nodes:
         where = f"$.nodes[{index_of[node.id]}] ({node.id})"
-        inner = SourceNode | FilterNode | TransformNode | WindowNode
+        inner = SourceNode | FilterNode | TransformNode | WindowNode | ModelNode
         if isinstance(node, inner) and not outputs[node.id]:
             raise ValueError(f"invalid flow: {where}: its output is not wired to anything")
+        if isinstance(node, SubflowNode):
+            rules.extend(_subflow(flow, node, where, resolve, chain))
+            continue
         if not isinstance(node, ConditionNode):
             continue
         filters: list[str] = []
         window: WindowNode | None = None
         transform: TransformNode | None = None
+        model: ModelNode | None = None
         current: Node = node
         while not isinstance(current, SourceNode):
             parents = inputs[current.id]
@@ -283,16 +383,17 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
                 window = current
             elif isinstance(current, TransformNode):
                 transform = current
+            elif isinstance(current, ModelNode):
+                model = current
         source = current
-        alerts = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], AlertNode)]
-        hooks = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], WebhookNode)]
+        targets = [nodes[n] for n in outputs[node.id]]
+        alerts = [n for n in targets if isinstance(n, AlertNode)]
         if len(alerts) != 1:
             raise ValueError(
                 f"invalid flow: {where}: a condition leads to exactly one alert node, "
                 f"not {len(alerts)}"
             )
         alert = alerts[0]
-        assert isinstance(alert, AlertNode)
         try:
             rule = StreamRule(
                 id=rule_id_for(flow.id, node.id),
@@ -314,19 +415,93 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
                 sequence=node.sequence,
                 lateness_s=source.lateness_s,
                 max_alerts_per_s=node.max_alerts_per_s,
-                actions=[
-                    WebhookAction(url=h.url, attempts=h.attempts, backoff_s=h.backoff_s)
-                    for h in hooks
-                    if isinstance(h, WebhookNode)
-                ],
+                actions=[a for a in map(_action, targets) if a is not None],
                 enabled=flow.enabled,
+                model=(
+                    ModelUse(
+                        name=model.model,
+                        fallback=model.fallback,
+                        refresh_s=model.refresh_s,
+                        timeout_s=model.timeout_s,
+                    )
+                    if model
+                    else None
+                ),
             )
         except (ValueError, msgspec.ValidationError) as exc:
             raise ValueError(f"invalid flow: {where}: {exc}") from None
         rules.append(rule)
-    if not rules:
+    if not rules and not any(isinstance(node, SubflowNode) for node in flow.nodes):
         raise ValueError("invalid flow: $.nodes: a flow needs at least one condition node")
     return rules
+
+
+def _action(node: Node) -> Action | None:
+    """The rule action an action node stands for (``None`` for the alert node)."""
+    if isinstance(node, WebhookNode):
+        return WebhookAction(url=node.url, attempts=node.attempts, backoff_s=node.backoff_s)
+    if isinstance(node, CommandNode):
+        return CommandAction(
+            name=node.name,
+            args=node.args,
+            device=node.device,
+            on=node.on,
+            timeout_s=node.timeout_s,
+        )
+    if isinstance(node, DesiredNode):
+        return DesiredStateAction(state=node.state, device=node.device, on=node.on)
+    if isinstance(node, EmitNode):
+        return EmitAction(metric=node.metric, value=node.value, on=node.on)
+    return None
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """``name@version`` as its parts, or ``ValueError``."""
+    match = _REF.match(ref)
+    if match is None:
+        raise ValueError(f"flow reference {ref!r} must be name@version, e.g. pump-checks@3")
+    return match[1], int(match[2])
+
+
+def _subflow(
+    flow: Flow,
+    node: SubflowNode,
+    where: str,
+    resolve: Resolver | None,
+    chain: tuple[str, ...],
+) -> list[StreamRule]:
+    try:
+        name, version = parse_ref(node.flow)
+    except ValueError as exc:
+        raise ValueError(f"invalid flow: {where}: {exc}") from None
+    if name in chain:
+        raise ValueError(f"invalid flow: {where}: sub-flow cycle {' → '.join([*chain, name])}")
+    if len(chain) > MAX_SUBFLOW_DEPTH:
+        raise ValueError(
+            f"invalid flow: {where}: sub-flows nest deeper than {MAX_SUBFLOW_DEPTH}: "
+            f"{' → '.join([*chain, name])}"
+        )
+    if resolve is None:
+        return []  # checked as far as it can be without the saved flows
+    try:
+        included = resolve(name, version)
+    except LookupError:
+        raise ValueError(f"invalid flow: {where}: there is no saved flow {node.flow}") from None
+    try:
+        rules = compile_flow(included, resolve, _chain=chain)
+    except ValueError as exc:
+        detail = str(exc).removeprefix("invalid flow: ")
+        raise ValueError(f"invalid flow: {where}: in {node.flow}: {detail}") from None
+    prefix = len(rule_id_for(included.id, ""))
+    return [
+        msgspec.structs.replace(
+            rule,
+            id=rule_id_for(flow.id, f"{node.id}.{rule.id[prefix:]}"),
+            select=node.select if node.select is not None else rule.select,
+            enabled=flow.enabled and rule.enabled,
+        )
+        for rule in rules
+    ]
 
 
 def flow_text(flow: Flow) -> str:
@@ -353,9 +528,17 @@ def _device(device_id: str, spec: dict[str, Any]) -> Device:
     )
 
 
-def run_flow_tests(flow: Flow, t0: int = 1_700_000_000_000) -> list[FlowTestResult]:
-    """Run the flow's tests through the same runtime the engine uses."""
-    compiled = [compile_rule(rule) for rule in compile_flow(flow)]
+def run_flow_tests(
+    flow: Flow, t0: int = 1_700_000_000_000, resolve: Resolver | None = None
+) -> list[FlowTestResult]:
+    """Run the flow's tests through the same runtime the engine uses. Models read their
+    fallback here; sub-flows need ``resolve`` (the saved flows)."""
+    if resolve is None and flow.tests and any(isinstance(n, SubflowNode) for n in flow.nodes):
+        raise ValueError(
+            f"flow {flow.id!r} includes sub-flows: run its tests on the server "
+            "(POST /api/v1/flows/{id}/tests, or `trellis flows test --url`)"
+        )
+    compiled = [compile_rule(rule) for rule in compile_flow(flow, resolve)]
     prefix = len(rule_id_for(flow.id, ""))
     results: list[FlowTestResult] = []
     for test in flow.tests:

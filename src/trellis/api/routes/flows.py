@@ -45,7 +45,11 @@ async def put_flow(flow_id: str, request: Request, platform: PlatformDep) -> Res
         raise HTTPException(422, str(exc)) from None
     if flow.id != flow_id:
         raise HTTPException(422, f"flow id {flow.id!r} in the body differs from {flow_id!r}")
-    return json_response(await asyncio.to_thread(platform.flows.save, platform.tenant, flow))
+    try:
+        saved = await asyncio.to_thread(platform.flows.save, platform.tenant, flow)
+    except ValueError as exc:  # a sub-flow that does not exist, or leads back here
+        raise HTTPException(422, str(exc)) from None
+    return json_response(saved)
 
 
 @router.post("/flows/{flow_id}/deploy", responses=documented(FlowVersion))
@@ -74,7 +78,8 @@ async def revert_flow(
 @router.post("/flows/{flow_id}/tests", responses=documented(list[FlowTestResult]))
 def run_tests(flow_id: str, platform: PlatformDep) -> Response:
     """Run the unit tests the newest version carries."""
-    return json_response(run_flow_tests(platform.flows.latest(platform.tenant, flow_id).flow))
+    flow = platform.flows.latest(platform.tenant, flow_id).flow
+    return json_response(run_flow_tests(flow, resolve=platform.flows.resolver(platform.tenant)))
 
 
 @router.delete("/flows/{flow_id}", status_code=204)
