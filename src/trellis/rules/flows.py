@@ -27,7 +27,6 @@ chain of sub-flows that leads back to a flow already on it is refused.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -51,6 +50,7 @@ from trellis.rules.spec import (
     WebhookAction,
     Window,
 )
+from trellis.rules.text import Format, dump, load
 
 __all__ = [
     "AlertNode",
@@ -84,7 +84,9 @@ MAX_SUBFLOW_DEPTH = 8
 Resolver = Callable[[str, int], "Flow"]
 
 
-class SourceNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="source"):
+class SourceNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="source"
+):
     """Readings of one metric from the devices the selector picks."""
 
     id: str
@@ -93,21 +95,27 @@ class SourceNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="s
     lateness_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
 
 
-class FilterNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="filter"):
+class FilterNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="filter"
+):
     """Only readings for which ``where`` (CEL) holds pass."""
 
     id: str
     where: str
 
 
-class TransformNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="transform"):
+class TransformNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="transform"
+):
     """Replace the value by ``expression`` (CEL, a double), e.g. ``value * 1.8 + 32.0``."""
 
     id: str
     expression: str
 
 
-class WindowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="window"):
+class WindowNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="window"
+):
     """Aggregate readings over a tumbling, sliding or session window."""
 
     id: str
@@ -116,7 +124,9 @@ class WindowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="w
     gap_s: float = 0.0
 
 
-class ConditionNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="condition"):
+class ConditionNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="condition"
+):
     """The CEL condition and its temporal operators (see :class:`StreamRule`)."""
 
     id: str
@@ -128,7 +138,9 @@ class ConditionNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
     max_alerts_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0
 
 
-class AlertNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="alert"):
+class AlertNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="alert"
+):
     """Raise and clear an alert of this severity."""
 
     id: str
@@ -136,7 +148,9 @@ class AlertNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="al
     name: str = ""
 
 
-class WebhookNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="webhook"):
+class WebhookNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="webhook"
+):
     """POST each raise and clear; retried with backoff, then dead-lettered."""
 
     id: str
@@ -145,7 +159,9 @@ class WebhookNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     backoff_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
 
 
-class ModelNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="model"):
+class ModelNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="model"
+):
     """Predict with model ``model`` (its production version) from the device's latest
     features; the condition it feeds reads ``prediction.<output>`` (see
     :class:`~trellis.rules.spec.ModelUse` for refresh, timeout and fallback)."""
@@ -157,7 +173,9 @@ class ModelNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="mo
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
 
 
-class CommandNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="command"):
+class CommandNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="command"
+):
     """Send a device command (MQTT 5 request/response) on the transitions in ``on``."""
 
     id: str
@@ -168,7 +186,9 @@ class CommandNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
 
 
-class DesiredNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="desired"):
+class DesiredNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="desired"
+):
     """Merge ``state`` into the device twin's desired state on the transitions in ``on``."""
 
     id: str
@@ -177,7 +197,9 @@ class DesiredNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
 
 
-class EmitNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="emit"):
+class EmitNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="emit"
+):
     """Emit a derived metric of the device back through ingest."""
 
     id: str
@@ -186,7 +208,9 @@ class EmitNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="emi
     on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
 
 
-class SubflowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="subflow"):
+class SubflowNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="subflow"
+):
     """Another saved flow, ``name@version``, included whole; ``select`` (when given)
     replaces the selectors of its sources."""
 
@@ -227,7 +251,7 @@ _FEEDS: dict[type[Node], tuple[type[Node], ...]] = {
 }
 
 
-class FlowTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class FlowTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Readings in (``[device, seconds, value]``) and the transitions expected out
     (``[kind, device, seconds, condition node]``). Device models come from ``devices``
     (id → model, site, attributes) or, by default, from the id before its first dash."""
@@ -260,18 +284,13 @@ def _type_name(node_type: type[Node]) -> str:
 
 
 def parse_flow(definition: bytes | str | dict[str, Any]) -> Flow:
-    """A flow from JSON text or a mapping, checked and compiled once; ``ValueError``
-    names the field (``$.nodes[2].condition``, ``$.edges[1]``) or the line."""
+    """A flow from JSON or YAML text, or a mapping, checked and compiled once;
+    ``ValueError`` names the field (``$.nodes[2].condition``, ``$.edges[1]``) and,
+    from text, the line."""
     text = None
     if isinstance(definition, bytes | str):
         text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"invalid flow: JSON is malformed at line {exc.lineno}, column {exc.colno}: "
-                f"{exc.msg}"
-            ) from None
+        data = load(text, "flow")
     else:
         data = definition
     try:
@@ -504,9 +523,10 @@ def _subflow(
     ]
 
 
-def flow_text(flow: Flow) -> str:
-    """Stable, diff-friendly JSON: sorted keys, two-space indent, one trailing newline."""
-    return json.dumps(msgspec.to_builtins(flow), indent=2, sort_keys=True) + "\n"
+def flow_text(flow: Flow, fmt: Format = "json") -> str:
+    """Stable, diff-friendly JSON or YAML: sorted keys, two-space indent, one trailing
+    newline."""
+    return dump(msgspec.to_builtins(flow), fmt)
 
 
 class FlowTestResult(msgspec.Struct, frozen=True):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import msgspec
 import sqlalchemy as sa
 
@@ -12,6 +10,7 @@ from trellis.core.errors import NotFoundError
 from trellis.rules.locate import with_line
 from trellis.rules.model import ThresholdRule
 from trellis.rules.spec import StreamRule
+from trellis.rules.text import Format, dump, load
 from trellis.store.metadata import rules
 
 __all__ = ["AnyRule", "RuleStore", "emission_cycle", "parse_rule", "rule_text"]
@@ -20,25 +19,20 @@ AnyRule = ThresholdRule | StreamRule
 
 
 def parse_rule(definition: bytes | str | dict[str, object]) -> AnyRule:
-    """A rule from JSON text or a mapping; ``ValueError`` names the offending field.
+    """A rule from JSON or YAML text, or a mapping; ``ValueError`` names the offending
+    field and, from text, the line.
 
     A definition with a ``threshold`` is a :class:`ThresholdRule`; any other is a
-    :class:`StreamRule`. From text, errors also name the line.
+    :class:`StreamRule`.
     """
     text: str | None = None
     if isinstance(definition, bytes | str):
         text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"invalid rule: JSON is malformed at line {exc.lineno}, column {exc.colno}: "
-                f"{exc.msg}"
-            ) from None
+        data = load(text, "rule")
     else:
         data = definition
     if not isinstance(data, dict):
-        raise ValueError("invalid rule: expected a JSON object")
+        raise ValueError("invalid rule: expected an object (a mapping of fields)")
     kind: type[AnyRule] = ThresholdRule if "threshold" in data else StreamRule
     try:
         return msgspec.convert(data, kind)
@@ -47,9 +41,9 @@ def parse_rule(definition: bytes | str | dict[str, object]) -> AnyRule:
         raise ValueError(with_line(message, text) if text else message) from None
 
 
-def rule_text(rule: AnyRule) -> str:
-    """Stable, diff-friendly JSON for a rule file: sorted keys, two-space indent."""
-    return json.dumps(msgspec.to_builtins(rule), indent=2, sort_keys=True) + "\n"
+def rule_text(rule: AnyRule, fmt: Format = "json") -> str:
+    """Stable, diff-friendly JSON or YAML for a rule file: sorted keys, two-space indent."""
+    return dump(msgspec.to_builtins(rule), fmt)
 
 
 def emission_cycle(rules: list[AnyRule]) -> list[str]:
