@@ -17,7 +17,7 @@ import msgspec
 from tests.helpers import telemetry
 from tests.ml.conftest import pump_readings, train
 from tests.protocols.mqtt.conftest import eventually
-from tests.serving import serve
+from tests.serving import serve, wait_until
 from trellis.api.app import create_app
 from trellis.core.clock import now_ms
 from trellis.devices.models import MetricSpec
@@ -25,6 +25,7 @@ from trellis.ml.inference import PredictRow
 from trellis.ml.registry import Stage
 from trellis.ml.training import TrainedModel
 from trellis.platform import Platform
+from trellis.rules.flows import parse_flow
 from trellis.rules.spec import StreamRule
 from trellis.rules.store import parse_rule
 
@@ -182,3 +183,53 @@ def test_the_api_refuses_a_rule_naming_an_unknown_model(platform: Platform) -> N
         refused = httpx.put(f"{url}/api/v1/rules/p", json=no_model)
         assert refused.status_code == 422
         assert "reads `prediction` but the rule names no model" in refused.json()["detail"]
+
+
+def test_flow_node_stats_show_model_and_sub_flow_nodes(platform: Platform) -> None:
+    """A deployed flow source → model → condition → alert, plus a sub-flow node: the
+    API's per-node stats count readings, model calls and rows, raises, and the
+    included rule under the sub-flow node."""
+    healthy = _promoted(platform)
+    hot = {
+        "id": "hot",
+        "nodes": [
+            {"id": "t", "type": "source", "metric": "temperature", "select": {"models": ["pump"]}},
+            {"id": "over", "type": "condition", "condition": "value > 200.0"},
+            {"id": "page", "type": "alert", "severity": "minor"},
+        ],
+        "edges": [["t", "over"], ["over", "page"]],
+    }
+    agrees = {
+        "id": "agrees",
+        "nodes": [
+            {"id": "v", "type": "source", "metric": "vibration", "select": {"models": ["pump"]}},
+            {"id": "m", "type": "model", "model": NAME, "refresh_s": 0},
+            {"id": "c", "type": "condition", "condition": "prediction.scores < 0.0"},
+            {"id": "a", "type": "alert", "severity": "major"},
+            {"id": "inc", "type": "subflow", "flow": "hot@1"},
+        ],
+        "edges": [["v", "m"], ["m", "c"], ["c", "a"]],
+    }
+    platform.flows.save(platform.tenant, parse_flow(hot))
+    platform.flows.save(platform.tenant, parse_flow(agrees))
+    platform.flows.deploy(platform.tenant, "agrees")
+    with serve(create_app(platform.settings)) as url, httpx.Client(base_url=url) as http:
+        for device, values in (("pump-0001", healthy), ("pump-0002", FAULTY)):
+            body = {"ts": now_ms() - 1000, "values": values}
+            assert http.post(f"/api/v1/telemetry/{device}", json=body).status_code == 202
+
+        def nodes() -> dict[str, Any]:
+            return {n["node"]: n for n in http.get("/api/v1/flows/agrees/stats").json()}
+
+        wait_until(lambda: nodes()["c"]["raised"] == 1, what="the model-agreed alert")
+        wait_until(lambda: nodes()["inc"]["raised"] == 1, what="the sub-flow's alert")
+        stats = nodes()
+        assert (stats["v"]["readings"], stats["m"]["readings"], stats["c"]["readings"]) == (2, 2, 2)
+        assert stats["m"]["type"] == "model"
+        assert stats["m"]["model_rows"] == 2
+        assert stats["m"]["model_calls"] >= 1
+        assert (stats["m"]["errors"], stats["m"]["model_timeouts"]) == (0, 0)
+        assert stats["a"]["raised"] == 1
+        assert stats["inc"]["type"] == "subflow"
+        assert stats["inc"]["rules"] == ["flow.agrees.inc.over"]
+        assert stats["inc"]["readings"] == 2

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from trellis.api.deps import PlatformDep
 from trellis.api.encoding import documented, json_response
 from trellis.rules.flows import FlowTestResult, parse_flow, run_flow_tests
+from trellis.rules.flowstats import NodeStats, flow_node_stats
 from trellis.rules.flowstore import FlowVersion
 
 __all__ = ["router"]
@@ -50,6 +51,21 @@ async def put_flow(flow_id: str, request: Request, platform: PlatformDep) -> Res
     except ValueError as exc:  # a sub-flow that does not exist, or leads back here
         raise HTTPException(422, str(exc)) from None
     return json_response(saved)
+
+
+@router.get("/flows/{flow_id}/stats", responses=documented(list[NodeStats]))
+def flow_stats(flow_id: str, platform: PlatformDep) -> Response:
+    """Per node of the deployed version (the newest when none is): readings in, raises,
+    clears, errors, actions, busy time; model calls, rows, timeouts and fallbacks for
+    model nodes; the sums of the included rules for sub-flow nodes."""
+    versions = platform.flows.versions(platform.tenant, flow_id)
+    chosen = next((v for v in versions if v.deployed), versions[0])
+    engine = platform.rule_engine
+    return json_response(
+        flow_node_stats(
+            chosen.flow, engine.stats(platform.tenant), engine.model_stats(platform.tenant)
+        )
+    )
 
 
 @router.post("/flows/{flow_id}/deploy", responses=documented(FlowVersion))
