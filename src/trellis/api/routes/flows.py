@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from trellis.api.deps import PlatformDep
 from trellis.api.encoding import documented, json_response
-from trellis.rules.flows import FlowTestResult, parse_flow, run_flow_tests
+from trellis.rules.flows import FlowTestResult, ModelNode, parse_flow, run_flow_tests
 from trellis.rules.flowstats import NodeStats, flow_node_stats
 from trellis.rules.flowstore import FlowVersion
 
@@ -46,6 +46,16 @@ async def put_flow(flow_id: str, request: Request, platform: PlatformDep) -> Res
         raise HTTPException(422, str(exc)) from None
     if flow.id != flow_id:
         raise HTTPException(422, f"flow id {flow.id!r} in the body differs from {flow_id!r}")
+    for index, node in enumerate(flow.nodes):
+        if (
+            isinstance(node, ModelNode)
+            and platform.model_features(platform.tenant, node.model) is None
+        ):
+            raise HTTPException(
+                422,
+                f"invalid flow: $.nodes[{index}] ({node.id}): unknown model {node.model!r}, "
+                "or it has no version in production",
+            )
     try:
         saved = await asyncio.to_thread(platform.flows.save, platform.tenant, flow)
     except ValueError as exc:  # a sub-flow that does not exist, or leads back here
