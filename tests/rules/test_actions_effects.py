@@ -18,12 +18,14 @@ import msgspec
 import pytest
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from typer.testing import CliRunner
 
 from tests.helpers import TENANT, telemetry
 from tests.protocols.mqtt.conftest import devices, eventually, mqtt_settings
 from tests.protocols.mqtt.test_commands import SimulatedDevices
 from tests.serving import serve, wait_until
 from trellis.api.app import create_app
+from trellis.cli import app
 from trellis.core.clock import now_ms
 from trellis.core.types import AlertSeverity, Device
 from trellis.devices.models import DeviceModel, MetricSpec
@@ -278,5 +280,14 @@ def test_the_twin_api_sets_desired_and_shows_desired_beside_reported(
             huge = httpx.patch(f"{twin_url}/desired", json={"blob": "x" * 20_000})
             assert huge.status_code == 422
             assert "exceeds 16384" in huge.json()["detail"]
+            shown = CliRunner().invoke(
+                app, ["mqtt", "twin", "dev-0001", "--set", "mode=eco", "--url", url]
+            )
+            assert shown.exit_code == 0, shown.output
+            assert "desired v3" in shown.output
+            assert "pending" in shown.output  # until the device reports it
+            bad = CliRunner().invoke(app, ["mqtt", "twin", "dev-0001", "--set", "x", "--url", url])
+            assert bad.exit_code == 2
+            assert "is not KEY=VALUE" in bad.output
     finally:
         device.close()

@@ -43,6 +43,9 @@ __all__ = ["ModelStats", "RuleEngine", "RuleStats", "TraceEntry"]
 
 log = logging.getLogger(__name__)
 _StateKey = tuple[str, str, str]  # rule, tenant, device
+#: A feature reading this much older than the device's newest is not "latest" any
+#: more (a replayed or late message); it does not replace a fresher value.
+_FEATURE_STALE_MS = 60_000
 
 
 class RuleStats(msgspec.Struct):
@@ -351,8 +354,8 @@ class RuleEngine:
             if metrics is None or reading.metric not in metrics:
                 continue
             key = (reading.tenant, reading.device)
-            if reading.ts < latest_ts.get(key, -1) - 60_000:
-                continue  # a late reading must not replace a fresher feature
+            if reading.ts < latest_ts.get(key, -1) - _FEATURE_STALE_MS:
+                continue
             latest.setdefault(key, {})[reading.metric] = reading.value
             latest_ts[key] = max(latest_ts.get(key, -1), reading.ts)
             touched.add(key)
