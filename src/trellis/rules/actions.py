@@ -54,7 +54,7 @@ class Effects:
 
     ``command(tenant, device, name, args, timeout_s)`` returns ``(ok, reason, result)``;
     ``desired(tenant, device, state)`` records and sends desired state;
-    ``emit(tenant, device, metric, ts, value, source)`` goes through ingest and returns
+    ``emit(tenant, device, metric, ts, value, origin)`` goes through ingest and returns
     the quarantine reason, or ``None`` when stored; ``predict(tenant, model, rows)``
     runs in a thread and returns the model's outputs per ``(device, features)`` row
     (an empty mapping where the model failed); ``features(tenant, model)`` names the
@@ -145,19 +145,22 @@ class ActionDispatcher:
         definition = signal.rule.definition
         if not isinstance(definition, StreamRule) or not definition.actions:
             return
+        actions = [
+            action
+            for action in definition.actions
+            if isinstance(action, WebhookAction) or signal.kind in action.on
+        ]
         queue = self._queues.get(signal.rule.id)
         if queue is None:
             if self._tasks is None:
-                for action in definition.actions:
+                for action in actions:
                     self._dead_letter(signal, action, "the rule engine is not running", 0)
                 return
             queue = self._queues[signal.rule.id] = asyncio.Queue(self._queue_size)
             self._tasks.create_task(
                 self._work(queue), name=f"trellis.rules.actions[{signal.rule.id}]"
             )
-        for action in definition.actions:
-            if not isinstance(action, WebhookAction) and signal.kind not in action.on:
-                continue
+        for action in actions:
             try:
                 queue.put_nowait((action, signal))
             except asyncio.QueueFull:
