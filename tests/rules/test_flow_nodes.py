@@ -14,7 +14,7 @@ from trellis.rules import RuleStore
 from trellis.rules.flows import compile_flow, parse_flow, run_flow_tests
 from trellis.rules.flowstore import FlowStore
 from trellis.rules.runtime import SeriesState, Signal, compile_rule
-from trellis.rules.spec import CommandAction, DesiredStateAction, EmitAction
+from trellis.rules.spec import CommandAction, DesiredStateAction, EmitAction, PredictAction
 
 AGREES = "value > 7.0 && prediction.scores < 0.0"
 
@@ -31,6 +31,7 @@ def _agreeing(**model: Any) -> dict[str, Any]:
             {"id": "slow", "type": "command", "name": "reduce-load", "args": {"pct": 20}},
             {"id": "eco", "type": "desired", "state": {"mode": "eco"}, "on": ["raise", "clear"]},
             {"id": "flag", "type": "emit", "metric": "vib_alarm", "value": 1.0},
+            {"id": "score", "type": "predict", "model": "pump-anomaly", "emit": "vib_score"},
         ],
         "edges": [
             ["src", "anomaly"],
@@ -39,6 +40,7 @@ def _agreeing(**model: Any) -> dict[str, Any]:
             ["bad", "slow"],
             ["bad", "eco"],
             ["bad", "flag"],
+            ["bad", "score"],
         ],
     }
 
@@ -52,6 +54,7 @@ def test_a_model_node_and_action_nodes_compile_into_the_rule() -> None:
         CommandAction(name="reduce-load", args={"pct": 20}),
         DesiredStateAction(state={"mode": "eco"}, on=["raise", "clear"]),
         EmitAction(metric="vib_alarm", value=1.0),
+        PredictAction(model="pump-anomaly", emit="vib_score"),
     ]
 
 

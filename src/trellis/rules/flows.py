@@ -14,7 +14,7 @@ Wires are typed: a source feeds filters, a transform, a window, a model or a
 condition; a filter feeds the same; a transform feeds a window, a model or a
 condition; a window feeds a model or a condition; a model feeds a condition (which
 reads its outputs as ``prediction.<output>``); a condition feeds alert, webhook,
-command, desired-state and emit nodes. Every condition compiles, with the chain above
+command, desired-state, emit and predict nodes. Every condition compiles, with the chain above
 it, to one :class:`StreamRule` named ``flow.<flow>.<condition>``; deploying a flow
 saves those rules, so flows and rules share the runtime, the stats and the dead
 letters.
@@ -43,6 +43,7 @@ from trellis.rules.spec import (
     DesiredStateAction,
     EmitAction,
     ModelUse,
+    PredictAction,
     Selector,
     Sequence,
     StreamRule,
@@ -63,6 +64,7 @@ __all__ = [
     "FlowTest",
     "FlowTestResult",
     "ModelNode",
+    "PredictNode",
     "Resolver",
     "SourceNode",
     "SubflowNode",
@@ -208,6 +210,20 @@ class EmitNode(
     on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
 
 
+class PredictNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="predict"
+):
+    """Call model ``model`` on the transitions in ``on`` and emit its ``output`` as the
+    derived metric ``emit``."""
+
+    id: str
+    model: str
+    emit: str
+    output: str = "score"
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+
+
 class SubflowNode(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="subflow"
 ):
@@ -231,10 +247,11 @@ Node = (
     | CommandNode
     | DesiredNode
     | EmitNode
+    | PredictNode
     | SubflowNode
 )
 
-_ACTIONS = (AlertNode, WebhookNode, CommandNode, DesiredNode, EmitNode)
+_ACTIONS = (AlertNode, WebhookNode, CommandNode, DesiredNode, EmitNode, PredictNode)
 _FEEDS: dict[type[Node], tuple[type[Node], ...]] = {
     SourceNode: (FilterNode, TransformNode, WindowNode, ModelNode, ConditionNode),
     FilterNode: (FilterNode, TransformNode, WindowNode, ModelNode, ConditionNode),
@@ -247,6 +264,7 @@ _FEEDS: dict[type[Node], tuple[type[Node], ...]] = {
     CommandNode: (),
     DesiredNode: (),
     EmitNode: (),
+    PredictNode: (),
     SubflowNode: (),
 }
 
@@ -471,6 +489,14 @@ def _action(node: Node) -> Action | None:
         return DesiredStateAction(state=node.state, device=node.device, on=node.on)
     if isinstance(node, EmitNode):
         return EmitAction(metric=node.metric, value=node.value, on=node.on)
+    if isinstance(node, PredictNode):
+        return PredictAction(
+            model=node.model,
+            emit=node.emit,
+            output=node.output,
+            on=node.on,
+            timeout_s=node.timeout_s,
+        )
     return None
 
 

@@ -10,7 +10,13 @@ from fastapi.responses import Response
 
 from trellis.api.deps import PlatformDep
 from trellis.api.encoding import documented, json_response
-from trellis.rules.flows import FlowTestResult, ModelNode, parse_flow, run_flow_tests
+from trellis.rules.flows import (
+    FlowTestResult,
+    ModelNode,
+    PredictNode,
+    parse_flow,
+    run_flow_tests,
+)
 from trellis.rules.flowstats import NodeStats, flow_node_stats
 from trellis.rules.flowstore import FlowVersion
 
@@ -48,7 +54,7 @@ async def put_flow(flow_id: str, request: Request, platform: PlatformDep) -> Res
         raise HTTPException(422, f"flow id {flow.id!r} in the body differs from {flow_id!r}")
     for index, node in enumerate(flow.nodes):
         if (
-            isinstance(node, ModelNode)
+            isinstance(node, ModelNode | PredictNode)
             and platform.model_features(platform.tenant, node.model) is None
         ):
             raise HTTPException(

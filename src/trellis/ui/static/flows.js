@@ -8,7 +8,7 @@
 
 (function () {
   const ON = ["raise", "clear", "raise,clear"];
-  const ACTIONS = ["alert", "webhook", "command", "desired", "emit"];
+  const ACTIONS = ["alert", "webhook", "command", "desired", "emit", "predict"];
   const FEEDS = {
     source: ["filter", "transform", "window", "model", "condition"],
     filter: ["filter", "transform", "window", "model", "condition"],
@@ -21,11 +21,13 @@
     command: [],
     desired: [],
     emit: [],
+    predict: [],
     subflow: [],
   };
   const PORTS = {  // inputs, outputs
     source: [0, 1], filter: [1, 1], transform: [1, 1], window: [1, 1], model: [1, 1], condition: [1, 1],
-    alert: [1, 0], webhook: [1, 0], command: [1, 0], desired: [1, 0], emit: [1, 0], subflow: [0, 0],
+    alert: [1, 0], webhook: [1, 0], command: [1, 0], desired: [1, 0], emit: [1, 0], predict: [1, 0],
+    subflow: [0, 0],
   };
   const FIELDS = {
     source: [["metric", "text", "temperature"], ["models", "text", "pump"], ["sites", "text", ""]],
@@ -44,6 +46,8 @@
               ["timeout_s", "number", "10"]],
     desired: [["state", "text", "{\"mode\": \"eco\"}"], ["on", ON, "raise"]],
     emit: [["metric", "text", ""], ["value", "number", ""], ["on", ON, "raise"]],
+    predict: [["model", "text", "pump-anomaly"], ["emit", "text", "anomaly_score"], ["output", "text", "scores"],
+              ["on", ON, "raise"], ["timeout_s", "number", "5"]],
     subflow: [["flow", "text", "name@1"], ["models", "text", ""], ["sites", "text", ""]],
   };
   const NUMBERS = new Set(["size_s", "gap_s", "for_s", "debounce_s", "attempts", "fallback", "refresh_s",
@@ -85,6 +89,7 @@
     if (type === "desired") return data.state;
     if (type === "emit") return `${data.metric}${data.value !== "" ? ` = ${data.value}` : ""}`;
     if (type === "subflow") return data.flow;
+    if (type === "predict") return `${data.model}.${data.output} → ${data.emit}`;
     return data.url || "";
   }
 
