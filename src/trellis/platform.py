@@ -165,6 +165,7 @@ class Platform:
             checkpoint_s=self.settings.rules.checkpoint_s,
             tick_s=self.settings.rules.tick_s,
             effects=self._effects(),
+            model_recheck_s=self.settings.rules.model_recheck_s,
         )
         self._live = LiveHub(bus.subscribe("live"))
         notifier = Notifier(

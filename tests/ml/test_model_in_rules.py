@@ -20,6 +20,7 @@ from tests.protocols.mqtt.conftest import eventually
 from tests.serving import serve, wait_until
 from trellis.api.app import create_app
 from trellis.core.clock import now_ms
+from trellis.core.config import RuleSettings
 from trellis.devices.models import MetricSpec
 from trellis.ml.inference import PredictRow
 from trellis.ml.registry import Stage
@@ -233,3 +234,30 @@ def test_flow_node_stats_show_model_and_sub_flow_nodes(platform: Platform) -> No
         assert stats["inc"]["type"] == "subflow"
         assert stats["inc"]["rules"] == ["flow.agrees.inc.over"]
         assert stats["inc"]["readings"] == 2
+
+
+def test_a_model_promoted_after_the_rule_is_picked_up(platform: Platform) -> None:
+    """A rule saved before its model exists reads the fallback and says why; once the
+    model is in production the engine finds it on its own and the model decides."""
+    platform.rules.put(platform.tenant, _rule())
+    fast = RuleSettings(tick_s=0.05, model_recheck_s=0.1)
+    later = Platform(platform.settings.model_copy(update={"rules": fast}))
+
+    async def scenario() -> None:
+        async with later.running():
+            engine = later.rule_engine
+
+            def model_error() -> str:
+                found = engine.model_stats(later.tenant)
+                return found[0].last_error if found else ""
+
+            await eventually(lambda: "unknown model" in model_error(), "the unknown model")
+            await asyncio.to_thread(_promoted, later)
+            await eventually(lambda: bool(engine.model_stats(later.tenant)[0].features), "it")
+            await _send(later, "pump-0002", FAULTY)
+            await eventually(lambda: _opened(later, "agrees") == ["pump-0002"], "the alert")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        later.close()

@@ -114,6 +114,7 @@ class RuleEngine:
         checkpoint_s: float = 1.0,
         tick_s: float = 1.0,
         effects: Effects | None = None,
+        model_recheck_s: float = 30.0,
     ) -> None:
         self._subscription = subscription
         self._rules = rules
@@ -135,6 +136,10 @@ class RuleEngine:
         self._models: dict[tuple[str, str], ModelStats] = {}
         self._inline: dict[tuple[str, str], tuple[int, float]] = {}  # refresh ms, timeout s
         self._inflight: dict[tuple[str, str], asyncio.Future[list[Mapping[str, object]]]] = {}
+        # A model the rules name but the registry lacks (yet) is looked up again this
+        # often, so promoting one later takes effect without touching the rules.
+        self._model_recheck_s = model_recheck_s
+        self._models_checked = time.monotonic()
         self._upsert = _upsert_statement(self._engine)
         self._states: dict[_StateKey, SeriesState] = {}
         self._dirty: set[_StateKey] = set()
@@ -498,6 +503,10 @@ class RuleEngine:
                     if runtime is not None:
                         runtime.trace = None
             await self._write(self.tick(now_ms()))
+            missing = any(not stats.features for stats in self._models.values())
+            if missing and now - self._models_checked >= self._model_recheck_s:
+                self._models_checked = now
+                await asyncio.to_thread(self._reload_models)
 
     async def _write(self, signals: list[Signal]) -> None:
         for signal in signals:
