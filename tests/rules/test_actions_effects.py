@@ -247,8 +247,9 @@ def test_derived_metric_loops_are_refused(tmp_path: Path) -> None:
 def test_the_twin_api_sets_desired_and_shows_desired_beside_reported(
     tmp_path: Path, broker: MosquittoProcess
 ) -> None:
-    """PATCH desired reaches the device, GET shows the reconciled twin; an unknown
-    device is 404, an empty or non-object patch and an oversized document are 422."""
+    """PATCH desired reaches the device, GET shows the reconciled twin, and so do the
+    CLI and the device page; an unknown device is 404, an empty or non-object patch
+    and an oversized document are 422."""
     settings = mqtt_settings(tmp_path, broker.url)
     platform = Platform(settings)
     platform.registry.register(Device(TENANT, "dev-0001", "pump"))
@@ -286,6 +287,9 @@ def test_the_twin_api_sets_desired_and_shows_desired_beside_reported(
             assert shown.exit_code == 0, shown.output
             assert "desired v3" in shown.output
             assert "pending" in shown.output  # until the device reports it
+            page = httpx.get(f"{url}/devices/dev-0001").text
+            assert 'data-twin-key="mode"' in page
+            assert "desired v3" in page
             bad = CliRunner().invoke(app, ["mqtt", "twin", "dev-0001", "--set", "x", "--url", url])
             assert bad.exit_code == 2
             assert "is not KEY=VALUE" in bad.output
