@@ -10,11 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import TENANT
+from trellis.core.types import AlertSeverity
 from trellis.rules import RuleStore
 from trellis.rules.flows import compile_flow, parse_flow, run_flow_tests
 from trellis.rules.flowstore import FlowStore
 from trellis.rules.runtime import SeriesState, Signal, compile_rule
-from trellis.rules.spec import CommandAction, DesiredStateAction, EmitAction, PredictAction
+from trellis.rules.spec import (
+    CommandAction,
+    DesiredStateAction,
+    EmitAction,
+    PredictAction,
+    StreamRule,
+)
 
 AGREES = "value > 7.0 && prediction.scores < 0.0"
 
@@ -160,3 +167,32 @@ def test_sub_flow_cycles_and_bad_references_are_refused(metadata_engine: sa.Engi
     with pytest.raises(ValueError, match="must be name@version"):
         parse_flow(_outer("hot"))
     assert [v.version for v in flows.versions(TENANT, "hot")] == [1]
+
+
+def test_a_flow_closing_a_loop_of_derived_metrics_is_not_deployed(
+    metadata_engine: sa.Engine,
+) -> None:
+    """An emit node may not emit its own source's metric; a flow whose emission closes
+    a loop with a saved rule is refused at deploy and changes nothing."""
+    data = _hot()
+    data["nodes"].append({"id": "flag", "type": "emit", "metric": "temperature"})
+    data["edges"].append(["over", "flag"])
+    with pytest.raises(ValueError, match="emits 'temperature', the metric it watches"):
+        parse_flow(data)
+    rules = RuleStore(metadata_engine)
+    flows = FlowStore(metadata_engine, rules)
+    rules.put(
+        TENANT,
+        StreamRule(
+            id="back",
+            metric="overheat",
+            severity=AlertSeverity.MINOR,
+            condition="value > 0.5",
+            actions=[EmitAction(metric="temperature", value=99.0)],
+        ),
+    )
+    data["nodes"][-1]["metric"] = "overheat"
+    flows.save(TENANT, parse_flow(data))
+    with pytest.raises(ValueError, match="closes a loop of derived metrics: overheat"):
+        flows.deploy(TENANT, "hot")
+    assert [rule.id for _, rule in rules.find(TENANT)] == ["back"]
