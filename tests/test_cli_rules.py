@@ -143,3 +143,44 @@ def test_flows_import_deploy_export_and_fire(tmp_path: Path) -> None:
         assert "pump-overheat" in listed.output
         stats = {s["rule"]: s for s in client.get("/api/v1/rules/stats").json()}
         assert stats["flow.pump-overheat.hot"]["raised"] == 1
+
+
+YAML_FLOW = Path(__file__).parent / "rules" / "flows" / "vibration.yaml"
+
+
+def test_yaml_rule_and_flow_files_through_the_cli(tmp_path: Path) -> None:
+    """rules apply/export and flows import/export/test take and give YAML; a flow that
+    includes a sub-flow is tested on the server (--url), and refused offline."""
+    rule_file = tmp_path / "hot.yaml"
+    rule_file.write_text(
+        "id: hot-yaml\nmetric: temperature\nseverity: minor\ncondition: value > 90.0\n"
+        "actions:\n  - type: command\n    name: stop\n    on: [raise, clear]\n"
+    )
+    local = runner.invoke(app, ["flows", "test", str(YAML_FLOW)])
+    assert local.exit_code == 0, local.output
+    assert "PASS pump-vibration" in local.output
+    with serve(create_app(load_settings(data_dir=tmp_path / "d"))) as url:
+        applied = runner.invoke(app, ["rules", "apply", str(rule_file), "--url", url])
+        assert applied.exit_code == 0, applied.output
+        exported = runner.invoke(
+            app, ["rules", "export", "hot-yaml", "--format", "yaml", "--url", url]
+        )
+        assert "on: [raise, clear]" in exported.stdout.replace("'on'", "on")
+        imported = runner.invoke(app, ["flows", "import", str(YAML_FLOW), "--url", url])
+        assert imported.exit_code == 0, imported.output
+        as_yaml = runner.invoke(
+            app, ["flows", "export", "pump-vibration", "--format", "yaml", "--url", url]
+        )
+        assert as_yaml.stdout == flow_text(parse_flow(YAML_FLOW.read_text()), "yaml")
+        outer = tmp_path / "outer.yaml"
+        outer.write_text(
+            "id: outer\nnodes:\n  - {id: inc, type: subflow, flow: pump-vibration@1}\nedges: []\n"
+            "tests:\n  - name: included\n    readings: [[pump-1, 0, 9], [pump-1, 1, 9]]\n"
+            "    expect: [[raise, pump-1, 0, inc.high]]\n"
+        )
+        offline = runner.invoke(app, ["flows", "test", str(outer)])
+        assert offline.exit_code == 1
+        assert "includes sub-flows" in offline.output
+        served = runner.invoke(app, ["flows", "test", str(outer), "--url", url])
+        assert served.exit_code == 0, served.output
+        assert "PASS outer: included" in served.output

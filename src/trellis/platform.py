@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import uuid
-from collections.abc import AsyncIterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgspec
 
 from trellis.alerts.escalation import Escalator
 from trellis.alerts.notify import Channel, EmailChannel, Notifier, WebhookChannel
@@ -22,9 +25,12 @@ from trellis.bus.live import LiveHub
 from trellis.bus.memory import InProcessBus
 from trellis.core.clock import now_ms
 from trellis.core.config import Settings
-from trellis.core.types import AlertSeverity, Device, Reading
+from trellis.core.errors import NotFoundError
+from trellis.core.types import AlertSeverity, Device, RawMessage, Reading
 from trellis.devices.registry import DeviceRegistry
+from trellis.devices.twins import Twin, TwinStore
 from trellis.ingest.archive import Archive, run_retention
+from trellis.ingest.decode import telemetry_topic
 from trellis.ingest.pipeline import IngestPipeline
 from trellis.ingest.quarantine import Quarantine
 from trellis.lineage.graph import LineageWalker
@@ -38,6 +44,7 @@ from trellis.protocols.mqtt import (
     parse_broker_url,
 )
 from trellis.protocols.mqtt.fleet import publish_fleet
+from trellis.rules.actions import Effects
 from trellis.rules.engine import RuleEngine
 from trellis.rules.flowstore import FlowStore
 from trellis.rules.store import RuleStore
@@ -99,6 +106,7 @@ class Platform:
         self.lineage_walker = LineageWalker(
             self.engine, self.store, self.archive, self.registry, self.alerts
         )
+        self.twins = TwinStore(self.engine)
         self.fleet: Fleet | None = None
         self.notifier: Notifier | None = None
         self._bus: InProcessBus[Reading] | None = None
@@ -177,6 +185,8 @@ class Platform:
             checkpoint_s=self.settings.rules.checkpoint_s,
             tick_s=self.settings.rules.tick_s,
             semantic=self.semantic,
+            effects=self._effects(),
+            model_recheck_s=self.settings.rules.model_recheck_s,
         )
         self._live = LiveHub(bus.subscribe("live"))
         notifier = Notifier(
@@ -213,6 +223,7 @@ class Platform:
                     self._mqtt = MqttGateway(
                         address, self.settings.mqtt, self._pipeline, tenant=self.tenant
                     )
+                    self._mqtt.on_state = self.twins.report
                     gateway = tasks.create_task(self._mqtt.run(), name="trellis.mqtt")
                 housekeeping = tasks.create_task(
                     self.storage.run(self._budget_alert), name="trellis.storage"
@@ -294,6 +305,79 @@ class Platform:
             [Dataset(source, "trellis/v1/+/+/telemetry")],
             outputs,
         )
+
+    # -- what rule actions reach (trellis.rules.actions.Effects) ---------------------
+
+    def _effects(self) -> Effects:
+        return Effects(
+            known_device=lambda tenant, device: self.registry.get(tenant, device) is not None,
+            command=self._command,
+            desired=self._desired_action,
+            emit=self.emit_metric,
+            predict=self._predict_rows,
+            features=self.model_features,
+        )
+
+    async def _command(
+        self, tenant: str, device: str, name: str, args: dict[str, Any], timeout_s: float
+    ) -> tuple[bool, str, Any]:
+        if self._mqtt is None:
+            return False, "device commands need an MQTT broker; this process talks to none", None
+        result = await self._mqtt.command(tenant, device, name, args, timeout_s)
+        return result.outcome == "answered", result.reason or "", result.result
+
+    async def set_desired(self, tenant: str, device: str, patch: Mapping[str, Any]) -> Twin:
+        """Merge ``patch`` into the device's desired state and send it (when a broker is
+        connected; the twin shows what the device has not applied yet either way)."""
+        twin = await asyncio.to_thread(self.twins.set_desired, tenant, device, patch)
+        if self._mqtt is not None:
+            self._mqtt.send_desired(tenant, device, twin.desired_version, twin.desired)
+        return twin
+
+    async def _desired_action(self, tenant: str, device: str, state: dict[str, Any]) -> None:
+        await self.set_desired(tenant, device, state)
+        if self._mqtt is None:
+            raise RuntimeError("desired state recorded but not sent: no MQTT broker")
+
+    async def emit_metric(
+        self, tenant: str, device: str, metric: str, ts: int, value: float, origin: str
+    ) -> str | None:
+        """Feed a derived reading through ingest (contract-checked, stored, on the bus);
+        the quarantine reason, or ``None`` when it was stored."""
+        raw = RawMessage(
+            id=f"derived-{secrets.token_hex(8)}",
+            source="rules",
+            topic=telemetry_topic(tenant, device),
+            payload=msgspec.json.encode({"ts": ts, "values": {metric: value}}),
+            received_ms=now_ms(),
+            properties={"origin": origin},
+        )
+        result = await self.pipeline.submit_and_wait(raw)
+        return (result.reason or "quarantined") if result.quarantined else None
+
+    def model_features(self, tenant: str, name: str) -> tuple[str, list[str]] | None:
+        """The device model and features the production version of ``name`` reads."""
+        try:
+            summary = self.models.registry.model(tenant, name)
+            if summary.production is None:
+                return None
+            version = self.models.registry.get(tenant, name, summary.production)
+        except NotFoundError:
+            return None
+        return version.signature.device_model, version.signature.names
+
+    def _predict_rows(
+        self, tenant: str, name: str, rows: Sequence[tuple[str, Mapping[str, float]]]
+    ) -> list[Mapping[str, Any]]:
+        from trellis.ml.inference import PredictRow
+
+        result = self.models.inference.predict_or(
+            tenant,
+            name,
+            [PredictRow(dict(features), device=device) for device, features in rows],
+            fallback=lambda _row: {},
+        )
+        return [prediction.outputs for prediction in result.predictions]
 
     def _budget_alert(self, budget: StorageBudget) -> None:
         """Raise an alert while the disk is predicted full within the warning horizon."""

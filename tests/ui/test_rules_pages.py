@@ -92,6 +92,8 @@ def test_build_deploy_and_see_a_three_node_flow_fire(
     expect(page.locator("#debug-events")).to_contain_text(f"active {device}")
     # the message that tripped it, as it passed the condition node
     expect(page.locator("#debug-trace")).to_contain_text(f"condition2 ← {device} 60 ✔")
+    node = page.locator('#node-stats tr[data-node="condition2"]')
+    expect(node.locator("td").nth(2)).to_have_text("1")  # one reading in, per node
     [alert] = [
         a for a in client.get("/api/v1/alerts").json() if a["rule"] == "flow.ui-flow.condition2"
     ]
@@ -163,5 +165,39 @@ def test_rule_page_charts_a_dry_run_and_the_list_shows_stats(
     expect(page.locator("#chart-dry-run canvas")).to_be_visible()
     expect(page.locator("#chart-dry-run")).to_have_attribute("data-marks", "2")
     expect(page.locator("#signals")).to_contain_text(device)
+    context.close()
+    assert errors == []
+
+
+def test_the_editor_s_new_nodes_refuse_bad_input(browser: Browser, demo: Demo) -> None:
+    """Model and command nodes from the palette: arguments that are not JSON are
+    refused before saving, an unknown model by the server, both named on the page."""
+    errors: list[str] = []
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{demo.url}/flows/new")
+    page.wait_for_function("() => !!window.trellisFlowEditor")
+    page.locator("#flow-id").fill("ui-model")
+    _place(page, "source", 40, 80)
+    _place(page, "model", 240, 80)
+    _place(page, "condition", 440, 80)
+    _place(page, "alert", 660, 80)
+    _place(page, "command", 660, 260)
+    _set(page, "model", "model", "nope")
+    _set(page, "condition", "condition", "prediction.scores < 0.0")
+    _set(page, "command", "args", "{pct: 20")
+    _wire(page, "source", "model")
+    _wire(page, "model", "condition")
+    _wire(page, "condition", "alert")
+    _wire(page, "condition", "command")
+    expect(page.locator(".drawflow .connection")).to_have_count(4)
+    deploy = page.get_by_role("button", name="Validate & deploy")
+    deploy.click()
+    expect(page.locator("#flow-status")).to_contain_text("node command5: args is not JSON")
+    _set(page, "command", "args", '{"pct": 20}')
+    deploy.click()
+    expect(page.locator("#flow-status")).to_contain_text("(model2): unknown model 'nope'")
+    expect(page.locator(".drawflow-node.model.invalid")).to_have_count(1)
     context.close()
     assert errors == []

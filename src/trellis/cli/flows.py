@@ -1,7 +1,9 @@
 """``trellis flows``: flows as text in git: export, import, test, deploy, revert.
 
+Flow files are JSON or YAML; ``export --format yaml`` writes stable, sorted YAML.
 ``test`` runs locally on a file, with no server: the flow is validated and its unit
-tests run through the same runtime the engine uses, so CI can gate a flow change.
+tests run through the same runtime the engine uses, so CI can gate a flow change
+(a flow that includes sub-flows needs the saved flows: ``test --url``).
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from trellis.cli._common import ConfigOption, console
 from trellis.cli.alerts import UrlOption, _call, _client, _fail
-from trellis.rules.flows import Flow, flow_text, parse_flow, run_flow_tests
+from trellis.rules.flows import Flow, FlowTestResult, flow_text, parse_flow, run_flow_tests
+from trellis.rules.text import Format
 
 __all__ = ["app"]
 
@@ -53,26 +57,31 @@ def list_flows(url: UrlOption = None, config: ConfigOption = None) -> None:
 
 
 @app.command("export")
-def export(flow_id: str, url: UrlOption = None, config: ConfigOption = None) -> None:
-    """Print the newest version as stable JSON (sorted keys) for a file in git."""
+def export(
+    flow_id: str,
+    fmt: Annotated[Format, typer.Option("--format", help="json or yaml")] = "json",
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the newest version as stable JSON or YAML (sorted keys) for a file in git."""
     with _client(url, config) as client:
         latest = _call(client, "GET", f"/api/v1/flows/{flow_id}").json()
-    typer.echo(flow_text(parse_flow(latest["flow"])), nl=False)
+    typer.echo(flow_text(parse_flow(latest["flow"]), fmt), nl=False)
 
 
 @app.command("import")
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="flow JSON files")],
+    files: Annotated[list[Path], typer.Argument(help="flow JSON or YAML files")],
     deploy: Annotated[bool, typer.Option(help="deploy each after saving")] = False,
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Validate the files, save each as a new version, and optionally deploy it."""
-    flows = [(path, _read(path)) for path in files]
+    flows = [_read(path) for path in files]
     with _client(url, config) as client:
-        for path, flow in flows:
+        for flow in flows:
             saved = _call(
-                client, "PUT", f"/api/v1/flows/{flow.id}", content=path.read_bytes()
+                client, "PUT", f"/api/v1/flows/{flow.id}", json=msgspec.to_builtins(flow)
             ).json()
             if deploy:
                 _call(client, "POST", f"/api/v1/flows/{flow.id}/deploy")
@@ -81,12 +90,29 @@ def import_(
 
 
 @app.command("test")
-def test_files(files: Annotated[list[Path], typer.Argument(help="flow JSON files")]) -> None:
-    """Run the unit tests the flow files carry (locally); exit 1 when any fails."""
+def run_tests(
+    files: Annotated[list[Path], typer.Argument(help="flow JSON or YAML files")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="run on this Trellis (saved flows; needed for sub-flows)"),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the unit tests the flow files carry (locally, or with --url on the server
+    after saving the file as a new version); exit 1 when any fails."""
     failed = 0
     for path in files:
         flow = _read(path)
-        results = run_flow_tests(flow)
+        if url is not None:
+            with _client(url, config) as client:
+                _call(client, "PUT", f"/api/v1/flows/{flow.id}", json=msgspec.to_builtins(flow))
+                answer = _call(client, "POST", f"/api/v1/flows/{flow.id}/tests").json()
+            results = msgspec.convert(answer, list[FlowTestResult])
+        else:
+            try:
+                results = run_flow_tests(flow)
+            except ValueError as exc:
+                _fail(f"{path}: {exc}")
         if not results:
             console.print(f"[yellow]{escape(str(path))}: no tests[/yellow]")
         for result in results:

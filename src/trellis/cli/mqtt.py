@@ -1,4 +1,4 @@
-"""``trellis mqtt status`` and ``trellis mqtt command``: the MQTT 5 gateway of a running
+"""``trellis mqtt status``, ``command`` and ``twin``: the MQTT 5 gateway of a running
 Trellis, over its API."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from trellis.cli._common import ConfigOption, api_headers, console, load_or_exit
@@ -108,5 +109,57 @@ def status(
             str(entry["gaps"]),
             str(entry["repeats"]),
             str(entry["restarts"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def twin(
+    device: Annotated[str, typer.Argument(help="the device id")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="desired KEY=VALUE (VALUE as JSON, else text; null removes)"),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="the running Trellis (default: from config)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show the device twin, desired beside reported; --set changes desired state first."""
+    patch: dict[str, object] = {}
+    for item in set_ or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            console.print(f"[red]error:[/red] --set {item!r} is not KEY=VALUE")
+            raise typer.Exit(2)
+        try:
+            patch[key] = json.loads(text)
+        except json.JSONDecodeError:
+            patch[key] = text
+    base = _base_url(url, config)
+    path = f"{base}/api/v1/devices/{device}/twin"
+    try:
+        if patch:
+            response = httpx.patch(f"{path}/desired", json=patch, headers=api_headers())
+        else:
+            response = httpx.get(path, headers=api_headers())
+    except httpx.HTTPError as exc:
+        console.print(f"[red]error:[/red] cannot reach Trellis at {base}: {exc}")
+        raise typer.Exit(1) from None
+    if response.status_code != 200:
+        console.print(f"[red]error:[/red] {response.json().get('detail', response.text)}")
+        raise typer.Exit(1)
+    data = response.json()
+    table = Table(
+        title=f"{device}: desired v{data['desired_version']}, "
+        f"reported v{data['reported_version']} (applied {data['applied_version']})"
+    )
+    for column in ("key", "desired", "reported", ""):
+        table.add_column(column)
+    for key in sorted(set(data["desired"]) | set(data["reported"])):
+        desired, reported = data["desired"].get(key), data["reported"].get(key)
+        pending = "[yellow]pending[/yellow]" if key in data["delta"] else ""
+        table.add_row(
+            escape(key), escape(json.dumps(desired)), escape(json.dumps(reported)), pending
         )
     console.print(table)

@@ -1,9 +1,9 @@
 """``trellis rules``: list, apply, test (dry run) and disable rules of a running Trellis.
 
-Rule files are plain JSON (one rule, or a list of rules), the same text
-``trellis rules list --json`` prints, so they can live in git and be reviewed as
-diffs. ``apply`` validates every rule through the API and reports each refusal with
-its file and field; nothing half-valid is saved.
+Rule files are plain JSON or YAML (one rule, or a list of rules; ``export`` writes
+either, stable and sorted), so they can live in git and be reviewed as diffs.
+``apply`` validates every rule through the API and reports each refusal with its
+file and field; nothing half-valid is saved.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from trellis.cli.alerts import JsonOption, UrlOption, _call, _client, _fail, _pr
 from trellis.core.clock import to_iso
 from trellis.rules.locate import with_line
 from trellis.rules.store import parse_rule, rule_text
+from trellis.rules.text import Format, is_json, load
 
 __all__ = ["app", "sparkline"]
 
@@ -78,10 +79,16 @@ def _load(path: Path) -> list[dict[str, Any]]:
         text = path.read_text()
     except OSError as exc:
         _fail(f"{path}: {exc.strerror}")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        _fail(f"{path}:{exc.lineno}:{exc.colno}: JSON is malformed: {exc.msg}")
+    if is_json(text):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:  # path:line:col, what editors jump to
+            _fail(f"{path}:{exc.lineno}:{exc.colno}: JSON is malformed: {exc.msg}")
+    else:
+        try:
+            data = load(text, "rule file")
+        except ValueError as exc:
+            _fail(f"{path}: {exc}")
     if not isinstance(data, list):
         try:
             parse_rule(text)
@@ -100,7 +107,7 @@ def _load(path: Path) -> list[dict[str, Any]]:
 
 @app.command("apply")
 def apply(
-    files: Annotated[list[Path], typer.Argument(help="JSON rule files (a rule or a list)")],
+    files: Annotated[list[Path], typer.Argument(help="JSON or YAML rule files (a rule or a list)")],
     url: UrlOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -113,11 +120,16 @@ def apply(
 
 
 @app.command("export")
-def export(rule_id: str, url: UrlOption = None, config: ConfigOption = None) -> None:
-    """Print one rule as stable, diff-friendly JSON (sorted keys)."""
+def export(
+    rule_id: str,
+    fmt: Annotated[Format, typer.Option("--format", help="json or yaml")] = "json",
+    url: UrlOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print one rule as stable, diff-friendly JSON or YAML (sorted keys)."""
     with _client(url, config) as client:
         rule = _call(client, "GET", f"/api/v1/rules/{rule_id}").json()
-    typer.echo(rule_text(parse_rule(rule)), nl=False)
+    typer.echo(rule_text(parse_rule(rule), fmt), nl=False)
 
 
 @app.command("test")

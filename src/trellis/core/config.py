@@ -157,6 +157,8 @@ class RuleSettings(_Section):
 
     checkpoint_s: float = Field(default=1.0, gt=0, le=3600)
     tick_s: float = Field(default=1.0, gt=0, le=3600)
+    #: How often a model the rules name but the registry lacks is looked up again.
+    model_recheck_s: float = Field(default=30.0, gt=0, le=3600)
 
 
 class SimSettings(_Section):

@@ -7,6 +7,12 @@ event loop, retried until done; webhook actions go to per-rule queues
 (:class:`ActionDispatcher`). State is checkpointed every ``checkpoint_s`` and at
 stop; at start the checkpoint is loaded and every open alert marks its series
 raised, so a restart neither re-fires an alert nor forgets one.
+
+Rules that read a model (``prediction``) get their predictions before a batch is
+judged: the engine keeps each device's latest value of the features those models
+read, and predicts, per model and per batch in one call off the event loop, for the
+devices whose prediction is older than the rule's ``refresh_s`` (event time), bounded
+by its ``timeout_s``. Judging then only reads the cache, so it stays pure and fast.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import collections
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 import sqlalchemy as sa
@@ -27,16 +33,20 @@ from trellis.core.clock import now_ms
 from trellis.core.retry import retry_until_done
 from trellis.core.types import Reading
 from trellis.devices.registry import DeviceRegistry
-from trellis.rules.actions import ActionDispatcher
+from trellis.rules.actions import ActionDispatcher, Effects
 from trellis.rules.runtime import CompiledRule, SeriesState, Signal, compile_rule, series_key
+from trellis.rules.spec import PredictAction, StreamRule
 from trellis.rules.store import RuleStore
 from trellis.semantic.store import SemanticModel
 from trellis.store.metadata import rule_state
 
-__all__ = ["RuleEngine", "RuleStats", "TraceEntry", "resolve_series"]
+__all__ = ["ModelStats", "RuleEngine", "RuleStats", "TraceEntry", "resolve_series"]
 
 log = logging.getLogger(__name__)
 _StateKey = tuple[str, str, str]  # rule, tenant, device
+#: A feature reading this much older than the device's newest is not "latest" any
+#: more (a replayed or late message); it does not replace a fresher value.
+_FEATURE_STALE_MS = 60_000
 
 
 class RuleStats(msgspec.Struct):
@@ -54,11 +64,33 @@ class RuleStats(msgspec.Struct):
     actions_delivered: int = 0
     actions_failed: int = 0
     busy_ns: int = 0
+    model_fallbacks: int = 0
 
     @property
     def mean_latency_us(self) -> float:
         """Mean time spent per reading judged."""
         return self.busy_ns / self.readings / 1000 if self.readings else 0.0
+
+
+class ModelStats(msgspec.Struct):
+    """What one model did for the rules (and flow model nodes) that read it."""
+
+    tenant: str
+    model: str
+    rules: list[str]
+    device_model: str = ""
+    features: list[str] = []
+    calls: int = 0
+    rows: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    busy_ns: int = 0
+    last_error: str = ""
+
+    @property
+    def mean_latency_us(self) -> float:
+        """Mean time per call, waiting included."""
+        return self.busy_ns / self.calls / 1000 if self.calls else 0.0
 
 
 class TraceEntry(msgspec.Struct, frozen=True, array_like=True):
@@ -83,6 +115,8 @@ class RuleEngine:
         checkpoint_s: float = 1.0,
         tick_s: float = 1.0,
         semantic: SemanticModel | None = None,
+        effects: Effects | None = None,
+        model_recheck_s: float = 30.0,
     ) -> None:
         self._subscription = subscription
         self._rules = rules
@@ -91,7 +125,23 @@ class RuleEngine:
         self._engine: sa.Engine = rules.engine
         self._checkpoint_s = checkpoint_s
         self._tick_s = tick_s
-        self.actions = ActionDispatcher(self._engine)
+        self.effects = effects or Effects()
+        self.actions = ActionDispatcher(
+            self._engine, effects=self.effects, latest=self._latest_values
+        )
+        # Model use: tenant -> metrics to remember; (tenant, device) -> metric -> value;
+        # (tenant, device) -> newest ts; (tenant, model, device) -> (ts, outputs or None).
+        self._tracked: dict[str, frozenset[str]] = {}
+        self._latest: dict[tuple[str, str], dict[str, float]] = {}
+        self._latest_ts: dict[tuple[str, str], int] = {}
+        self._predictions: dict[tuple[str, str, str], tuple[int, Mapping[str, float] | None]] = {}
+        self._models: dict[tuple[str, str], ModelStats] = {}
+        self._inline: dict[tuple[str, str], tuple[int, float]] = {}  # refresh ms, timeout s
+        self._inflight: dict[tuple[str, str], asyncio.Future[list[Mapping[str, object]]]] = {}
+        # A model the rules name but the registry lacks (yet) is looked up again this
+        # often, so promoting one later takes effect without touching the rules.
+        self._model_recheck_s = model_recheck_s
+        self._models_checked = time.monotonic()
         self._upsert = _upsert_statement(self._engine)
         self._states: dict[_StateKey, SeriesState] = {}
         self._dirty: set[_StateKey] = set()
@@ -120,6 +170,7 @@ class RuleEngine:
             self._stats.setdefault((tenant, rule.id), RuleStats(rule.id, tenant))
         self._compiled = compiled
         self._index()
+        self._reload_models()
 
     def invalidate(self, _tenant: str | None = None) -> None:
         """Points or devices changed: re-resolve the point selectors before the next batch.
@@ -147,6 +198,56 @@ class RuleEngine:
                 by_tenant.setdefault(tenant, {}).setdefault(metric, []).append(runtime)
         self._by_tenant = by_tenant
 
+    def _reload_models(self) -> None:
+        """Find the models the rules read, and the features to remember for them."""
+        uses: dict[tuple[str, str], list[str]] = {}
+        inline: dict[tuple[str, str], tuple[int, float]] = {}
+        for key, runtime in self._compiled.items():
+            tenant = key.split("/", 1)[0]
+            definition = runtime.definition
+            if runtime.model is not None:
+                name = runtime.model.name
+                uses.setdefault((tenant, name), []).append(runtime.id)
+                refresh = round(runtime.model.refresh_s * 1000)
+                before = inline.get((tenant, name))
+                inline[(tenant, name)] = (
+                    (min(before[0], refresh), max(before[1], runtime.model.timeout_s))
+                    if before
+                    else (refresh, runtime.model.timeout_s)
+                )
+                runtime.predictions = functools.partial(self._prediction, name)
+            if isinstance(definition, StreamRule):
+                for action in definition.actions:
+                    if isinstance(action, PredictAction):
+                        uses.setdefault((tenant, action.model), []).append(runtime.id)
+        tracked: dict[str, set[str]] = {}
+        models: dict[tuple[str, str], ModelStats] = {}
+        for (tenant, name), rule_ids in uses.items():
+            stats = self._models.get((tenant, name)) or ModelStats(tenant, name, [])
+            stats.rules = sorted(set(rule_ids))
+            known = self.effects.features(tenant, name) if self.effects.features else None
+            if known is None:
+                stats.last_error = f"unknown model {name!r} (or none in production)"
+                stats.device_model, stats.features = "", []
+            else:
+                stats.device_model, stats.features = known[0], list(known[1])
+                tracked.setdefault(tenant, set()).update(known[1])
+            models[(tenant, name)] = stats
+        self._models = models
+        self._inline = inline
+        self._tracked = {tenant: frozenset(names) for tenant, names in tracked.items()}
+
+    def _prediction(self, model: str, tenant: str, device: str) -> Mapping[str, float] | None:
+        cached = self._predictions.get((tenant, model, device))
+        return cached[1] if cached is not None else None
+
+    def _latest_values(self, tenant: str, device: str) -> Mapping[str, float]:
+        return self._latest.get((tenant, device), {})
+
+    def model_stats(self, tenant: str | None = None) -> list[ModelStats]:
+        """Per model the rules read: calls, rows, errors, timeouts, latency."""
+        return [s for key, s in sorted(self._models.items()) if tenant in (None, key[0])]
+
     def _resolve(self, tenant: str, runtime: CompiledRule) -> frozenset[tuple[str, str]]:
         if self._semantic is None:
             return frozenset()
@@ -160,6 +261,7 @@ class RuleEngine:
             stats.late = runtime.late
             stats.actions_delivered = self.actions.delivered.get(runtime.id, 0)
             stats.actions_failed = self.actions.failed.get(runtime.id, 0)
+            stats.model_fallbacks = runtime.fallbacks
         # Counters of deleted or disabled rules stay (a batch in flight may still count
         # on them) but are not shown.
         live = {(key.split("/", 1)[0], runtime.id) for key, runtime in self._compiled.items()}
@@ -288,6 +390,102 @@ class RuleEngine:
                 stats.busy_ns += time.perf_counter_ns() - started
         return signals
 
+    def observe(self, batch: Sequence[Reading]) -> set[tuple[str, str]]:
+        """Remember the latest values of the features models read; which devices moved."""
+        tracked = self._tracked
+        touched: set[tuple[str, str]] = set()
+        if not tracked:
+            return touched
+        latest, latest_ts = self._latest, self._latest_ts
+        for reading in batch:
+            metrics = tracked.get(reading.tenant)
+            if metrics is None or reading.metric not in metrics:
+                continue
+            key = (reading.tenant, reading.device)
+            if reading.ts < latest_ts.get(key, -1) - _FEATURE_STALE_MS:
+                continue
+            latest.setdefault(key, {})[reading.metric] = reading.value
+            latest_ts[key] = max(latest_ts.get(key, -1), reading.ts)
+            touched.add(key)
+        return touched
+
+    async def predict(self, touched: set[tuple[str, str]]) -> None:
+        """Refresh the predictions the batch's devices need, one call per model."""
+        if not touched or not self._inline or self.effects.predict is None:
+            return
+        for (tenant, name), (refresh_ms, timeout_s) in self._inline.items():
+            stats = self._models[(tenant, name)]
+            if not stats.features:
+                continue  # unknown model: the rules read their fallback
+            running = self._inflight.get((tenant, name))
+            if running is not None and not running.done():
+                continue  # the previous call is late; do not pile threads up
+            rows: list[tuple[str, Mapping[str, float]]] = []
+            stamps: list[int] = []
+            for key in touched:
+                if key[0] != tenant:
+                    continue
+                device = self._registry.get(tenant, key[1])
+                values = self._latest[key]
+                if device is None or device.model != stats.device_model:
+                    continue
+                if any(f not in values for f in stats.features):
+                    continue
+                ts = self._latest_ts[key]
+                cached = self._predictions.get((tenant, name, key[1]))
+                if cached is not None and ts - cached[0] < refresh_ms:
+                    continue
+                rows.append((key[1], {f: values[f] for f in stats.features}))
+                stamps.append(ts)
+            if rows:
+                await self._predict_rows(tenant, name, rows, stamps, timeout_s)
+
+    async def _predict_rows(
+        self,
+        tenant: str,
+        name: str,
+        rows: list[tuple[str, Mapping[str, float]]],
+        stamps: list[int],
+        timeout_s: float,
+    ) -> None:
+        predict = self.effects.predict
+        assert predict is not None
+        stats = self._models[(tenant, name)]
+        started = time.perf_counter_ns()
+        future = asyncio.ensure_future(asyncio.to_thread(predict, tenant, name, rows))
+        self._inflight[(tenant, name)] = future
+        stats.calls += 1
+        stats.rows += len(rows)
+
+        def store(done: asyncio.Future[list[Mapping[str, object]]]) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is not None:
+                stats.errors += 1
+                stats.last_error = f"{type(error).__name__}: {error}"
+                answers: list[Mapping[str, object]] = [{}] * len(rows)
+            else:
+                answers = done.result()
+            for (device, _), ts, outputs in zip(rows, stamps, answers, strict=False):
+                numbers = {
+                    k: float(v)
+                    for k, v in outputs.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+                self._predictions[(tenant, name, device)] = (ts, numbers or None)
+
+        done, _ = await asyncio.wait([future], timeout=timeout_s)
+        stats.busy_ns += time.perf_counter_ns() - started
+        if done:
+            store(future)
+            return
+        stats.timeouts += 1
+        stats.last_error = f"no prediction within {timeout_s:g} s; the rules read the fallback"
+        for (device, _), ts in zip(rows, stamps, strict=True):
+            self._predictions[(tenant, name, device)] = (ts, None)
+        future.add_done_callback(store)  # a late answer still refreshes the cache
+
     def tick(self, now: int) -> list[Signal]:
         """Let time pass: heartbeats (absence) fire and session windows close."""
         signals: list[Signal] = []
@@ -324,6 +522,8 @@ class RuleEngine:
             try:
                 last_checkpoint = time.monotonic()
                 async for batch in self._subscription:
+                    if self._tracked:
+                        await self.predict(self.observe(batch))
                     await self._write(self.judge(batch))
                     self.batches += 1
                     due = time.monotonic() - last_checkpoint >= self._checkpoint_s
@@ -338,6 +538,8 @@ class RuleEngine:
             finally:
                 ticker.cancel()
                 stop.set()
+                for late in self._inflight.values():
+                    late.cancel()
                 if writing is not None:
                     await asyncio.wait([writing])
                 await asyncio.to_thread(self._write_checkpoint, self._snapshot())
@@ -353,6 +555,10 @@ class RuleEngine:
                     if runtime is not None:
                         runtime.trace = None
             await self._write(self.tick(now_ms()))
+            missing = any(not stats.features for stats in self._models.values())
+            if missing and now - self._models_checked >= self._model_recheck_s:
+                self._models_checked = now
+                await asyncio.to_thread(self._reload_models)
 
     async def _write(self, signals: list[Signal]) -> None:
         for signal in signals:

@@ -10,18 +10,25 @@ A flow is what the visual editor draws and what lives in git as text::
      "tests": [{"name": "ten hot seconds page", "readings": [["pump-1", 0, 90], ...],
                 "expect": [["raise", "pump-1", 10, "hot"]]}]}
 
-Wires are typed: a source feeds filters, a transform, a window or a condition; a
-filter feeds the same; a transform feeds a window or a condition; a window feeds a
-condition; a condition feeds alert and webhook nodes. Every condition compiles,
-with the chain above it, to one :class:`StreamRule` named ``flow.<flow>.<condition>``;
-deploying a flow saves those rules, so flows and rules share the runtime, the stats
-and the dead letters.
+Wires are typed: a source feeds filters, a transform, a window, a model or a
+condition; a filter feeds the same; a transform feeds a window, a model or a
+condition; a window feeds a model or a condition; a model feeds a condition (which
+reads its outputs as ``prediction.<output>``); a condition feeds alert, webhook,
+command, desired-state, emit and predict nodes. Every condition compiles, with the chain above
+it, to one :class:`StreamRule` named ``flow.<flow>.<condition>``; deploying a flow
+saves those rules, so flows and rules share the runtime, the stats and the dead
+letters.
+
+A ``subflow`` node includes another saved flow, pinned as ``name@version`` (versions
+never change), optionally narrowed to other devices by its own selector. Its
+conditions compile into this flow's rules as ``flow.<flow>.<node>.<condition>``. A
+chain of sub-flows that leads back to a flow already on it is refused.
 """
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -31,21 +38,36 @@ from trellis.rules.locate import with_line
 from trellis.rules.runtime import SeriesState, Signal, compile_rule
 from trellis.rules.spec import (
     MAX_WINDOW_S,
+    Action,
+    CommandAction,
+    DesiredStateAction,
+    EmitAction,
+    ModelUse,
+    PredictAction,
     Selector,
     Sequence,
     StreamRule,
+    Transition,
     WebhookAction,
     Window,
 )
+from trellis.rules.text import Format, dump, load
 
 __all__ = [
     "AlertNode",
+    "CommandNode",
     "ConditionNode",
+    "DesiredNode",
+    "EmitNode",
     "FilterNode",
     "Flow",
     "FlowTest",
     "FlowTestResult",
+    "ModelNode",
+    "PredictNode",
+    "Resolver",
     "SourceNode",
+    "SubflowNode",
     "TransformNode",
     "WebhookNode",
     "WindowNode",
@@ -57,9 +79,16 @@ __all__ = [
 ]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+_REF = re.compile(r"^([a-z0-9][a-z0-9_-]{0,47})@([1-9][0-9]{0,8})$")
+#: How deep sub-flows may nest; deeper is refused (it is almost surely a mistake).
+MAX_SUBFLOW_DEPTH = 8
+#: ``(flow id, version) -> Flow``; raises ``LookupError`` when there is no such version.
+Resolver = Callable[[str, int], "Flow"]
 
 
-class SourceNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="source"):
+class SourceNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="source"
+):
     """Readings of one metric from the devices the selector picks."""
 
     id: str
@@ -68,21 +97,27 @@ class SourceNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="s
     lateness_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
 
 
-class FilterNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="filter"):
+class FilterNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="filter"
+):
     """Only readings for which ``where`` (CEL) holds pass."""
 
     id: str
     where: str
 
 
-class TransformNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="transform"):
+class TransformNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="transform"
+):
     """Replace the value by ``expression`` (CEL, a double), e.g. ``value * 1.8 + 32.0``."""
 
     id: str
     expression: str
 
 
-class WindowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="window"):
+class WindowNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="window"
+):
     """Aggregate readings over a tumbling, sliding or session window."""
 
     id: str
@@ -91,7 +126,9 @@ class WindowNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="w
     gap_s: float = 0.0
 
 
-class ConditionNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="condition"):
+class ConditionNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="condition"
+):
     """The CEL condition and its temporal operators (see :class:`StreamRule`)."""
 
     id: str
@@ -103,7 +140,9 @@ class ConditionNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
     max_alerts_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0
 
 
-class AlertNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="alert"):
+class AlertNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="alert"
+):
     """Raise and clear an alert of this severity."""
 
     id: str
@@ -111,7 +150,9 @@ class AlertNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="al
     name: str = ""
 
 
-class WebhookNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="webhook"):
+class WebhookNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="webhook"
+):
     """POST each raise and clear; retried with backoff, then dead-lettered."""
 
     id: str
@@ -120,22 +161,115 @@ class WebhookNode(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="
     backoff_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 0.5
 
 
+class ModelNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="model"
+):
+    """Predict with model ``model`` (its production version) from the device's latest
+    features; the condition it feeds reads ``prediction.<output>`` (see
+    :class:`~trellis.rules.spec.ModelUse` for refresh, timeout and fallback)."""
+
+    id: str
+    model: str
+    fallback: float = 0.0
+    refresh_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+
+
+class CommandNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="command"
+):
+    """Send a device command (MQTT 5 request/response) on the transitions in ``on``."""
+
+    id: str
+    name: str
+    args: dict[str, Any] = {}
+    device: str | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+
+
+class DesiredNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="desired"
+):
+    """Merge ``state`` into the device twin's desired state on the transitions in ``on``."""
+
+    id: str
+    state: dict[str, Any]
+    device: str | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+
+
+class EmitNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="emit"
+):
+    """Emit a derived metric of the device back through ingest."""
+
+    id: str
+    metric: str
+    value: float | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+
+
+class PredictNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="predict"
+):
+    """Call model ``model`` on the transitions in ``on`` and emit its ``output`` as the
+    derived metric ``emit``."""
+
+    id: str
+    model: str
+    emit: str
+    output: str = "score"
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+
+
+class SubflowNode(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="subflow"
+):
+    """Another saved flow, ``name@version``, included whole; ``select`` (when given)
+    replaces the selectors of its sources."""
+
+    id: str
+    flow: str
+    select: Selector | None = None
+
+
 Node = (
-    SourceNode | FilterNode | TransformNode | WindowNode | ConditionNode | AlertNode | WebhookNode
+    SourceNode
+    | FilterNode
+    | TransformNode
+    | WindowNode
+    | ModelNode
+    | ConditionNode
+    | AlertNode
+    | WebhookNode
+    | CommandNode
+    | DesiredNode
+    | EmitNode
+    | PredictNode
+    | SubflowNode
 )
 
+_ACTIONS = (AlertNode, WebhookNode, CommandNode, DesiredNode, EmitNode, PredictNode)
 _FEEDS: dict[type[Node], tuple[type[Node], ...]] = {
-    SourceNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
-    FilterNode: (FilterNode, TransformNode, WindowNode, ConditionNode),
-    TransformNode: (WindowNode, ConditionNode),
-    WindowNode: (ConditionNode,),
-    ConditionNode: (AlertNode, WebhookNode),
+    SourceNode: (FilterNode, TransformNode, WindowNode, ModelNode, ConditionNode),
+    FilterNode: (FilterNode, TransformNode, WindowNode, ModelNode, ConditionNode),
+    TransformNode: (WindowNode, ModelNode, ConditionNode),
+    WindowNode: (ModelNode, ConditionNode),
+    ModelNode: (ConditionNode,),
+    ConditionNode: _ACTIONS,
     AlertNode: (),
     WebhookNode: (),
+    CommandNode: (),
+    DesiredNode: (),
+    EmitNode: (),
+    PredictNode: (),
+    SubflowNode: (),
 }
 
 
-class FlowTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class FlowTest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Readings in (``[device, seconds, value]``) and the transitions expected out
     (``[kind, device, seconds, condition node]``). Device models come from ``devices``
     (id → model, site, attributes) or, by default, from the id before its first dash."""
@@ -168,18 +302,13 @@ def _type_name(node_type: type[Node]) -> str:
 
 
 def parse_flow(definition: bytes | str | dict[str, Any]) -> Flow:
-    """A flow from JSON text or a mapping, checked and compiled once; ``ValueError``
-    names the field (``$.nodes[2].condition``, ``$.edges[1]``) or the line."""
+    """A flow from JSON or YAML text, or a mapping, checked and compiled once;
+    ``ValueError`` names the field (``$.nodes[2].condition``, ``$.edges[1]``) and,
+    from text, the line."""
     text = None
     if isinstance(definition, bytes | str):
         text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"invalid flow: JSON is malformed at line {exc.lineno}, column {exc.colno}: "
-                f"{exc.msg}"
-            ) from None
+        data = load(text, "flow")
     else:
         data = definition
     try:
@@ -252,22 +381,30 @@ def _find_cycle(outputs: dict[str, list[str]]) -> list[str]:
     return []
 
 
-def compile_flow(flow: Flow) -> list[StreamRule]:
-    """The stream rules a flow stands for, one per condition node; ``ValueError`` if
-    the graph is not a well-typed DAG or a node is incomplete."""
+def compile_flow(
+    flow: Flow, resolve: Resolver | None = None, *, _chain: tuple[str, ...] = ()
+) -> list[StreamRule]:
+    """The stream rules a flow stands for, one per condition node (sub-flows included
+    when ``resolve`` can find them); ``ValueError`` if the graph is not a well-typed
+    DAG, a node is incomplete, or sub-flows lead back to a flow on the chain."""
     nodes, inputs, outputs = _check_graph(flow)
+    chain = (*_chain, flow.id)
     index_of = {node.id: i for i, node in enumerate(flow.nodes)}
     rules: list[StreamRule] = []
     for node in flow.nodes:
         where = f"$.nodes[{index_of[node.id]}] ({node.id})"
-        inner = SourceNode | FilterNode | TransformNode | WindowNode
+        inner = SourceNode | FilterNode | TransformNode | WindowNode | ModelNode
         if isinstance(node, inner) and not outputs[node.id]:
             raise ValueError(f"invalid flow: {where}: its output is not wired to anything")
+        if isinstance(node, SubflowNode):
+            rules.extend(_subflow(flow, node, where, resolve, chain))
+            continue
         if not isinstance(node, ConditionNode):
             continue
         filters: list[str] = []
         window: WindowNode | None = None
         transform: TransformNode | None = None
+        model: ModelNode | None = None
         current: Node = node
         while not isinstance(current, SourceNode):
             parents = inputs[current.id]
@@ -283,16 +420,17 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
                 window = current
             elif isinstance(current, TransformNode):
                 transform = current
+            elif isinstance(current, ModelNode):
+                model = current
         source = current
-        alerts = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], AlertNode)]
-        hooks = [nodes[n] for n in outputs[node.id] if isinstance(nodes[n], WebhookNode)]
+        targets = [nodes[n] for n in outputs[node.id]]
+        alerts = [n for n in targets if isinstance(n, AlertNode)]
         if len(alerts) != 1:
             raise ValueError(
                 f"invalid flow: {where}: a condition leads to exactly one alert node, "
                 f"not {len(alerts)}"
             )
         alert = alerts[0]
-        assert isinstance(alert, AlertNode)
         try:
             rule = StreamRule(
                 id=rule_id_for(flow.id, node.id),
@@ -314,24 +452,107 @@ def compile_flow(flow: Flow) -> list[StreamRule]:
                 sequence=node.sequence,
                 lateness_s=source.lateness_s,
                 max_alerts_per_s=node.max_alerts_per_s,
-                actions=[
-                    WebhookAction(url=h.url, attempts=h.attempts, backoff_s=h.backoff_s)
-                    for h in hooks
-                    if isinstance(h, WebhookNode)
-                ],
+                actions=[a for a in map(_action, targets) if a is not None],
                 enabled=flow.enabled,
+                model=(
+                    ModelUse(
+                        name=model.model,
+                        fallback=model.fallback,
+                        refresh_s=model.refresh_s,
+                        timeout_s=model.timeout_s,
+                    )
+                    if model
+                    else None
+                ),
             )
         except (ValueError, msgspec.ValidationError) as exc:
             raise ValueError(f"invalid flow: {where}: {exc}") from None
         rules.append(rule)
-    if not rules:
+    if not rules and not any(isinstance(node, SubflowNode) for node in flow.nodes):
         raise ValueError("invalid flow: $.nodes: a flow needs at least one condition node")
     return rules
 
 
-def flow_text(flow: Flow) -> str:
-    """Stable, diff-friendly JSON: sorted keys, two-space indent, one trailing newline."""
-    return json.dumps(msgspec.to_builtins(flow), indent=2, sort_keys=True) + "\n"
+def _action(node: Node) -> Action | None:
+    """The rule action an action node stands for (``None`` for the alert node)."""
+    if isinstance(node, WebhookNode):
+        return WebhookAction(url=node.url, attempts=node.attempts, backoff_s=node.backoff_s)
+    if isinstance(node, CommandNode):
+        return CommandAction(
+            name=node.name,
+            args=node.args,
+            device=node.device,
+            on=node.on,
+            timeout_s=node.timeout_s,
+        )
+    if isinstance(node, DesiredNode):
+        return DesiredStateAction(state=node.state, device=node.device, on=node.on)
+    if isinstance(node, EmitNode):
+        return EmitAction(metric=node.metric, value=node.value, on=node.on)
+    if isinstance(node, PredictNode):
+        return PredictAction(
+            model=node.model,
+            emit=node.emit,
+            output=node.output,
+            on=node.on,
+            timeout_s=node.timeout_s,
+        )
+    return None
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """``name@version`` as its parts, or ``ValueError``."""
+    match = _REF.match(ref)
+    if match is None:
+        raise ValueError(f"flow reference {ref!r} must be name@version, e.g. pump-checks@3")
+    return match[1], int(match[2])
+
+
+def _subflow(
+    flow: Flow,
+    node: SubflowNode,
+    where: str,
+    resolve: Resolver | None,
+    chain: tuple[str, ...],
+) -> list[StreamRule]:
+    try:
+        name, version = parse_ref(node.flow)
+    except ValueError as exc:
+        raise ValueError(f"invalid flow: {where}: {exc}") from None
+    if name in chain:
+        raise ValueError(f"invalid flow: {where}: sub-flow cycle {' → '.join([*chain, name])}")
+    if len(chain) > MAX_SUBFLOW_DEPTH:
+        raise ValueError(
+            f"invalid flow: {where}: sub-flows nest deeper than {MAX_SUBFLOW_DEPTH}: "
+            f"{' → '.join([*chain, name])}"
+        )
+    if resolve is None:
+        return []  # checked as far as it can be without the saved flows
+    try:
+        included = resolve(name, version)
+    except LookupError:
+        raise ValueError(f"invalid flow: {where}: there is no saved flow {node.flow}") from None
+    try:
+        rules = compile_flow(included, resolve, _chain=chain)
+    except ValueError as exc:
+        detail = str(exc).removeprefix("invalid flow: ")
+        raise ValueError(f"invalid flow: {where}: in {node.flow}: {detail}") from None
+    prefix = len(rule_id_for(included.id, ""))
+    return [
+        msgspec.structs.replace(
+            rule,
+            id=rule_id_for(flow.id, f"{node.id}.{rule.id[prefix:]}"),
+            select=node.select if node.select is not None else rule.select,
+            enabled=flow.enabled and rule.enabled,
+        )
+        for rule in rules
+    ]
+
+
+def flow_text(flow: Flow, fmt: Format = "json") -> str:
+    """Stable, diff-friendly JSON or YAML: sorted keys, two-space indent, one trailing
+    newline."""
+    return dump(msgspec.to_builtins(flow), fmt)
 
 
 class FlowTestResult(msgspec.Struct, frozen=True):
@@ -353,9 +574,17 @@ def _device(device_id: str, spec: dict[str, Any]) -> Device:
     )
 
 
-def run_flow_tests(flow: Flow, t0: int = 1_700_000_000_000) -> list[FlowTestResult]:
-    """Run the flow's tests through the same runtime the engine uses."""
-    compiled = [compile_rule(rule) for rule in compile_flow(flow)]
+def run_flow_tests(
+    flow: Flow, t0: int = 1_700_000_000_000, resolve: Resolver | None = None
+) -> list[FlowTestResult]:
+    """Run the flow's tests through the same runtime the engine uses. Models read their
+    fallback here; sub-flows need ``resolve`` (the saved flows)."""
+    if resolve is None and flow.tests and any(isinstance(n, SubflowNode) for n in flow.nodes):
+        raise ValueError(
+            f"flow {flow.id!r} includes sub-flows: run its tests on the server "
+            "(POST /api/v1/flows/{id}/tests, or `trellis flows test --url`)"
+        )
+    compiled = [compile_rule(rule) for rule in compile_flow(flow, resolve)]
     prefix = len(rule_id_for(flow.id, ""))
     results: list[FlowTestResult] = []
     for test in flow.tests:

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from trellis.core.clock import now_ms
 from trellis.core.errors import NotFoundError
-from trellis.rules.flows import Flow, compile_flow, parse_flow, rule_id_for
-from trellis.rules.store import RuleStore
+from trellis.rules.flows import Flow, Resolver, compile_flow, parse_flow, rule_id_for
+from trellis.rules.store import RuleStore, emission_cycle
 from trellis.store.metadata import flow_versions
 
 __all__ = ["FlowStore", "FlowVersion"]
@@ -37,9 +37,27 @@ class FlowStore:
         self._engine = engine
         self._rules = rules
 
+    def resolver(self, tenant: str) -> Resolver:
+        """Finds saved versions of the tenant's flows for sub-flow nodes."""
+
+        def resolve(flow_id: str, version: int) -> Flow:
+            query = sa.select(flow_versions.c.definition).where(
+                flow_versions.c.tenant == tenant,
+                flow_versions.c.id == flow_id,
+                flow_versions.c.version == version,
+            )
+            with self._engine.connect() as c:
+                definition = c.execute(query).scalar_one_or_none()
+            if definition is None:
+                raise LookupError(f"{flow_id}@{version}")
+            return parse_flow(definition)
+
+        return resolve
+
     def save(self, tenant: str, flow: Flow) -> FlowVersion:
-        """Store ``flow`` as its next version (validated first; not deployed)."""
-        compile_flow(flow)
+        """Store ``flow`` as its next version (validated first, sub-flows resolved and
+        checked for cycles; not deployed)."""
+        compile_flow(flow, self.resolver(tenant))
         with self._engine.begin() as c:
             latest = c.execute(
                 sa.select(sa.func.max(flow_versions.c.version)).where(
@@ -104,9 +122,15 @@ class FlowStore:
         chosen = next((v for v in versions if version in (None, v.version)), None)
         if chosen is None:
             raise NotFoundError("flow version", f"{flow_id}@{version}")
-        rules = compile_flow(chosen.flow)
+        rules = compile_flow(chosen.flow, self.resolver(tenant))
         keep = {rule.id for rule in rules}
         prefix = rule_id_for(flow_id, "")
+        others = [r for _, r in self._rules.find(tenant) if not r.id.startswith(prefix)]
+        cycle = emission_cycle([*others, *rules])
+        if cycle:  # refused before anything changes
+            raise ValueError(
+                f"flow {flow_id!r} closes a loop of derived metrics: {' → '.join(cycle)}"
+            )
         for _, old in self._rules.find(tenant):
             if old.id.startswith(prefix) and old.id not in keep:
                 self._rules.delete(tenant, old.id)

@@ -1,4 +1,4 @@
-"""Where in a JSON text a field is: turn ``$.nodes[3].condition`` into a line number.
+"""Where in a JSON (or YAML) text a field is: turn ``$.nodes[3].condition`` into a line.
 
 msgspec names the offending field by its path; people editing a rule file want the
 line. :func:`line_of` walks the text with the standard library's decoder for the
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+
+from trellis.rules.text import is_json, yaml_line_of
 
 __all__ = ["line_of", "with_line"]
 
@@ -60,6 +62,8 @@ def line_of(text: str, path: str) -> int | None:
     For a path that does not exist (a missing required field), the line of the
     deepest existing parent.
     """
+    if not is_json(text):
+        return yaml_line_of(text, path)
     found: dict[str, int] = {}
     try:
         _walk(text, 0, "$", found)

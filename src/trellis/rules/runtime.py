@@ -12,7 +12,8 @@ from __future__ import annotations
 import bisect
 import collections
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,10 +21,17 @@ import msgspec
 
 from trellis.core.types import AlertSeverity, Device
 from trellis.rules.model import ThresholdRule
-from trellis.rules.spec import CompiledExpression, Selector, StreamRule, compile_condition
+from trellis.rules.spec import (
+    CompiledExpression,
+    ModelUse,
+    Selector,
+    StreamRule,
+    compile_condition,
+)
 
 __all__ = [
     "CompiledRule",
+    "Predictions",
     "SeriesState",
     "Signal",
     "aggregate",
@@ -32,6 +40,9 @@ __all__ = [
 ]
 
 Predicate = Callable[[dict[str, Any]], bool]
+#: ``(tenant, device) -> outputs`` of the rule's model, or ``None`` when there is none yet.
+Predictions = Callable[[str, str], Mapping[str, float] | None]
+_PREDICTION_FIELD = re.compile(r"\bprediction\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class SeriesState(msgspec.Struct):
@@ -170,6 +181,8 @@ class CompiledRule:
         within_ms: int = 0,
         lateness_ms: int = 0,
         max_alerts_per_s: float = 100.0,
+        model: ModelUse | None = None,
+        outputs: tuple[str, ...] = (),
         definition: ThresholdRule | StreamRule,
     ) -> None:
         self.id = id
@@ -190,7 +203,14 @@ class CompiledRule:
         #: The last judgements ``(device, ts, value, holds)`` while someone watches.
         self.trace: collections.deque[tuple[str, int, float, bool]] | None = None
         self._needs = needs
-        self._device_vars = bool(needs - {"value", "window"})
+        self._device_vars = bool(needs - {"value", "window", "prediction"})
+        #: The model the conditions read as ``prediction``, and the outputs they name.
+        self.model = model
+        self.outputs = outputs
+        #: Where predictions come from; set by the engine. Without it (dry runs, flow
+        #: tests) every output reads the model's fallback.
+        self.predictions: Predictions | None = None
+        self.fallbacks = 0
         self._aggregates = aggregates
         self.window = window
         self._for_ms = for_ms
@@ -328,6 +348,8 @@ class CompiledRule:
         context: dict[str, Any] = {"value": float(value)}
         if points is not None and "window" in needs:
             context["window"] = {name: aggregate(name, points) for name in self._aggregates}
+        if self.model is not None:
+            context["prediction"] = self._prediction(tenant, device_id)
         if self._device_vars:
             device_id, _, metric = device_id.partition("#")
             context.update(
@@ -340,6 +362,15 @@ class CompiledRule:
                 tags=_tags(device),
             )
         return context
+
+    def _prediction(self, tenant: str, device_id: str) -> dict[str, float]:
+        assert self.model is not None
+        fallback = self.model.fallback
+        got = self.predictions(tenant, device_id) if self.predictions is not None else None
+        if got is None:
+            self.fallbacks += 1
+            return dict.fromkeys(self.outputs, fallback)
+        return {name: float(got.get(name, fallback)) for name in self.outputs}
 
     def _judge(
         self,
@@ -457,14 +488,19 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
             definition=rule,
         )
     windowed = rule.window is not None
+    modelled = rule.model is not None
     condition = (
-        compile_condition(rule.condition, "condition", windowed=windowed)
+        compile_condition(rule.condition, "condition", windowed=windowed, modelled=modelled)
         if rule.condition
         else None
     )
-    clear = compile_condition(rule.clear, "clear", windowed=windowed) if rule.clear else None
+    clear = (
+        compile_condition(rule.clear, "clear", windowed=windowed, modelled=modelled)
+        if rule.clear
+        else None
+    )
     then = (
-        compile_condition(rule.sequence.then, "sequence.then", windowed=windowed)
+        compile_condition(rule.sequence.then, "sequence.then", windowed=windowed, modelled=modelled)
         if rule.sequence
         else None
     )
@@ -477,6 +513,7 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
     expressions = [e for e in (condition, clear, then, where, transform) if e is not None]
     needs = frozenset().union(*(e.variables for e in expressions)) | {"value"}
     aggregates = tuple(sorted({a for e in expressions for a in e.aggregates}))
+    outputs = tuple(sorted({o for e in expressions for o in _PREDICTION_FIELD.findall(e.source)}))
     window = None
     if rule.window is not None:
         span = rule.window.gap_s if rule.window.kind == "session" else rule.window.size_s
@@ -501,5 +538,7 @@ def compile_rule(rule: ThresholdRule | StreamRule) -> CompiledRule:
         within_ms=round(rule.sequence.within_s * 1000) if rule.sequence else 0,
         lateness_ms=round(rule.lateness_s * 1000),
         max_alerts_per_s=rule.max_alerts_per_s,
+        model=rule.model,
+        outputs=outputs,
         definition=rule,
     )

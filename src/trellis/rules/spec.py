@@ -11,14 +11,15 @@ Everything a rule can get wrong is refused when it is parsed, with the field nam
 (``$.window.size_s``) and, for CEL, the line and column inside the expression.
 Conditions see: ``value`` (the reading, or the window's value), ``metric``,
 ``device``, ``ts`` (event time, ms), ``site``, ``model``, ``attrs`` (the device's
-attributes), ``tags`` (its tags) and ``window`` (the aggregates the expression names,
-e.g. ``window.avg``, ``window.p95``).
+attributes), ``tags`` (its tags), ``window`` (the aggregates the expression names,
+e.g. ``window.avg``, ``window.p95``) and, when the rule names a ``model``,
+``prediction`` (its outputs, e.g. ``prediction.score``).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import cel
 import msgspec
@@ -29,7 +30,13 @@ from trellis.semantic.brick import brick_classes
 __all__ = [
     "AGGREGATES",
     "CEL_VARIABLES",
+    "Action",
+    "CommandAction",
     "CompiledExpression",
+    "DesiredStateAction",
+    "EmitAction",
+    "ModelUse",
+    "PredictAction",
     "Selector",
     "Sequence",
     "StreamRule",
@@ -44,12 +51,15 @@ MAX_WINDOW_S = 7 * 24 * 3600.0
 AGGREGATES = frozenset({"avg", "min", "max", "sum", "count", "stddev", "rate", "first", "last"})
 _PERCENTILE = re.compile(r"^p(\d{1,2})$")
 CEL_VARIABLES = frozenset(
-    {"value", "metric", "device", "ts", "site", "model", "attrs", "tags", "window"}
+    {"value", "metric", "device", "ts", "site", "model", "attrs", "tags", "window", "prediction"}
 )
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 _WINDOW_FIELD = re.compile(r"\bwindow\.([A-Za-z_][A-Za-z0-9_]*)")
 _MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)")
 _POSITION = re.compile(r"<input>:(\d+):(\d+)")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_METRIC = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+Transition = Literal["raise", "clear"]
 
 
 class Selector(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -122,6 +132,83 @@ class WebhookAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag
             raise ValueError(f"webhook url {self.url!r} must start with http:// or https://")
 
 
+class CommandAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="command"):
+    """Send a device command over MQTT 5 request/response and wait for the answer.
+
+    ``device`` defaults to the device that fired. A timeout, a device error, an
+    unknown device or no broker make a dead letter with the reason.
+    """
+
+    name: str
+    args: dict[str, Any] = {}
+    device: str | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"command name {self.name!r}: letters, digits, '_', '.', '-'")
+
+
+class DesiredStateAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="desired"):
+    """Merge ``state`` into the device twin's desired state; the device gets it on
+    its ``config`` topic and reports back on ``state`` (see docs/rules.md)."""
+
+    state: dict[str, Any]
+    device: str | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+
+    def __post_init__(self) -> None:
+        if not self.state:
+            raise ValueError("a desired-state action needs at least one key in state")
+
+
+class EmitAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="emit"):
+    """Emit a derived metric of the device back through ingest (stored, contract-checked,
+    seen by other rules). ``value`` defaults to the value that fired the rule."""
+
+    metric: str
+    value: float | None = None
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+
+    def __post_init__(self) -> None:
+        if not _METRIC.match(self.metric):
+            raise ValueError(f"emit metric {self.metric!r} is not a metric name")
+
+
+class PredictAction(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="predict"):
+    """Call model ``model`` on the device's latest features and emit its ``output`` as
+    the derived metric ``emit`` (through ingest, like :class:`EmitAction`)."""
+
+    model: str
+    emit: str
+    output: str = "score"
+    on: list[Transition] = msgspec.field(default_factory=lambda: ["raise"])
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+
+    def __post_init__(self) -> None:
+        if not _METRIC.match(self.emit):
+            raise ValueError(f"predict emit {self.emit!r} is not a metric name")
+
+
+Action = WebhookAction | CommandAction | DesiredStateAction | EmitAction | PredictAction
+
+
+class ModelUse(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A model whose outputs a condition reads as ``prediction.<output>``.
+
+    The engine predicts from each device's latest value of every feature the model
+    reads, at most every ``refresh_s`` per device, batched per model and bounded by
+    ``timeout_s``. A missing model, missing features, a failure or a timeout give every
+    output ``fallback`` (counted), so a broken model never stalls the rule.
+    """
+
+    name: str
+    fallback: float = 0.0
+    refresh_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+
+
 class StreamRule(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, kw_only=True
 ):
@@ -155,8 +242,9 @@ class StreamRule(
     sequence: Sequence | None = None
     lateness_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     max_alerts_per_s: Annotated[float, msgspec.Meta(gt=0)] = 100.0
-    actions: list[WebhookAction] = []
+    actions: list[Action] = []
     enabled: bool = True
+    model: ModelUse | None = None
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
@@ -176,16 +264,36 @@ class StreamRule(
                 "window and sequence"
             )
         windowed = self.window is not None
+        modelled = self.model is not None
         if self.condition:
-            compile_condition(self.condition, "condition", windowed=windowed)
+            compile_condition(self.condition, "condition", windowed=windowed, modelled=modelled)
         if self.clear is not None:
-            compile_condition(self.clear, "clear", windowed=windowed)
+            compile_condition(self.clear, "clear", windowed=windowed, modelled=modelled)
         if self.where is not None:
             compile_condition(self.where, "where", windowed=False)
         if self.transform is not None:
             compile_condition(self.transform, "transform", windowed=False, number=True)
         if self.sequence is not None:
-            compile_condition(self.sequence.then, "sequence.then", windowed=windowed)
+            compile_condition(
+                self.sequence.then, "sequence.then", windowed=windowed, modelled=modelled
+            )
+        emitted = self.emits
+        if self.metric in emitted:
+            raise ValueError(
+                f"rule {self.id!r} emits {self.metric!r}, the metric it watches: "
+                "each emission would feed the rule again"
+            )
+
+    @property
+    def emits(self) -> set[str]:
+        """The derived metrics the rule's actions write back into ingest."""
+        found: set[str] = set()
+        for action in self.actions:
+            if isinstance(action, EmitAction):
+                found.add(action.metric)
+            elif isinstance(action, PredictAction):
+                found.add(action.emit)
+        return found
 
     @property
     def title(self) -> str:
@@ -214,7 +322,7 @@ def _percentile(name: str) -> float | None:
 
 
 def compile_condition(
-    source: str, field: str, *, windowed: bool, number: bool = False
+    source: str, field: str, *, windowed: bool, number: bool = False, modelled: bool = False
 ) -> CompiledExpression:
     """Compile ``source`` and check it, or raise ``ValueError`` naming ``field``.
 
@@ -242,6 +350,8 @@ def compile_condition(
     aggregates = tuple(sorted(set(_WINDOW_FIELD.findall(source))))
     if "window" in variables and not windowed:
         raise ValueError(f"{where}: the expression reads `window` but the rule has no window")
+    if "prediction" in variables and not modelled:
+        raise ValueError(f"{where}: the expression reads `prediction` but the rule names no model")
     for name in aggregates:
         if name not in AGGREGATES and _percentile(name) is None:
             raise ValueError(
@@ -258,6 +368,7 @@ def compile_condition(
         "attrs": {},
         "tags": [],
         "window": dict.fromkeys(aggregates, 0.0),
+        "prediction": {},
     }
     try:
         result = program.execute(sample)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import msgspec
 import sqlalchemy as sa
 
@@ -12,33 +10,29 @@ from trellis.core.errors import NotFoundError
 from trellis.rules.locate import with_line
 from trellis.rules.model import ThresholdRule
 from trellis.rules.spec import StreamRule
+from trellis.rules.text import Format, dump, load
 from trellis.store.metadata import rules
 
-__all__ = ["AnyRule", "RuleStore", "parse_rule", "rule_text"]
+__all__ = ["AnyRule", "RuleStore", "emission_cycle", "parse_rule", "rule_text"]
 
 AnyRule = ThresholdRule | StreamRule
 
 
 def parse_rule(definition: bytes | str | dict[str, object]) -> AnyRule:
-    """A rule from JSON text or a mapping; ``ValueError`` names the offending field.
+    """A rule from JSON or YAML text, or a mapping; ``ValueError`` names the offending
+    field and, from text, the line.
 
     A definition with a ``threshold`` is a :class:`ThresholdRule`; any other is a
-    :class:`StreamRule`. From text, errors also name the line.
+    :class:`StreamRule`.
     """
     text: str | None = None
     if isinstance(definition, bytes | str):
         text = definition.decode(errors="replace") if isinstance(definition, bytes) else definition
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"invalid rule: JSON is malformed at line {exc.lineno}, column {exc.colno}: "
-                f"{exc.msg}"
-            ) from None
+        data = load(text, "rule")
     else:
         data = definition
     if not isinstance(data, dict):
-        raise ValueError("invalid rule: expected a JSON object")
+        raise ValueError("invalid rule: expected an object (a mapping of fields)")
     kind: type[AnyRule] = ThresholdRule if "threshold" in data else StreamRule
     try:
         return msgspec.convert(data, kind)
@@ -47,9 +41,41 @@ def parse_rule(definition: bytes | str | dict[str, object]) -> AnyRule:
         raise ValueError(with_line(message, text) if text else message) from None
 
 
-def rule_text(rule: AnyRule) -> str:
-    """Stable, diff-friendly JSON for a rule file: sorted keys, two-space indent."""
-    return json.dumps(msgspec.to_builtins(rule), indent=2, sort_keys=True) + "\n"
+def rule_text(rule: AnyRule, fmt: Format = "json") -> str:
+    """Stable, diff-friendly JSON or YAML for a rule file: sorted keys, two-space indent."""
+    return dump(msgspec.to_builtins(rule), fmt)
+
+
+def emission_cycle(rules: list[AnyRule]) -> list[str]:
+    """A loop of derived metrics as ``[metric, rule, metric, …]``, or ``[]``.
+
+    A rule that watches metric A and emits B is an edge A → B; a path back to A means
+    every emission would, through the other rules, feed the first one again.
+    """
+    edges: dict[str, list[tuple[str, str]]] = {}
+    for rule in rules:
+        if isinstance(rule, StreamRule) and rule.enabled:
+            for emitted in sorted(rule.emits):
+                edges.setdefault(rule.metric, []).append((rule.id, emitted))
+    done: set[str] = set()
+
+    def visit(metric: str, path: list[str]) -> list[str]:
+        for rule_id, emitted in edges.get(metric, []):
+            if emitted in path[::2]:
+                start = path.index(emitted)
+                return [*path[start:], rule_id, emitted]
+            if emitted not in done:
+                found = visit(emitted, [*path, rule_id, emitted])
+                if found:
+                    return found
+        done.add(metric)
+        return []
+
+    for metric in sorted(edges):
+        found = visit(metric, [metric])
+        if found:
+            return found
+    return []
 
 
 class RuleStore:
@@ -64,7 +90,22 @@ class RuleStore:
         return self._engine
 
     def put(self, tenant: str, rule: AnyRule) -> AnyRule:
-        """Save ``rule``, replacing the rule with the same id."""
+        """Save ``rule``, replacing the rule with the same id.
+
+        ``ValueError`` when its derived metrics would close a loop with the tenant's
+        other rules (A emits B, B's rule emits A): nothing is saved then.
+        """
+        if isinstance(rule, StreamRule) and rule.emits:
+            others = [r for _, r in self.find(tenant) if r.id != rule.id]
+            cycle = emission_cycle([*others, rule])
+            if cycle:
+                shown = " → ".join(
+                    f"rule {part}" if i % 2 else part for i, part in enumerate(cycle)
+                )
+                raise ValueError(
+                    f"rule {rule.id!r} closes a loop of derived metrics: {shown}; "
+                    "each emission would feed the loop again"
+                )
         values = {
             "definition": msgspec.to_builtins(rule),
             "enabled": rule.enabled,

@@ -30,6 +30,7 @@ __all__ = [
     "archive_messages",
     "archive_segments",
     "device_models",
+    "device_twins",
     "devices",
     "flow_versions",
     "metadata",
@@ -52,6 +53,22 @@ __all__ = [
 ]
 
 metadata = sa.MetaData()
+
+#: Device twins: desired state (set by people and rules) and reported state (what the
+#: device last said), each with a version that grows by one per change.
+device_twins = sa.Table(
+    "device_twins",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("device", sa.String(128), primary_key=True),
+    sa.Column("desired", sa.JSON, nullable=False),
+    sa.Column("desired_version", sa.Integer, nullable=False),
+    sa.Column("desired_ms", sa.BigInteger, nullable=False),
+    sa.Column("reported", sa.JSON, nullable=False),
+    sa.Column("reported_version", sa.Integer, nullable=False),
+    sa.Column("reported_ms", sa.BigInteger, nullable=False),
+    sa.Column("applied_version", sa.Integer, nullable=True),
+)
 
 devices = sa.Table(
     "devices",

@@ -170,6 +170,7 @@ async def device_page(device_id: str, request: Request, platform: PlatformDep) -
         return _not_found(request, f"There is no device {device_id!r} in this fleet.")
     live = platform.live.latest(platform.tenant, device_id)
     view = await asyncio.to_thread(views.device_view, platform, device, live, now_ms())
+    twin = await asyncio.to_thread(platform.twins.get, platform.tenant, device_id)
     stream_url = f"/ui/devices/{quote(device_id, safe='')}/stream"
     return _render(
         request,
@@ -181,6 +182,7 @@ async def device_page(device_id: str, request: Request, platform: PlatformDep) -
             "names": {device.id: device.name or device.id},
             "now": view.now_ms,
             "refresh_url": f"/ui/devices/{quote(device_id, safe='')}/alerts",
+            "twin": twin,
         },
     )
 

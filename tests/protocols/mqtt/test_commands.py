@@ -72,7 +72,7 @@ def running(tmp_path: Path, broker: MosquittoProcess) -> Iterator[tuple[str, Sim
     try:
         with serve(create_app(settings)) as url:
             wait_until(
-                lambda: len(httpx.get(f"{url}/api/v1/mqtt/status").json()["subscriptions"]) == 2,
+                lambda: len(httpx.get(f"{url}/api/v1/mqtt/status").json()["subscriptions"]) == 3,
                 what="the gateway to subscribe",
             )
             yield url, fleet

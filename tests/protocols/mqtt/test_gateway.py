@@ -86,6 +86,7 @@ def test_messages_are_stored_and_acked_after_commit(
             assert status.subscriptions == [
                 "$share/trellis-ingest/trellis/v1/default/+/telemetry",
                 "trellis/v1/default/+/responses",
+                "trellis/v1/default/+/state",
             ]
             assert status.received == 300
             assert status.in_flight == 0

@@ -24,6 +24,7 @@ from trellis.api.routes import (
     storage,
     system,
     telemetry,
+    twins,
 )
 
 __all__ = ["router"]
@@ -47,6 +48,7 @@ for module in (
     experiments,
     semantic,
     lineage,
+    twins,
 ):
     router.include_router(module.router)
 router.include_router(auth.audit_router)

@@ -10,7 +10,14 @@ from fastapi.responses import Response
 
 from trellis.api.deps import PlatformDep
 from trellis.api.encoding import documented, json_response
-from trellis.rules.flows import FlowTestResult, parse_flow, run_flow_tests
+from trellis.rules.flows import (
+    FlowTestResult,
+    ModelNode,
+    PredictNode,
+    parse_flow,
+    run_flow_tests,
+)
+from trellis.rules.flowstats import NodeStats, flow_node_stats
 from trellis.rules.flowstore import FlowVersion
 
 __all__ = ["router"]
@@ -45,7 +52,36 @@ async def put_flow(flow_id: str, request: Request, platform: PlatformDep) -> Res
         raise HTTPException(422, str(exc)) from None
     if flow.id != flow_id:
         raise HTTPException(422, f"flow id {flow.id!r} in the body differs from {flow_id!r}")
-    return json_response(await asyncio.to_thread(platform.flows.save, platform.tenant, flow))
+    for index, node in enumerate(flow.nodes):
+        if (
+            isinstance(node, ModelNode | PredictNode)
+            and platform.model_features(platform.tenant, node.model) is None
+        ):
+            raise HTTPException(
+                422,
+                f"invalid flow: $.nodes[{index}] ({node.id}): unknown model {node.model!r}, "
+                "or it has no version in production",
+            )
+    try:
+        saved = await asyncio.to_thread(platform.flows.save, platform.tenant, flow)
+    except ValueError as exc:  # a sub-flow that does not exist, or leads back here
+        raise HTTPException(422, str(exc)) from None
+    return json_response(saved)
+
+
+@router.get("/flows/{flow_id}/stats", responses=documented(list[NodeStats]))
+def flow_stats(flow_id: str, platform: PlatformDep) -> Response:
+    """Per node of the deployed version (the newest when none is): readings in, raises,
+    clears, errors, actions, busy time; model calls, rows, timeouts and fallbacks for
+    model nodes; the sums of the included rules for sub-flow nodes."""
+    versions = platform.flows.versions(platform.tenant, flow_id)
+    chosen = next((v for v in versions if v.deployed), versions[0])
+    engine = platform.rule_engine
+    return json_response(
+        flow_node_stats(
+            chosen.flow, engine.stats(platform.tenant), engine.model_stats(platform.tenant)
+        )
+    )
 
 
 @router.post("/flows/{flow_id}/deploy", responses=documented(FlowVersion))
@@ -53,7 +89,10 @@ async def deploy_flow(
     flow_id: str, platform: PlatformDep, version: Annotated[int | None, Query(ge=1)] = None
 ) -> Response:
     """Run a version (default the newest): its rules replace the flow's running rules."""
-    deployed = await asyncio.to_thread(platform.flows.deploy, platform.tenant, flow_id, version)
+    try:
+        deployed = await asyncio.to_thread(platform.flows.deploy, platform.tenant, flow_id, version)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     await asyncio.to_thread(platform.rule_engine.reload)
     return json_response(deployed)
 
@@ -71,7 +110,8 @@ async def revert_flow(
 @router.post("/flows/{flow_id}/tests", responses=documented(list[FlowTestResult]))
 def run_tests(flow_id: str, platform: PlatformDep) -> Response:
     """Run the unit tests the newest version carries."""
-    return json_response(run_flow_tests(platform.flows.latest(platform.tenant, flow_id).flow))
+    flow = platform.flows.latest(platform.tenant, flow_id).flow
+    return json_response(run_flow_tests(flow, resolve=platform.flows.resolver(platform.tenant)))
 
 
 @router.delete("/flows/{flow_id}", status_code=204)

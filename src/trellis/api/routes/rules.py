@@ -15,6 +15,7 @@ from trellis.rules.actions import RuleDeadLetter
 from trellis.rules.dryrun import DryRun, dry_run, parse_since
 from trellis.rules.engine import RuleStats, TraceEntry
 from trellis.rules.model import ThresholdRule
+from trellis.rules.spec import PredictAction, StreamRule
 from trellis.rules.store import AnyRule, parse_rule
 
 __all__ = ["router"]
@@ -43,6 +44,16 @@ def _known_metric(platform: PlatformDep, rule: AnyRule) -> None:
         raise HTTPException(
             422, f"$.select.within: no node(s) {', '.join(missing)} in the semantic model"
         )
+    if isinstance(rule, StreamRule):
+        named = ([rule.model.name] if rule.model else []) + [
+            action.model for action in rule.actions if isinstance(action, PredictAction)
+        ]
+        for index, name in enumerate(named):
+            if platform.model_features(platform.tenant, name) is None:
+                field = "$.model.name" if rule.model and index == 0 else "$.actions"
+                raise HTTPException(
+                    422, f"{field}: unknown model {name!r}, or it has no version in production"
+                )
     if not rule.metric:
         return  # a point selector: each point's own metric is judged
     candidates = [models[name] for name in wanted] or list(models.values())
@@ -102,7 +113,10 @@ async def put_rule(rule_id: str, request: Request, platform: PlatformDep) -> Res
     if rule.id != rule_id:
         raise HTTPException(422, f"rule id {rule.id!r} in the body differs from {rule_id!r}")
     _known_metric(platform, rule)
-    await asyncio.to_thread(platform.rules.put, platform.tenant, rule)
+    try:
+        await asyncio.to_thread(platform.rules.put, platform.tenant, rule)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     await asyncio.to_thread(platform.rule_engine.reload)
     return json_response(rule)
 

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,8 @@ class MqttStatus(msgspec.Struct, frozen=True):
     shed_qos0: int
     errors_published: int
     sequences: list[DeviceSequence]
+    states_reported: int = 0
+    states_refused: int = 0
 
 
 @dataclass
@@ -127,6 +130,12 @@ class MqttGateway:
         )
         # Command answers reach every worker (not shared): only the one that asked waits.
         self._responses = device_topic(tenant, "+", TopicKind.RESPONSES)
+        # Reported twin state, like answers, is taken by every worker (not shared).
+        self._states = device_topic(tenant, "+", TopicKind.STATE)
+        #: Called on the network thread with ``(tenant, device, payload)`` of every
+        #: ``state`` message; raises ``ValueError`` for a payload it refuses.
+        self.on_state: Callable[[str, str, bytes], object] | None = None
+        self._states_taken = self._states_refused = 0
         self.commands = PendingCommands()
         self._boot = secrets.token_hex(4)
         self._count = 0
@@ -197,6 +206,8 @@ class MqttGateway:
                 (self._subscription, SubscribeOptions(qos=1)),
                 # QoS 0: an answer nobody waits for any more is worth no redelivery.
                 (self._responses, SubscribeOptions(qos=0)),
+                # QoS 0: a device reports its whole state on every change and at connect.
+                (self._states, SubscribeOptions(qos=0)),
             ]
         )
 
@@ -224,12 +235,15 @@ class MqttGateway:
         if any(reason.is_failure for reason in reasons):
             log.error("MQTT broker refused subscription %s: %s", self._subscription, reasons)
             return
-        self._subscribed = [self._subscription, self._responses]
+        self._subscribed = [self._subscription, self._responses, self._states]
         self._call_soon(self._ready.set)
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
         if message.topic.endswith("/responses"):
             self._on_response(client, message)
+            return
+        if message.topic.endswith("/state"):
+            self._on_state(client, message)
             return
         received = now_ms()
         properties: dict[str, str] = {}
@@ -266,6 +280,33 @@ class MqttGateway:
         self._call_soon(lambda: self.commands.resolve(correlation, payload))
         if message.qos > 0:  # granted QoS 0, but a broker may still send QoS 1
             client.ack(message.mid, message.qos)
+
+    def _on_state(self, client: Client, message: MQTTMessage) -> None:
+        address = parse_topic(message.topic)
+        if message.qos > 0:
+            client.ack(message.mid, message.qos)
+        if address is None or self.on_state is None:
+            return
+        try:
+            self.on_state(address[0], address[1], bytes(message.payload))
+            self._states_taken += 1
+        except ValueError as exc:
+            self._states_refused += 1
+            log.info("refused reported state of %s/%s: %s", address[0], address[1], exc)
+
+    def send_desired(self, tenant: str, device: str, version: int, desired: dict[str, Any]) -> None:
+        """Publish the whole desired document on the device's ``config`` topic, retained
+        (a device that connects later still gets the newest one)."""
+        properties = publish_properties()
+        properties.ContentType = "application/json"
+        properties.UserProperty = [("desired-version", str(version))]
+        self._client.publish(
+            device_topic(tenant, device, TopicKind.CONFIG),
+            _encoder.encode({"version": version, "state": desired}),
+            qos=1,
+            retain=True,
+            properties=properties,
+        )
 
     def _call_soon(self, callback: Any) -> None:
         loop = self._loop
@@ -459,4 +500,6 @@ class MqttGateway:
             shed_qos0=self._shed,
             errors_published=self._errors,
             sequences=self.sequences.all(),
+            states_reported=self._states_taken,
+            states_refused=self._states_refused,
         )

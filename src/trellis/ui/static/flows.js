@@ -7,17 +7,27 @@
 "use strict";
 
 (function () {
+  const ON = ["raise", "clear", "raise,clear"];
+  const ACTIONS = ["alert", "webhook", "command", "desired", "emit", "predict"];
   const FEEDS = {
-    source: ["filter", "transform", "window", "condition"],
-    filter: ["filter", "transform", "window", "condition"],
-    transform: ["window", "condition"],
-    window: ["condition"],
-    condition: ["alert", "webhook"],
+    source: ["filter", "transform", "window", "model", "condition"],
+    filter: ["filter", "transform", "window", "model", "condition"],
+    transform: ["window", "model", "condition"],
+    window: ["model", "condition"],
+    model: ["condition"],
+    condition: ACTIONS,
     alert: [],
     webhook: [],
+    command: [],
+    desired: [],
+    emit: [],
+    predict: [],
+    subflow: [],
   };
   const PORTS = {  // inputs, outputs
-    source: [0, 1], filter: [1, 1], transform: [1, 1], window: [1, 1], condition: [1, 1], alert: [1, 0], webhook: [1, 0],
+    source: [0, 1], filter: [1, 1], transform: [1, 1], window: [1, 1], model: [1, 1], condition: [1, 1],
+    alert: [1, 0], webhook: [1, 0], command: [1, 0], desired: [1, 0], emit: [1, 0], predict: [1, 0],
+    subflow: [0, 0],
   };
   const FIELDS = {
     source: [["metric", "text", "temperature"], ["models", "text", "pump"], ["sites", "text", ""]],
@@ -30,8 +40,19 @@
     alert: [["severity", ["critical", "major", "minor", "warning", "indeterminate"], "major"],
             ["name", "text", ""]],
     webhook: [["url", "text", "http://"], ["attempts", "number", "5"]],
+    model: [["model", "text", "pump-anomaly"], ["fallback", "number", "0"], ["refresh_s", "number", "10"],
+            ["timeout_s", "number", "2"]],
+    command: [["name", "text", "reduce-load"], ["args", "text", "{}"], ["on", ON, "raise"],
+              ["timeout_s", "number", "10"]],
+    desired: [["state", "text", "{\"mode\": \"eco\"}"], ["on", ON, "raise"]],
+    emit: [["metric", "text", ""], ["value", "number", ""], ["on", ON, "raise"]],
+    predict: [["model", "text", "pump-anomaly"], ["emit", "text", "anomaly_score"], ["output", "text", "scores"],
+              ["on", ON, "raise"], ["timeout_s", "number", "5"]],
+    subflow: [["flow", "text", "name@1"], ["models", "text", ""], ["sites", "text", ""]],
   };
-  const NUMBERS = new Set(["size_s", "gap_s", "for_s", "debounce_s", "attempts"]);
+  const NUMBERS = new Set(["size_s", "gap_s", "for_s", "debounce_s", "attempts", "fallback", "refresh_s",
+                           "timeout_s", "value"]);
+  const OBJECTS = new Set(["args", "state"]);  // typed as JSON text in the panel
 
   const root = document.getElementById("flow-root");
   const status = document.getElementById("flow-status");
@@ -69,6 +90,12 @@
     if (type === "window") return `${data.kind} ${data.kind === "session" ? data.gap_s : data.size_s} s`;
     if (type === "condition") return data.condition + (Number(data.for_s) ? ` for ${data.for_s} s` : "");
     if (type === "alert") return data.severity;
+    if (type === "model") return `${data.model} → prediction.*`;
+    if (type === "command") return `${data.name} on ${data.on}`;
+    if (type === "desired") return data.state;
+    if (type === "emit") return `${data.metric}${data.value !== "" ? ` = ${data.value}` : ""}`;
+    if (type === "subflow") return data.flow;
+    if (type === "predict") return `${data.model}.${data.output} → ${data.emit}`;
     return data.url || "";
   }
 
@@ -186,16 +213,24 @@
     for (const node of Object.values(data)) {
       const d = node.data;
       const out = { id: d.nid, type: node.name };
+      const selects = node.name === "source" || node.name === "subflow";
       for (const [field] of FIELDS[node.name]) {
         let value = d[field];
-        if (node.name === "source" && (field === "models" || field === "sites")) continue;
+        if (selects && (field === "models" || field === "sites")) continue;
         if (value === "" || value === undefined) continue;
-        out[field] = NUMBERS.has(field) ? Number(value) : value;
+        if (field === "on") value = list(value);
+        else if (OBJECTS.has(field)) {
+          try { value = JSON.parse(value); } catch (error) {
+            throw new Error(`node ${d.nid}: ${field} is not JSON: ${error.message}`);
+          }
+        } else if (NUMBERS.has(field)) value = Number(value);
+        out[field] = value;
       }
-      if (node.name === "source") {
-        out.select = {};
-        if (list(d.models).length) out.select.models = list(d.models);
-        if (list(d.sites).length) out.select.sites = list(d.sites);
+      if (selects) {
+        const select = {};
+        if (list(d.models).length) select.models = list(d.models);
+        if (list(d.sites).length) select.sites = list(d.sites);
+        if (node.name === "source" || Object.keys(select).length) out.select = select;
       }
       nodes.push(out);
       layout[d.nid] = [Math.round(node.pos_x), Math.round(node.pos_y)];
@@ -215,11 +250,13 @@
       const data = Object.assign({}, n, { nid: n.id });
       delete data.id;
       delete data.type;
-      if (n.type === "source") {
+      if (n.type === "source" || n.type === "subflow") {
         data.models = ((n.select || {}).models || []).join(", ");
         data.sites = ((n.select || {}).sites || []).join(", ");
         delete data.select;
       }
+      for (const field of OBJECTS) if (field in data) data[field] = JSON.stringify(data[field]);
+      if (Array.isArray(data.on)) data.on = data.on.join(",");
       ids[n.id] = addNode(n.type, x, y, data);
       const m = /(\d+)$/.exec(n.id);
       if (m) counter = Math.max(counter, Number(m[1]));
@@ -239,7 +276,8 @@
   }
 
   async function deploy() {
-    const flow = toFlow();
+    let flow;
+    try { flow = toFlow(); } catch (error) { say(error.message, true); highlight(error.message); return; }
     if (!flowIdInput.reportValidity()) return;
     const existing = root.dataset.flow && root.dataset.flow !== "null" ? JSON.parse(root.dataset.flow) : null;
     if (existing && existing.id === flow.id) flow.tests = existing.tests || [];
@@ -303,6 +341,25 @@
           });
         }));
         document.getElementById("debug-trace").replaceChildren(...traces.flat());
+        const answer = await fetch(`/api/v1/flows/${encodeURIComponent(id)}/stats`);
+        const nodes = answer.ok ? await answer.json() : [];
+        document.querySelector("#node-stats tbody").replaceChildren(...nodes.map((n) => {
+          const tr = document.createElement("tr");
+          tr.dataset.node = n.node;
+          const model = n.type === "model";
+          const count = model ? n.model_calls : n.readings;
+          const micro = count ? (n.busy_ns / count / 1000).toFixed(1) : "–";
+          const extra = model ? `${n.model_rows} rows, ${n.model_timeouts} timeouts, ${n.model_fallbacks} fallbacks`
+            : n.type === "subflow" ? `${n.rules.length} rules, ${n.raised} raised`
+            : n.actions_delivered || n.actions_failed ? `${n.actions_delivered} ok, ${n.actions_failed} failed` : "";
+          for (const v of [n.node, n.type, n.readings, n.errors, micro, extra]) {
+            const td = document.createElement("td");
+            td.textContent = String(v);
+            tr.append(td);
+          }
+          if (n.last_error) tr.title = n.last_error;
+          return tr;
+        }));
         const alerts = (await (await fetch("/api/v1/alerts?status=active&status=cleared&limit=20")).json())
           .filter((a) => a.rule.startsWith(prefix));
         document.getElementById("debug-events").replaceChildren(...alerts.map((a) => {
