@@ -102,4 +102,5 @@ def _card_text(alert: Alert) -> str:
         actions=["none"],
         verdicts=[],
         snooze_presets=PRESETS,
+        csrf="token",
     )
