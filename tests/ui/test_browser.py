@@ -190,19 +190,19 @@ def test_phone_operator_assigns_comments_and_snoozes(
     assert box["x"] >= 0
     assert box["x"] + box["width"] <= PHONE["width"]
     sheet.get_by_role("button", name="Assign to me").tap()
-    expect(card.locator(".assignee")).to_have_text("Assigned to operator")
+    expect(card.locator(".assignee")).to_have_text("Assigned to local-admin")
 
     card.locator("summary", has_text="More").tap()  # the swapped card comes back closed
     card.get_by_label("Comment").fill("bearing noise, checking on site")
     card.get_by_role("button", name="Add comment").tap()
-    expect(card.locator(".alert-notice")).to_have_text("Comment by operator added.")
+    expect(card.locator(".alert-notice")).to_have_text("Comment by local-admin added.")
 
     card.locator("summary", has_text="More").tap()
     card.get_by_role("button", name="Until tomorrow").tap()
     expect(card.locator(".snoozed")).to_contain_text("Snoozed until")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     alert = client.get(f"/api/v1/alerts/{alert_id}").json()
-    assert alert["assignee"] == "operator"
+    assert alert["assignee"] == "local-admin"
     assert alert["snoozed_until_ms"] > now_ms()
 
     page.goto(f"{demo.url}/alerts/{alert_id}")
@@ -210,6 +210,6 @@ def test_phone_operator_assigns_comments_and_snoozes(
         "bearing noise, checking on site"
     )
     expect(page.locator('[data-kind="snoozed"]')).to_contain_text("until")
-    expect(page.locator('[data-kind="assigned"]')).to_contain_text("operator")
+    expect(page.locator('[data-kind="assigned"]')).to_contain_text("local-admin")
     phone.close()
     assert errors == []

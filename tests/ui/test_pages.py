@@ -286,7 +286,7 @@ def test_card_assigns_comments_and_snoozes_and_the_timeline_shows_it(
     assert 'value="tomorrow">Until tomorrow</button>' in card
 
     mine = client.post(f"{url}/assign", headers=hx, data={"me": "1", "to": ""})
-    assert "Assigned to operator" in mine.text
+    assert "Assigned to local-admin" in mine.text
     assert 'role="status"' in mine.text
     team = client.post(f"{url}/assign", headers=hx, data={"to": "night shift"})
     assert "Assigned to night shift" in team.text
@@ -295,7 +295,7 @@ def test_card_assigns_comments_and_snoozes_and_the_timeline_shows_it(
     assert client.get(f"/api/v1/alerts/{alert_id}").json()["assignee"] == "night shift"
 
     noted = client.post(f"{url}/comment", headers=hx, data={"text": "valve <b>stuck</b>"})
-    assert "Comment by operator added." in noted.text
+    assert "Comment by local-admin added." in noted.text
     empty = client.post(f"{url}/comment", headers=hx, data={"text": "   "})
     assert "a comment has 1 to 2000 characters" in empty.text
 
@@ -320,7 +320,7 @@ def test_card_assigns_comments_and_snoozes_and_the_timeline_shows_it(
     late = client.post(f"{url}/snooze", headers=hx, data={"preset": "1h"})
     assert "already resolved by" in late.text
     assert (
-        "Comment by operator added."
+        "Comment by local-admin added."
         in client.post(f"{url}/comment", headers=hx, data={"text": "post-mortem: gasket"}).text
     )
 
