@@ -161,7 +161,9 @@ def authorized(request: Request) -> Principal | None:
         if op.changes:
             gate.audit.append(**who, decision="deny", reason=reason, **record)
         raise HTTPException(403, reason)
-    decision = gate.policies.authorize(principal, op.action, ("Tenant", gate.tenant))
+    # The resource is the caller's own tenant: every query of the request is scoped to it
+    # (api.deps.TenantDep), so no request can name another tenant's data.
+    decision = gate.policies.authorize(principal, op.action, ("Tenant", principal.tenant))
     if op.changes or not decision.allowed:
         gate.audit.append(
             **who,

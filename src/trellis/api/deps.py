@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from trellis.api.auth import authorized
+from trellis.auth.users import Principal
 from trellis.core.clock import now_ms, parse_timestamp
 from trellis.platform import Platform
 
-__all__ = ["PlatformDep", "get_platform", "time_range"]
+__all__ = ["PlatformDep", "TenantDep", "get_platform", "get_tenant", "time_range"]
 
 
 def get_platform(request: Request) -> Platform:
@@ -19,6 +21,26 @@ def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+def get_tenant(
+    request: Request, principal: Annotated[Principal | None, Depends(authorized)]
+) -> str:
+    """The tenant every query of this request is scoped to: the caller's own.
+
+    It comes from the authenticated principal, never from a client-supplied parameter, so a
+    route cannot read another tenant's rows by forgetting a check. Only with authentication
+    disabled (no principal) is it the configured ``tenant``. ``authorized`` is the same
+    dependency the router runs; FastAPI runs it once per request.
+    """
+    if principal is not None:
+        return principal.tenant
+    tenant: str = request.app.state.gate.tenant
+    return tenant
+
+
+#: Every route that reads or writes tenant data takes ``tenant: TenantDep``.
+TenantDep = Annotated[str, Depends(get_tenant)]
 
 
 def _instant(value: str, name: str) -> int:

@@ -59,12 +59,18 @@ class AuditLog:
             self._seq, self._prev = entry["seq"], entry["hash"]
             return entry
 
-    def entries(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest ``limit`` entries, newest first."""
+    def entries(self, limit: int = 100, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` entries (of ``tenant``, when given), newest first."""
         if not self.path.exists():
             return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()[-limit:]
-        return [json.loads(line) for line in reversed(lines)]
+        found: list[dict[str, Any]] = []
+        for line in reversed(self.path.read_text(encoding="utf-8").splitlines()):
+            entry = json.loads(line)
+            if tenant is None or entry.get("tenant") == tenant:
+                found.append(entry)
+                if len(found) >= limit:
+                    break
+        return found
 
 
 def _last_line(path: Path) -> str | None:

@@ -72,7 +72,7 @@ def show(entry_id: int, config: ConfigOption = None) -> None:
 
     quarantine, _, _, _, close = _open(config)
     try:
-        entry = quarantine.get(entry_id)
+        entry = quarantine.get(entry_id, None)
     except NotFoundError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -105,7 +105,7 @@ def replay(
     quarantine, registry, store, tenant, close = _open(config)
     try:
         entries = (
-            [quarantine.get(i) for i in ids]
+            [quarantine.get(i, None) for i in ids]
             if ids
             else quarantine.find(tenant, limit=1_000_000, pending=True)
         )

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from trellis.api.auth import Gate, public
+from trellis.api.deps import TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.auth.audit import verify
 from trellis.auth.users import SCOPES
@@ -91,6 +92,7 @@ def login(body: LoginIn, request: Request) -> Response:
     token = gate.users.issue_token(principal.name, body.scopes, body.days)
     gate.audit.append(
         principal=principal.name,
+        tenant=principal.tenant,
         decision="allow",
         reason="password",
         action="auth.login",
@@ -103,11 +105,11 @@ def login(body: LoginIn, request: Request) -> Response:
 
 @audit_router.get("/audit", responses=documented(list[dict[str, Any]]))
 def audit_entries(
-    request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    request: Request, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> Response:
-    """The newest audit entries, newest first."""
+    """The newest audit entries of the caller's tenant, newest first."""
     gate: Gate = request.app.state.gate
-    return json_response(gate.audit.entries(limit))
+    return json_response(gate.audit.entries(limit, tenant=tenant))
 
 
 @audit_router.get("/audit/verify", responses=documented(AuditVerified))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.contracts.importers import ModelFormatError, parse_model
 from trellis.core.errors import ConflictError
@@ -61,19 +61,19 @@ def import_model(body: ModelIn, platform: PlatformDep) -> Response:
 
 
 @router.get("/quarantine/{entry_id}", responses=documented(QuarantinedMessage))
-def get_quarantined(entry_id: int, platform: PlatformDep) -> Response:
-    """One quarantined message, its payload included."""
-    return json_response(platform.quarantine.get(entry_id))
+def get_quarantined(entry_id: int, platform: PlatformDep, tenant: TenantDep) -> Response:
+    """One quarantined message of the tenant, its payload included."""
+    return json_response(platform.quarantine.get(entry_id, tenant))
 
 
 @router.post("/quarantine/replay", responses=documented(ReplayReport))
-def replay_quarantine(body: ReplayIn, platform: PlatformDep) -> Response:
+def replay_quarantine(body: ReplayIn, platform: PlatformDep, tenant: TenantDep) -> Response:
     """Decode entries again with today's models; store what passes, each reading once."""
     quarantine = platform.quarantine
     entries = (
-        [quarantine.get(i) for i in body.ids]
+        [quarantine.get(i, tenant) for i in body.ids]
         if body.ids
-        else quarantine.find(platform.tenant, limit=10_000, pending=True)
+        else quarantine.find(tenant, limit=10_000, pending=True)
     )
     report = replay(
         entries, quarantine, platform.registry, platform.store, limits_of(platform.settings.ingest)

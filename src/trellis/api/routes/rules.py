@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from trellis.api.deps import PlatformDep, time_range
+from trellis.api.deps import PlatformDep, TenantDep, time_range
 from trellis.api.encoding import documented, json_response
 from trellis.rules.actions import RuleDeadLetter
 from trellis.rules.dryrun import DryRun, dry_run, parse_since
@@ -46,41 +46,44 @@ def _known_metric(platform: PlatformDep, rule: AnyRule) -> None:
 
 
 @router.get("/rules", responses=documented(list[RuleDefinition]))
-def list_rules(platform: PlatformDep) -> Response:
+def list_rules(platform: PlatformDep, tenant: TenantDep) -> Response:
     """The tenant's rules."""
-    return json_response([rule for _, rule in platform.rules.find(platform.tenant)])
+    return json_response([rule for _, rule in platform.rules.find(tenant)])
 
 
 @router.get("/rules/stats", responses=documented(list[RuleStats]))
-def rule_stats(platform: PlatformDep) -> Response:
+def rule_stats(platform: PlatformDep, tenant: TenantDep) -> Response:
     """Per-rule readings judged, raises, clears, errors, suppressed, late, actions, busy time."""
-    return json_response(platform.rule_engine.stats(platform.tenant))
+    return json_response(platform.rule_engine.stats(tenant))
 
 
 @router.get("/rules/dead-letters", responses=documented(list[RuleDeadLetter]))
 def dead_letters(
-    platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    platform: PlatformDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Response:
     """Rule actions that failed every retry, newest first."""
-    return json_response(platform.rule_engine.actions.dead_letters(platform.tenant, limit))
+    return json_response(platform.rule_engine.actions.dead_letters(tenant, limit))
 
 
 @router.get("/rules/{rule_id}/trace", responses=documented(list[TraceEntry]))
-def rule_trace(rule_id: str, platform: PlatformDep) -> Response:
+def rule_trace(rule_id: str, platform: PlatformDep, tenant: TenantDep) -> Response:
     """The rule's last judgements ``[device, ts, value, holds]``, for a live debug view.
 
     Recording starts with the first call and stops 30 s after the last one."""
-    return json_response(platform.rule_engine.trace(platform.tenant, rule_id))
+    platform.rules.get(tenant, rule_id)  # 404 for a rule the tenant does not have
+    return json_response(platform.rule_engine.trace(tenant, rule_id))
 
 
 @router.get("/rules/{rule_id}", responses=documented(RuleDefinition))
-def get_rule(rule_id: str, platform: PlatformDep) -> Response:
+def get_rule(rule_id: str, platform: PlatformDep, tenant: TenantDep) -> Response:
     """One rule."""
-    return json_response(platform.rules.get(platform.tenant, rule_id))
+    return json_response(platform.rules.get(tenant, rule_id))
 
 
 @router.put("/rules/{rule_id}", responses=documented(RuleDefinition))
-async def put_rule(rule_id: str, request: Request, platform: PlatformDep) -> Response:
+async def put_rule(
+    rule_id: str, request: Request, platform: PlatformDep, tenant: TenantDep
+) -> Response:
     """Create or replace a rule; it is validated before it is saved."""
     body = await request.body()
     try:
@@ -90,17 +93,17 @@ async def put_rule(rule_id: str, request: Request, platform: PlatformDep) -> Res
     if rule.id != rule_id:
         raise HTTPException(422, f"rule id {rule.id!r} in the body differs from {rule_id!r}")
     _known_metric(platform, rule)
-    await asyncio.to_thread(platform.rules.put, platform.tenant, rule)
+    await asyncio.to_thread(platform.rules.put, tenant, rule)
     await asyncio.to_thread(platform.rule_engine.reload)
     return json_response(rule)
 
 
 @router.post("/rules/{rule_id}/enabled", responses=documented(RuleDefinition))
 async def set_enabled(
-    rule_id: str, platform: PlatformDep, enabled: Annotated[bool, Query()] = True
+    rule_id: str, platform: PlatformDep, tenant: TenantDep, enabled: Annotated[bool, Query()] = True
 ) -> Response:
     """Enable or disable a rule; disabling keeps its open alerts open."""
-    rule = await asyncio.to_thread(platform.rules.set_enabled, platform.tenant, rule_id, enabled)
+    rule = await asyncio.to_thread(platform.rules.set_enabled, tenant, rule_id, enabled)
     await asyncio.to_thread(platform.rule_engine.reload)
     return json_response(rule)
 
@@ -109,12 +112,13 @@ async def set_enabled(
 async def replay_rule(
     rule_id: str,
     platform: PlatformDep,
+    tenant: TenantDep,
     since: Annotated[str | None, Query(description="-24h, -30m, -7d (instead of start)")] = None,
     start: Annotated[str | None, Query(description="epoch ms or RFC 3339")] = None,
     end: Annotated[str | None, Query(description="epoch ms or RFC 3339; default now")] = None,
 ) -> Response:
     """What the rule would have fired over stored data; nothing is written."""
-    rule = await asyncio.to_thread(platform.rules.get, platform.tenant, rule_id)
+    rule = await asyncio.to_thread(platform.rules.get, tenant, rule_id)
     start_ms, end_ms = time_range(start, end, default_span_ms=86_400_000)
     if since is not None:
         try:
@@ -122,14 +126,14 @@ async def replay_rule(
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
     result = await asyncio.to_thread(
-        dry_run, rule, platform.store, platform.registry, platform.tenant, start_ms, end_ms
+        dry_run, rule, platform.store, platform.registry, tenant, start_ms, end_ms
     )
     return json_response(result)
 
 
 @router.delete("/rules/{rule_id}", status_code=204)
-async def delete_rule(rule_id: str, platform: PlatformDep) -> Response:
+async def delete_rule(rule_id: str, platform: PlatformDep, tenant: TenantDep) -> Response:
     """Delete a rule; its open alerts stay open until resolved."""
-    await asyncio.to_thread(platform.rules.delete, platform.tenant, rule_id)
+    await asyncio.to_thread(platform.rules.delete, tenant, rule_id)
     await asyncio.to_thread(platform.rule_engine.reload)
     return Response(status_code=204)
