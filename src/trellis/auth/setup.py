@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from trellis.api.auth import Gate, operations
 from trellis.auth.audit import AuditLog
-from trellis.auth.policy import PolicyEngine, read_policy_dir
+from trellis.auth.policy import PolicyEngine, policy_files
 from trellis.auth.users import UserStore
 from trellis.core.config import Settings
 from trellis.core.errors import ConfigError
@@ -22,7 +22,7 @@ def policy_engine(settings: Settings, router: APIRouter) -> PolicyEngine:
     """The configured policies validated against the schema of ``router``'s operations."""
     actions = {op.action: op.group for op in operations(router).values()}
     return PolicyEngine(
-        actions, read_policy_dir(settings.auth.policy_dir), settings.auth.decision_cache
+        actions, policy_files(settings.auth.policy_dir), settings.auth.decision_cache
     )
 
 

@@ -150,3 +150,43 @@ def policy_validate(
     except PolicyError as exc:
         _fail(str(exc))
     console.print(f"[green]ok[/green]: policies valid for {len(actions)} actions")
+
+
+@policy_app.command("test")
+def policy_test(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="*.cedar policies and their *.tests.csv tables; default: configured"),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the policy unit tests (principal, action, resource, expected) beside the policies;
+    exit 1 naming each row that failed and the policy that decided it."""
+    from trellis.auth.policy import PolicyError
+    from trellis.auth.policy_tests import PolicyTestError, run_policy_tests
+
+    settings = load_or_exit(config)
+    try:
+        report = run_policy_tests(directory or settings.auth.policy_dir)
+    except (PolicyError, PolicyTestError) as exc:
+        _fail(str(exc), 2)
+    decisions = sum(result.decisions for result in report.results)
+    if report.failed:
+        table = Table("where", "principal", "action", "resource", "expected", "got: why")
+        for result in report.results:
+            case = result.case
+            for action, why in result.failures:
+                table.add_row(
+                    f"{case.file}:{case.line}",
+                    f"{case.principal.name}:{case.principal.role}@{case.principal.tenant}",
+                    action,
+                    "::".join(case.resource),
+                    "allow" if case.expected else "deny",
+                    escape(why),
+                )
+        console.print(table)
+        _fail(f"{report.failed} of {len(report.results)} rows failed ({decisions} decisions)")
+    console.print(
+        f"[green]ok[/green]: {report.passed} rows, {decisions} decisions as expected "
+        f"({', '.join(report.policies)})"
+    )
