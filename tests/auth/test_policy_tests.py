@@ -98,7 +98,7 @@ def test_explanations_of_the_server_engine_name_file_and_line() -> None:
 def test_malformed_rows_are_refused_with_file_and_line(row: str, message: str) -> None:
     """Each malformed row raises PolicyTestError naming the file, line and what is wrong."""
     text = f"principal,action,resource,expected\n# comment\n{row}\n"
-    with pytest.raises(PolicyTestError, match="t.csv:3") as caught:
+    with pytest.raises(PolicyTestError, match=r"t\.csv:3") as caught:
         parse_policy_tests(text, "t.csv", ACTIONS)
     assert message in str(caught.value)
 
@@ -106,12 +106,13 @@ def test_malformed_rows_are_refused_with_file_and_line(row: str, message: str) -
 @given(st.text(max_size=200))
 def test_any_table_text_parses_or_is_refused_cleanly(text: str) -> None:
     """Arbitrary text is either rows or a PolicyTestError, never another exception."""
+    refusal = ""
     try:
         cases = parse_policy_tests(text, "fuzz.csv", ACTIONS)
     except PolicyTestError as exc:
-        assert "fuzz.csv:" in str(exc)
-    else:
-        assert all(case.file == "fuzz.csv" and case.line >= 1 for case in cases)
+        refusal, cases = str(exc), []
+    assert refusal.startswith("fuzz.csv:") or not refusal
+    assert all(case.file == "fuzz.csv" and case.line >= 1 for case in cases)
 
 
 @pytest.mark.parametrize(

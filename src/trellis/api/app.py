@@ -30,7 +30,10 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
             async with platform.running(simulate=simulate):
                 app.state.platform = platform
                 app.state.gate = open_gate(settings, platform.engine, routes.router)
-                yield
+                try:
+                    yield
+                finally:
+                    app.state.gate.audit.close()  # the signed checkpoint at shutdown
         finally:
             platform.close()
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 
 from trellis.api.auth import Gate, operations
-from trellis.auth.audit import AuditLog
+from trellis.auth.audit import open_audit
 from trellis.auth.policy import PolicyEngine, policy_files
 from trellis.auth.users import UserStore
 from trellis.core.config import Settings
@@ -53,6 +53,6 @@ def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
         tenant=settings.tenant,
         users=users,
         policies=policy_engine(settings, router),
-        audit=AuditLog(settings.data_dir / "audit" / "audit.jsonl"),
+        audit=open_audit(settings),
         ops=operations(router),
     )

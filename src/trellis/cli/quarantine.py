@@ -123,6 +123,16 @@ def replay(
                 progress.advance(task, len(chunk))
     finally:
         close()
+    from trellis.auth.audit import record_cli
+
+    record_cli(
+        settings,
+        "cli.quarantine.replay",
+        tenant=tenant,
+        entries=len(entries),
+        recovered=recovered,
+        stored=stored,
+    )
     console.print(
         f"recovered {recovered:,} messages ({stored:,} readings stored, {duplicates:,} already "
         f"stored); {failed:,} still quarantined"

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from trellis.api.auth import Gate, public
 from trellis.api.deps import TenantDep
 from trellis.api.encoding import documented, json_response
-from trellis.auth.audit import verify
+from trellis.auth.audit import check
 from trellis.auth.users import SCOPES
 
 __all__ = ["LoginIn", "router"]
@@ -50,6 +50,8 @@ class AuditVerified(msgspec.Struct):
     ok: bool
     first_bad_line: int | None
     reason: str | None
+    checkpoints: int = 0  # signed by the platform key, all verified
+    unprotected: int = 0  # entries after the newest checkpoint
 
 
 def _throttled(client: str) -> bool:
@@ -114,16 +116,21 @@ def audit_entries(
 
 @audit_router.get("/audit/verify", responses=documented(AuditVerified))
 def audit_verify(request: Request) -> Response:
-    """Check the hash chain and name the first entry that was edited, deleted or moved."""
+    """Check the hash chain and the signed checkpoints; name the first entry that was
+    edited, deleted or moved, or the range cut off the end."""
     gate: Gate = request.app.state.gate
     if not gate.audit.path.exists():
         return json_response(AuditVerified(0, True, None, None))
-    count, broken = verify(gate.audit.path)
+    key = gate.audit.key.public_key() if gate.audit.key is not None else None
+    found = check(gate.audit.path, key, require_checkpoint_file=True)
+    broken = found.broken
     return json_response(
         AuditVerified(
-            count,
+            found.entries,
             broken is None,
             broken.line if broken else None,
             broken.reason if broken else None,
+            found.checkpoints,
+            found.unprotected,
         )
     )
