@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 
 from trellis.api.auth import authorized
 from trellis.auth.users import Principal
 from trellis.core.clock import now_ms, parse_timestamp
 from trellis.platform import Platform
 
-__all__ = ["PlatformDep", "TenantDep", "get_platform", "get_tenant", "time_range"]
+__all__ = [
+    "MAX_ROW_ID",
+    "PlatformDep",
+    "RowId",
+    "TenantDep",
+    "get_platform",
+    "get_tenant",
+    "time_range",
+]
+
+#: The largest id a database row can have (SQLite and PostgreSQL BIGINT): larger ids in a
+#: request are refused with 422 instead of overflowing the driver (a 500).
+MAX_ROW_ID = 2**63 - 1
 
 
 def get_platform(request: Request) -> Platform:
@@ -62,3 +74,7 @@ def time_range(
     if start_ms >= end_ms:
         raise HTTPException(422, f"start ({start_ms}) must be before end ({end_ms})")
     return start_ms, end_ms
+
+
+#: A numeric row id in a path (alerts, quarantine entries).
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="the row's numeric id")]

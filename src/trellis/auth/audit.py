@@ -187,8 +187,15 @@ class AuditLog:
         if not self.path.exists():
             return []
         found: list[dict[str, Any]] = []
-        for line in reversed(self.path.read_text(encoding="utf-8").splitlines()):
-            entry = json.loads(line)
+        # Split on "\n" only: entries may hold U+2028 or U+0085 (from a request path), which
+        # str.splitlines() would also split on.
+        for raw in reversed(self.path.read_bytes().split(b"\n")):
+            if not raw:
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue  # a damaged line is check()'s to name; the list shows the rest
             if tenant is None or entry.get("tenant") == tenant:
                 found.append(entry)
                 if len(found) >= limit:

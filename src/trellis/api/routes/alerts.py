@@ -16,7 +16,7 @@ from trellis.alerts.notify import DeadLetter
 from trellis.alerts.reports import alert_metrics
 from trellis.alerts.service import AlertOutcome
 from trellis.alerts.timeline import AlertEvent
-from trellis.api.deps import PlatformDep, TenantDep, time_range
+from trellis.api.deps import PlatformDep, RowId, TenantDep, time_range
 from trellis.api.encoding import documented, json_response
 from trellis.core.clock import now_ms
 from trellis.core.types import Alert, AlertStatus
@@ -169,20 +169,20 @@ def dead_letters(
 
 
 @router.get("/alerts/{alert_id}", responses=documented(Alert))
-def get_alert(alert_id: int, platform: PlatformDep, tenant: TenantDep) -> Response:
+def get_alert(alert_id: RowId, platform: PlatformDep, tenant: TenantDep) -> Response:
     """One alert."""
     return json_response(platform.alerts.get(tenant, alert_id))
 
 
 @router.get("/alerts/{alert_id}/timeline", responses=documented(list[AlertEvent]))
-def timeline(alert_id: int, platform: PlatformDep, tenant: TenantDep) -> Response:
+def timeline(alert_id: RowId, platform: PlatformDep, tenant: TenantDep) -> Response:
     """Every change of the alert, oldest first, with who and when."""
     return json_response(platform.alerts.timeline(tenant, alert_id))
 
 
 @router.post("/alerts/{alert_id}/acknowledge", responses=documented(AlertOutcome))
 def acknowledge_alert(
-    alert_id: int, platform: PlatformDep, tenant: TenantDep, body: ActorIn | None = None
+    alert_id: RowId, platform: PlatformDep, tenant: TenantDep, body: ActorIn | None = None
 ) -> Response:
     """Record that someone has seen the alert; a repeat says who did it first."""
     actor = body.by if body else "operator"
@@ -191,7 +191,7 @@ def acknowledge_alert(
 
 @router.post("/alerts/{alert_id}/resolve", responses=documented(AlertOutcome))
 def resolve_alert(
-    alert_id: int, platform: PlatformDep, tenant: TenantDep, body: ResolveIn | None = None
+    alert_id: RowId, platform: PlatformDep, tenant: TenantDep, body: ResolveIn | None = None
 ) -> Response:
     """Close the alert (a repeat says who did); feedback is refused (409) while the
     alert is still active and rejected (422) when it names an unknown root cause."""
@@ -206,7 +206,7 @@ def resolve_alert(
 
 @router.post("/alerts/{alert_id}/assign", responses=documented(AlertOutcome))
 def assign_alert(
-    alert_id: int, body: AssignIn, platform: PlatformDep, tenant: TenantDep
+    alert_id: RowId, body: AssignIn, platform: PlatformDep, tenant: TenantDep
 ) -> Response:
     """Assign the alert to a person or team."""
     return json_response(platform.alerts.assign(tenant, alert_id, body.by, body.assignee))
@@ -214,7 +214,7 @@ def assign_alert(
 
 @router.post("/alerts/{alert_id}/comments", responses=documented(AlertOutcome))
 def comment_alert(
-    alert_id: int, body: CommentIn, platform: PlatformDep, tenant: TenantDep
+    alert_id: RowId, body: CommentIn, platform: PlatformDep, tenant: TenantDep
 ) -> Response:
     """Add a comment to the alert's timeline."""
     try:
@@ -226,7 +226,7 @@ def comment_alert(
 
 @router.post("/alerts/{alert_id}/snooze", responses=documented(AlertOutcome))
 def snooze_alert(
-    alert_id: int, body: SnoozeIn, platform: PlatformDep, tenant: TenantDep
+    alert_id: RowId, body: SnoozeIn, platform: PlatformDep, tenant: TenantDep
 ) -> Response:
     """Keep the alert from escalating for ``minutes``."""
     until = now_ms() + int(body.minutes * 60_000)
@@ -235,7 +235,7 @@ def snooze_alert(
 
 @router.post("/alerts/{alert_id}/actions", responses=documented(AlertOutcome))
 def record_action(
-    alert_id: int, body: ActionIn, platform: PlatformDep, tenant: TenantDep
+    alert_id: RowId, body: ActionIn, platform: PlatformDep, tenant: TenantDep
 ) -> Response:
     """Record an action taken (what mean time to action measures)."""
     try:

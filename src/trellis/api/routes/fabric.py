@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep, TenantDep
+from trellis.api.deps import MAX_ROW_ID, PlatformDep, RowId, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.contracts.importers import ModelFormatError, parse_model
 from trellis.core.errors import ConflictError
@@ -32,7 +32,7 @@ class ModelIn(BaseModel):
 class ReplayIn(BaseModel):
     """Which entries to replay; all pending ones of the tenant when ``ids`` is empty."""
 
-    ids: list[int] = []
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(default=[], max_length=10_000)
 
 
 @router.get("/device-models", responses=documented(list[DeviceModel]))
@@ -61,7 +61,7 @@ def import_model(body: ModelIn, platform: PlatformDep) -> Response:
 
 
 @router.get("/quarantine/{entry_id}", responses=documented(QuarantinedMessage))
-def get_quarantined(entry_id: int, platform: PlatformDep, tenant: TenantDep) -> Response:
+def get_quarantined(entry_id: RowId, platform: PlatformDep, tenant: TenantDep) -> Response:
     """One quarantined message of the tenant, its payload included."""
     return json_response(platform.quarantine.get(entry_id, tenant))
 

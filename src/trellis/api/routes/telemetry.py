@@ -9,12 +9,23 @@ from fastapi.responses import Response
 
 from trellis.api.deps import PlatformDep, TenantDep, time_range
 from trellis.api.encoding import documented, json_response
+from trellis.core.errors import NotFoundError
+from trellis.platform import Platform
 from trellis.store.base import Aggregate, Bucket, Fill, Latest, Point
 from trellis.store.query import Series, SeriesQuery, plan, run
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["telemetry"])
+
+
+def _require_metric(platform: Platform, tenant: str, device_id: str, metric: str) -> None:
+    """404 for an unknown device, or a metric its model does not have (ingest stores no
+    other), rather than an empty answer that looks like missing data."""
+    device = platform.registry.require(tenant, device_id)
+    model = platform.registry.models.get(device.model)
+    if model is not None and metric not in model.metrics:
+        raise NotFoundError(f"metric of device model {device.model!r}", metric)
 
 
 @router.get("/devices/{device_id}/latest", responses=documented(list[Latest]))
@@ -37,7 +48,7 @@ def telemetry(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
     """Raw values in ``[start, end)``, oldest first, as ``[ts, value]`` pairs."""
-    platform.registry.require(tenant, device_id)
+    _require_metric(platform, tenant, device_id, metric)
     start_ms, end_ms = time_range(start, end)
     return json_response(platform.store.query(tenant, device_id, metric, start_ms, end_ms, limit))
 
@@ -57,7 +68,7 @@ def aggregate(
     fn: Aggregate = Aggregate.AVG,
 ) -> Response:
     """Values reduced per time bucket (``[bucket_start, value]`` pairs)."""
-    platform.registry.require(tenant, device_id)
+    _require_metric(platform, tenant, device_id, metric)
     start_ms, end_ms = time_range(start, end)
     if (end_ms - start_ms) // bucket_ms > 100_000:
         raise HTTPException(422, "more than 100000 buckets; widen bucket_ms or narrow the range")
