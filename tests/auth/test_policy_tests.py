@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from tests.auth.conftest import Secured
 from trellis.auth.policy import PolicyEngine, PolicyError, policy_files
 from trellis.auth.policy_tests import (
     PolicyTestError,
@@ -154,3 +156,24 @@ def test_cli_policy_test(tmp_path: Path) -> None:
     empty.mkdir()
     (empty / "p.cedar").write_text(CUSTOM)
     assert runner.invoke(app, ["policy", "test", str(empty)]).exit_code == 2
+
+
+def test_api_runs_the_tables_against_the_loaded_policies(secured: Secured) -> None:
+    """GET /api/v1/policies/tests: auditors get every row and its explanation; viewers 403."""
+    with httpx.Client(base_url=secured.url, timeout=30) as http:
+        auditor = {"Authorization": f"Bearer {secured.tokens['auditor']}"}
+        answer = http.get("/api/v1/policies/tests", headers=auditor)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["ok"]
+        assert body["failed"] == 0
+        assert body["passed"] == len(body["rows"]) >= 30
+        first = body["rows"][0]
+        assert (first["file"], first["principal"], first["expected"]) == (
+            "default.tests.csv",
+            "test-admin:admin@acme",
+            "allow",
+        )
+        assert first["explanation"].startswith("permitted by policy admin (default.cedar:")
+        viewer = {"Authorization": f"Bearer {secured.tokens['viewer']}"}
+        assert http.get("/api/v1/policies/tests", headers=viewer).status_code == 403

@@ -18,6 +18,7 @@ from trellis.api.routes import (
     ingest,
     models,
     mqtt,
+    policies,
     rules,
     storage,
     system,
@@ -43,6 +44,7 @@ for module in (
     fabric,
     auth,
     experiments,
+    policies,
 ):
     router.include_router(module.router)
 router.include_router(auth.audit_router)
