@@ -47,7 +47,7 @@ def _policy_dir(tmp_path: Path, table: str) -> Path:
 
 
 def test_built_in_tables_cover_every_default_role_and_pass() -> None:
-    """The tables beside default.cedar test all six roles and every decision is as expected."""
+    """The tables beside default.cedar test every default role and every decision passes."""
     report = run_policy_tests()
     assert report.ok, [(r.case.line, r.failures) for r in report.results if not r.ok]
     roles = {result.case.principal.role for result in report.results}
@@ -88,7 +88,7 @@ def test_explanations_of_the_server_engine_name_file_and_line() -> None:
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ("viewer,devices.list_devices,Tenant::a,allow", "not [name:]role@tenant"),
+        ("viewer,devices.list_devices,Tenant::a,allow", "not [name:]role@tenant[/site]"),
         ("viewer@a,devices.nope,Tenant::a,allow", "unknown action 'devices.nope'"),
         ("viewer@a,group:root,Tenant::a,allow", "unknown action 'group:root'"),
         ("viewer@a,*,Tenant::a,maybe", "'maybe' is not allow or deny"),

@@ -9,15 +9,20 @@ from fastapi import Depends, HTTPException, Path, Request
 from trellis.api.auth import authorized
 from trellis.auth.users import Principal
 from trellis.core.clock import now_ms, parse_timestamp
+from trellis.core.errors import NotFoundError
+from trellis.core.types import Device
 from trellis.platform import Platform
 
 __all__ = [
     "MAX_ROW_ID",
     "PlatformDep",
     "RowId",
+    "SiteDep",
     "TenantDep",
     "get_platform",
+    "get_site",
     "get_tenant",
+    "require_device",
     "time_range",
 ]
 
@@ -78,3 +83,24 @@ def time_range(
 
 #: A numeric row id in a path (alerts, quarantine entries).
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="the row's numeric id")]
+
+
+def get_site(principal: Annotated[Principal | None, Depends(authorized)]) -> str | None:
+    """The site a principal is limited to (a contractor), or ``None`` for the whole tenant.
+
+    Only endpoints marked :func:`trellis.api.auth.site_scoped` take it; the gate refuses a
+    site-limited principal every other endpoint."""
+    return principal.site if principal is not None else None
+
+
+#: The caller's site, for routes that filter rows by it (see :func:`get_site`).
+SiteDep = Annotated[str | None, Depends(get_site)]
+
+
+def require_device(platform: Platform, tenant: str, site: str | None, device_id: str) -> Device:
+    """The device, or 404 when it is not in the tenant or (for a site-limited caller) not at
+    the caller's site: a device elsewhere is as unknown as a missing one."""
+    device = platform.registry.require(tenant, device_id)
+    if site is not None and device.site != site:
+        raise NotFoundError("device", device_id)
+    return device

@@ -61,10 +61,17 @@ class Decision:
 def build_schema(actions: Mapping[str, str]) -> dict[str, Any]:
     """The Cedar schema: principals, resources, action groups, one action per API operation."""
     tenant_attr = {"type": "Record", "attributes": {"tenant": {"type": "Entity", "name": "Tenant"}}}
+    user_attrs = {
+        "tenant": {"type": "Entity", "name": "Tenant"},
+        "site": {"type": "Entity", "name": "Site", "required": False},
+    }
     entity_types: dict[str, Any] = {
         "Role": {},
         "Team": {"memberOfTypes": ["Role"]},
-        "User": {"memberOfTypes": ["Role", "Team"], "shape": tenant_attr},
+        "User": {
+            "memberOfTypes": ["Role", "Team"],
+            "shape": {"type": "Record", "attributes": user_attrs},
+        },
         "Service": {"memberOfTypes": ["Role"], "shape": tenant_attr},
     }
     for name, parents in _RESOURCES.items():
@@ -209,7 +216,7 @@ class PolicyEngine:
         key = (
             principal.name,
             principal.role,
-            principal.tenant,
+            f"{principal.tenant}/{principal.site or ''}",
             action,
             f"{resource[0]}:{resource[1]}",
         )
@@ -231,15 +238,28 @@ class PolicyEngine:
             return Decision(False, (), f"unknown role {principal.role!r}")
         rtype, rid = resource
         tenant = {"__entity": {"type": "Tenant", "id": principal.tenant}}
+        attrs: dict[str, Any] = {"tenant": tenant}
         entities: list[dict[str, Any]] = [
-            {
-                "uid": {"type": "User", "id": principal.name},
-                "attrs": {"tenant": tenant},
-                "parents": [{"type": "Role", "id": principal.role}],
-            },
             {"uid": {"type": "Tenant", "id": principal.tenant}, "attrs": {}, "parents": []},
         ]
-        if (rtype, rid) != ("Tenant", principal.tenant):
+        if principal.site is not None:
+            # The principal's site is in its tenant, so tenant-wide policies still apply.
+            attrs["site"] = {"__entity": {"type": "Site", "id": principal.site}}
+            entities.append(
+                {
+                    "uid": {"type": "Site", "id": principal.site},
+                    "attrs": {},
+                    "parents": [{"type": "Tenant", "id": principal.tenant}],
+                }
+            )
+        entities.append(
+            {
+                "uid": {"type": "User", "id": principal.name},
+                "attrs": attrs,
+                "parents": [{"type": "Role", "id": principal.role}],
+            }
+        )
+        if (rtype, rid) not in (("Tenant", principal.tenant), ("Site", principal.site)):
             entities.append({"uid": {"type": rtype, "id": rid}, "attrs": {}, "parents": []})
         request = {
             "principal": f"User::{json.dumps(principal.name)}",

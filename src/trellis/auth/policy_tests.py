@@ -1,7 +1,8 @@
 """Policy unit tests: (principal, action, resource, expected) tables in ``*.tests.csv`` files
 beside the policies, decided through the one :meth:`PolicyEngine.authorize`.
 
-A table row is ``principal,action,resource,expected``: the principal ``[name:]role@tenant``,
+A table row is ``principal,action,resource,expected``: the principal
+``[name:]role@tenant[/site]`` (a site for a principal limited to one, a contractor),
 an action, ``group:<name>`` (every action of the group) or ``*`` (every action), a resource
 ``Type::id`` and ``allow`` or ``deny``. Lines starting with ``#`` are comments. A group row
 passes only when every action in it gets the expected answer, so a new API operation is
@@ -89,13 +90,14 @@ class PolicyTestReport:
 
 
 def _principal(text: str, where: str) -> Principal:
-    who, at, tenant = text.partition("@")
+    who, at, place = text.partition("@")
+    tenant, slash, site = place.partition("/")
     name, colon, role = who.partition(":")
     if not colon:
         name, role = f"test-{who}", who
-    if not at or not role or not tenant or not name:
-        raise PolicyTestError(f"{where}: principal {text!r} is not [name:]role@tenant")
-    return Principal(name, tenant, role, frozenset(SCOPES), "policy-test")
+    if not at or not role or not tenant or not name or (slash and not site):
+        raise PolicyTestError(f"{where}: principal {text!r} is not [name:]role@tenant[/site]")
+    return Principal(name, tenant, role, frozenset(SCOPES), "policy-test", site or None)
 
 
 def _resource(text: str, where: str) -> tuple[str, str]:

@@ -43,22 +43,31 @@ def _users(config: Path | None):  # type: ignore[no-untyped-def]
 def users_add(
     name: str,
     role: Annotated[
-        str, typer.Option(help="admin, engineer, data_scientist, operator, viewer, auditor")
+        str,
+        typer.Option(help="admin, engineer, data_scientist, operator, viewer, auditor, contractor"),
     ],
     tenant: Annotated[str | None, typer.Option(help="default: the configured tenant")] = None,
+    site: Annotated[
+        str | None, typer.Option(help="limit the user to one site of the tenant (contractor)")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a user; the generated password is printed once."""
     settings, users = _users(config)
     password = secrets.token_urlsafe(18)
     try:
-        users.add(name, tenant or settings.tenant, role, password)
+        users.add(name, tenant or settings.tenant, role, password, site=site)
     except (ValueError, TrellisError) as exc:
         _fail(str(exc), 2)
     from trellis.auth.audit import record_cli
 
     record_cli(
-        settings, "cli.users.add", tenant=tenant or settings.tenant, user=name, user_role=role
+        settings,
+        "cli.users.add",
+        tenant=tenant or settings.tenant,
+        user=name,
+        user_role=role,
+        site=site,
     )
     console.print(f"created {escape(name)} ({role}); password, shown once:")
     typer.echo(password)

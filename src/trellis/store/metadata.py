@@ -314,6 +314,8 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(256), nullable=False),
     sa.Column("must_change", sa.Boolean, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
+    # Set for a user limited to one site of its tenant (a contractor); NULL: the whole tenant.
+    sa.Column("site", sa.String(128), nullable=True),
 )
 
 api_tokens = sa.Table(

@@ -16,10 +16,13 @@ from trellis.alerts.notify import DeadLetter
 from trellis.alerts.reports import alert_metrics
 from trellis.alerts.service import AlertOutcome
 from trellis.alerts.timeline import AlertEvent
-from trellis.api.deps import PlatformDep, RowId, TenantDep, time_range
+from trellis.api.auth import site_scoped
+from trellis.api.deps import PlatformDep, RowId, SiteDep, TenantDep, time_range
 from trellis.api.encoding import documented, json_response
 from trellis.core.clock import now_ms
+from trellis.core.errors import NotFoundError
 from trellis.core.types import Alert, AlertStatus
+from trellis.platform import Platform
 
 __all__ = ["ActorIn", "FeedbackIn", "ResolveIn", "router"]
 
@@ -84,10 +87,18 @@ class ExportFormat(enum.StrEnum):
 Window = Annotated[str | None, Query(description="epoch ms or RFC 3339")]
 
 
+def _at_site(platform: Platform, tenant: str, site: str | None, alert_id: int) -> None:
+    """404 for an alert of another site when the caller is limited to one (a contractor)."""
+    if site is not None and platform.alerts.get(tenant, alert_id).site != site:
+        raise NotFoundError("alert", alert_id)
+
+
 @router.get("/alerts", responses=documented(list[Alert]))
+@site_scoped
 def list_alerts(
     platform: PlatformDep,
     tenant: TenantDep,
+    scope: SiteDep,
     status: Annotated[list[AlertStatus] | None, Query()] = None,
     device: str | None = None,
     site: Annotated[str | None, Query(description="alerts of every device at the site")] = None,
@@ -95,7 +106,12 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Alerts, newest (or most severe) first; filter by status (repeatable), device, site."""
+    """Alerts, newest (or most severe) first; filter by status (repeatable), device, site
+    (a contractor sees its own site's only)."""
+    if scope is not None:
+        if site not in (None, scope):
+            return json_response([])
+        site = scope
     return json_response(
         platform.alerts.find(
             tenant,
@@ -153,6 +169,7 @@ def labels(
 
 
 @router.get("/alerts/root-causes", responses=documented(dict[str, list[str]]))
+@site_scoped
 def root_causes(platform: PlatformDep, type: str) -> Response:
     """What an operator may answer for alerts of ``type``: root causes and actions."""
     causes = root_causes_for(type, platform.settings.alerts.root_causes)
@@ -169,32 +186,48 @@ def dead_letters(
 
 
 @router.get("/alerts/{alert_id}", responses=documented(Alert))
-def get_alert(alert_id: RowId, platform: PlatformDep, tenant: TenantDep) -> Response:
+@site_scoped
+def get_alert(alert_id: RowId, platform: PlatformDep, tenant: TenantDep, site: SiteDep) -> Response:
     """One alert."""
+    _at_site(platform, tenant, site, alert_id)
     return json_response(platform.alerts.get(tenant, alert_id))
 
 
 @router.get("/alerts/{alert_id}/timeline", responses=documented(list[AlertEvent]))
-def timeline(alert_id: RowId, platform: PlatformDep, tenant: TenantDep) -> Response:
+@site_scoped
+def timeline(alert_id: RowId, platform: PlatformDep, tenant: TenantDep, site: SiteDep) -> Response:
     """Every change of the alert, oldest first, with who and when."""
+    _at_site(platform, tenant, site, alert_id)
     return json_response(platform.alerts.timeline(tenant, alert_id))
 
 
 @router.post("/alerts/{alert_id}/acknowledge", responses=documented(AlertOutcome))
+@site_scoped
 def acknowledge_alert(
-    alert_id: RowId, platform: PlatformDep, tenant: TenantDep, body: ActorIn | None = None
+    alert_id: RowId,
+    platform: PlatformDep,
+    tenant: TenantDep,
+    site: SiteDep,
+    body: ActorIn | None = None,
 ) -> Response:
     """Record that someone has seen the alert; a repeat says who did it first."""
+    _at_site(platform, tenant, site, alert_id)
     actor = body.by if body else "operator"
     return json_response(platform.alerts.acknowledge(tenant, alert_id, actor))
 
 
 @router.post("/alerts/{alert_id}/resolve", responses=documented(AlertOutcome))
+@site_scoped
 def resolve_alert(
-    alert_id: RowId, platform: PlatformDep, tenant: TenantDep, body: ResolveIn | None = None
+    alert_id: RowId,
+    platform: PlatformDep,
+    tenant: TenantDep,
+    site: SiteDep,
+    body: ResolveIn | None = None,
 ) -> Response:
     """Close the alert (a repeat says who did); feedback is refused (409) while the
     alert is still active and rejected (422) when it names an unknown root cause."""
+    _at_site(platform, tenant, site, alert_id)
     body = body or ResolveIn()
     feedback = Feedback(**body.feedback.model_dump()) if body.feedback else None
     try:
@@ -213,10 +246,12 @@ def assign_alert(
 
 
 @router.post("/alerts/{alert_id}/comments", responses=documented(AlertOutcome))
+@site_scoped
 def comment_alert(
-    alert_id: RowId, body: CommentIn, platform: PlatformDep, tenant: TenantDep
+    alert_id: RowId, body: CommentIn, platform: PlatformDep, tenant: TenantDep, site: SiteDep
 ) -> Response:
     """Add a comment to the alert's timeline."""
+    _at_site(platform, tenant, site, alert_id)
     try:
         outcome = platform.alerts.comment(tenant, alert_id, body.by, body.text)
     except ValueError as exc:
@@ -234,10 +269,12 @@ def snooze_alert(
 
 
 @router.post("/alerts/{alert_id}/actions", responses=documented(AlertOutcome))
+@site_scoped
 def record_action(
-    alert_id: RowId, body: ActionIn, platform: PlatformDep, tenant: TenantDep
+    alert_id: RowId, body: ActionIn, platform: PlatformDep, tenant: TenantDep, site: SiteDep
 ) -> Response:
     """Record an action taken (what mean time to action measures)."""
+    _at_site(platform, tenant, site, alert_id)
     try:
         outcome = platform.alerts.record_action(tenant, alert_id, body.by, body.action, body.note)
     except ValueError as exc:
