@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from typer.testing import CliRunner
 
 from tests.serving import serve, wait_until
 from trellis.api.app import create_app
 from trellis.auth.users import SCOPES, UserStore
+from trellis.cli import app
 from trellis.core.clock import now_ms
 from trellis.core.config import load_settings
 from trellis.store.metadata import open_metadata
@@ -142,9 +144,19 @@ def test_contractor_acts_on_its_site_only(sites: Sites) -> None:
     assert any(e.get("site") == "north" and e["decision"] == "deny" for e in entries)
 
 
-def test_a_contractor_needs_a_site(tmp_path: Path) -> None:
-    """Creating a contractor without a site is refused."""
+def test_a_contractor_needs_a_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating a contractor without a site is refused, in the store and by the CLI; with
+    `--site` its tokens carry the site."""
     engine = open_metadata(f"sqlite:///{tmp_path / 'm.db'}")
     with pytest.raises(ValueError, match="one site"):
         UserStore(engine).add("c", "default", "contractor", PASSWORD)
+    engine.dispose()
+    monkeypatch.setenv("TRELLIS_DATA_DIR", str(tmp_path / "d"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["users", "add", "carl", "--role", "contractor"]).exit_code == 2
+    added = runner.invoke(app, ["users", "add", "carl", "--role", "contractor", "--site", "north"])
+    assert added.exit_code == 0, added.output
+    token = runner.invoke(app, ["users", "token", "carl"]).stdout.strip()
+    engine = open_metadata(load_settings().metadata_url)
+    assert UserStore(engine).resolve(token).site == "north"
     engine.dispose()
