@@ -152,8 +152,8 @@ def policy_locations(files: Sequence[tuple[str, str]]) -> list[str]:
 class PolicyEngine:
     """Holds the validated policy set and answers through :meth:`authorize`.
 
-    Decisions are cached by (principal, role, principal tenant, action, resource): everything
-    a built-in decision depends on. The cache is dropped whenever policies are replaced.
+    Decisions are cached by (principal, role, tenant, site, action, resource): everything a
+    built-in decision depends on. The cache is dropped whenever policies are replaced.
     """
 
     def __init__(
@@ -166,7 +166,7 @@ class PolicyEngine:
         self._schema = json.dumps(build_schema(self.actions))
         self._parsed_schema = cedarpy.Schema.from_json_str(self._schema)
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str, str, str, str], Decision] = {}
+        self._cache: dict[tuple[str, str, str, str | None, str, tuple[str, str]], Decision] = {}
         self._cache_size = cache_size
         self.text = ""
         self._policies: Any = None
@@ -213,13 +213,7 @@ class PolicyEngine:
 
     def authorize(self, principal: Principal, action: str, resource: tuple[str, str]) -> Decision:
         """THE authorization function: may ``principal`` do ``action`` on ``resource``?"""
-        key = (
-            principal.name,
-            principal.role,
-            f"{principal.tenant}/{principal.site or ''}",
-            action,
-            f"{resource[0]}:{resource[1]}",
-        )
+        key = (principal.name, principal.role, principal.tenant, principal.site, action, resource)
         cached = self._cache.get(key)
         if cached is not None:
             return cached

@@ -17,7 +17,7 @@ from trellis.alerts.reports import alert_metrics
 from trellis.alerts.service import AlertOutcome
 from trellis.alerts.timeline import AlertEvent
 from trellis.api.auth import site_scoped
-from trellis.api.deps import PlatformDep, RowId, SiteDep, TenantDep, time_range
+from trellis.api.deps import MAX_ROW_ID, PlatformDep, RowId, SiteDep, TenantDep, time_range
 from trellis.api.encoding import documented, json_response
 from trellis.core.clock import now_ms
 from trellis.core.errors import NotFoundError
@@ -104,7 +104,7 @@ def list_alerts(
     site: Annotated[str | None, Query(description="alerts of every device at the site")] = None,
     order: Annotated[str, Query(pattern="^(newest|severity)$")] = "newest",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> Response:
     """Alerts, newest (or most severe) first; filter by status (repeatable), device, site
     (a contractor sees its own site's only)."""

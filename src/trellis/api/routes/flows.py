@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from trellis.api.deps import PlatformDep, TenantDep
+from trellis.api.deps import MAX_ROW_ID, PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.rules.flows import FlowTestResult, parse_flow, run_flow_tests
 from trellis.rules.flowstore import FlowVersion
@@ -55,7 +55,7 @@ async def deploy_flow(
     flow_id: str,
     platform: PlatformDep,
     tenant: TenantDep,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
 ) -> Response:
     """Run a version (default the newest): its rules replace the flow's running rules."""
     deployed = await asyncio.to_thread(platform.flows.deploy, tenant, flow_id, version)
@@ -65,7 +65,10 @@ async def deploy_flow(
 
 @router.post("/flows/{flow_id}/revert", responses=documented(FlowVersion))
 async def revert_flow(
-    flow_id: str, platform: PlatformDep, tenant: TenantDep, version: Annotated[int, Query(ge=1)]
+    flow_id: str,
+    platform: PlatformDep,
+    tenant: TenantDep,
+    version: Annotated[int, Query(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
     """Deploy an earlier version again, as the newest version."""
     reverted = await asyncio.to_thread(platform.flows.revert, tenant, flow_id, version)

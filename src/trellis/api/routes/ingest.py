@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from trellis.api.deps import PlatformDep, TenantDep
+from trellis.api.deps import MAX_ROW_ID, PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.core.clock import now_ms
 from trellis.core.types import RawMessage
@@ -26,7 +26,7 @@ def list_quarantine(
     platform: PlatformDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> Response:
     """Refused messages, newest first, with the reason and the original bytes (base64)."""
     return json_response(platform.quarantine.find(tenant, limit=limit, offset=offset))

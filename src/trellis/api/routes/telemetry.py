@@ -98,7 +98,10 @@ def query_telemetry(
     start: Annotated[str | None, Query(description="epoch ms or RFC 3339; default end-1h")] = None,
     end: Annotated[str | None, Query(description="epoch ms or RFC 3339; default now")] = None,
     bucket_ms: Annotated[
-        int | None, Query(ge=1000, description="aggregate into buckets; default raw values")
+        int | None,
+        Query(
+            ge=1000, le=31 * 86_400_000, description="aggregate into buckets; default raw values"
+        ),
     ] = None,
     fn: Aggregate = Aggregate.AVG,
     fill: Fill = Fill.NONE,
