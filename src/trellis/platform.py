@@ -93,9 +93,7 @@ class Platform:
             storm_window_ms=int(settings.alerts.storm_window_s * 1000),
         )
         self.rules = RuleStore(self.engine)
-        self.storage = StorageMaintenance(
-            self.store, settings.storage, lambda: self.registry.find(self.tenant)
-        )
+        self.storage = StorageMaintenance(self.store, settings.storage, self.registry.every)
         self.models = ModelService(
             self.engine, settings.ml, settings.data_dir, self.alerts, self.registry, self.store
         )

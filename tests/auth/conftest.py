@@ -38,7 +38,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
         users = UserStore(engine)
         tokens = {}
         for role in ROLES:
-            users.add(f"u-{role}", "default", role, PASSWORD)
+            site = "north" if role == "contractor" else None
+            users.add(f"u-{role}", "default", role, PASSWORD, site=site)
             tokens[role] = users.issue_token(f"u-{role}", list(SCOPES), 1)
         users.add("stranger", "other", "admin", PASSWORD)
         tokens["stranger"] = users.issue_token("stranger", list(SCOPES), 1)

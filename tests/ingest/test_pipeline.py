@@ -189,7 +189,7 @@ def test_bad_messages_are_quarantined_whole_with_reason(
         assert entry.message == raw
         assert entry.reason == reason
         assert entry.tenant == TENANT
-    assert quarantine.get(entries[with_properties.id].id).message.properties == {
+    assert quarantine.get(entries[with_properties.id].id, None).message.properties == {
         "content-type": "application/json"
     }
 

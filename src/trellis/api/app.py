@@ -31,7 +31,10 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
             async with platform.running(simulate=simulate):
                 app.state.platform = platform
                 app.state.gate = open_gate(settings, platform.engine, guarded_router())
-                yield
+                try:
+                    yield
+                finally:
+                    app.state.gate.audit.close()  # the signed checkpoint at shutdown
         finally:
             platform.close()
 

@@ -30,6 +30,7 @@ __all__ = [
     "operations",
     "public",
     "same_origin",
+    "site_scoped",
 ]
 
 _READ = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,6 +44,13 @@ _ML = frozenset({"models", "fabric"})
 def public(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """Mark an endpoint that needs no principal (only the login that issues one)."""
     endpoint.__dict__["trellis_public"] = True
+    return endpoint
+
+
+def site_scoped(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark an endpoint that filters its rows by the caller's site (``api.deps.SiteDep``):
+    the only ones a principal limited to a site may call, whatever the policies say."""
+    endpoint.__dict__["trellis_site_scoped"] = True
     return endpoint
 
 
@@ -214,12 +222,23 @@ def authorized(request: Request) -> Principal | None:
         "tenant": principal.tenant,
         "via": principal.via,
     }
+    if principal.site is not None:
+        who["site"] = principal.site
     if op.group not in principal.scopes:
         reason = f"token lacks scope {op.group!r}"
         if op.changes:
             gate.audit.append(**who, decision="deny", reason=reason, **record)
         raise HTTPException(403, reason)
-    decision = gate.policies.authorize(principal, op.action, ("Tenant", gate.tenant))
+    if principal.site is not None and not endpoint.__dict__.get("trellis_site_scoped"):
+        reason = f"{op.action} is not limited to a site; {principal.name!r} works at one site"
+        gate.audit.append(**who, decision="deny", reason=reason, **record)
+        raise HTTPException(403, reason)
+    # The resource is the caller's own tenant (or site): every query of the request is scoped
+    # to it (api.deps.TenantDep, SiteDep), so no request can name another tenant's data.
+    resource = (
+        ("Site", principal.site) if principal.site is not None else ("Tenant", principal.tenant)
+    )
+    decision = gate.policies.authorize(principal, op.action, resource)
     if op.changes or not decision.allowed:
         gate.audit.append(
             **who,

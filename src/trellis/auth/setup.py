@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 
 from trellis.api.auth import Gate, operations
-from trellis.auth.audit import AuditLog
+from trellis.auth.audit import open_audit
 from trellis.auth.limits import LoginLimiter
 from trellis.auth.oidc import OidcVerifier
-from trellis.auth.policy import PolicyEngine, read_policy_dir
+from trellis.auth.policy import PolicyEngine, policy_files
 from trellis.auth.sessions import SessionStore
 from trellis.auth.users import UserStore
 from trellis.core.config import Settings
@@ -36,7 +36,7 @@ def policy_engine(settings: Settings, router: APIRouter) -> PolicyEngine:
     """The configured policies validated against the schema of ``router``'s operations."""
     actions = {op.action: op.group for op in operations(router).values()}
     return PolicyEngine(
-        actions, read_policy_dir(settings.auth.policy_dir), settings.auth.decision_cache
+        actions, policy_files(settings.auth.policy_dir), settings.auth.decision_cache
     )
 
 
@@ -68,7 +68,7 @@ def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
         tenant=settings.tenant,
         users=users,
         policies=policy_engine(settings, router),
-        audit=AuditLog(settings.data_dir / "audit" / "audit.jsonl"),
+        audit=open_audit(settings),
         ops=operations(router),
         oidc=OidcVerifier(auth.oidc, settings.tenant) if auth.oidc else None,
         sessions=SessionStore(engine, auth.session_hours * 3600, auth.session_idle_minutes * 60),

@@ -16,7 +16,7 @@ from trellis.store.metadata import api_tokens, users
 __all__ = ["ROLES", "SCOPES", "Principal", "TokenError", "UserStore", "hash_password"]
 
 #: The default roles; the built-in policies give each its rights within its tenant.
-ROLES = ("admin", "engineer", "data_scientist", "operator", "viewer", "auditor")
+ROLES = ("admin", "engineer", "data_scientist", "operator", "viewer", "auditor", "contractor")
 #: What a token may be used for: the action groups of the policy schema.
 SCOPES = ("read", "write", "operate", "ml", "audit", "admin")
 
@@ -26,7 +26,7 @@ _PREFIX = "trl_"
 # Every API request resolves its token: built per call, this statement cost two thirds
 # of the lookup (measured: ~380 µs of CPU per request against ~120 µs built once).
 _TOKEN = (
-    sa.select(api_tokens, users.c.tenant, users.c.role, users.c.disabled)
+    sa.select(api_tokens, users.c.tenant, users.c.role, users.c.disabled, users.c.site)
     .join(users, users.c.name == api_tokens.c.user)
     .where(api_tokens.c.id == sa.bindparam("p_id"))
 )
@@ -45,6 +45,7 @@ class Principal:
     role: str
     scopes: frozenset[str]
     via: str  # "token:<id>", "password", "loopback"
+    site: str | None = None  # limited to this site of the tenant (a contractor); None: all
 
 
 def hash_password(password: str) -> str:
@@ -89,11 +90,23 @@ class UserStore:
             return int(conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one())
 
     def add(
-        self, name: str, tenant: str, role: str, password: str, *, must_change: bool = False
+        self,
+        name: str,
+        tenant: str,
+        role: str,
+        password: str,
+        *,
+        must_change: bool = False,
+        site: str | None = None,
     ) -> None:
-        """Create a user; an unknown role or an existing name is refused."""
+        """Create a user (``site``: limited to that site of the tenant); an unknown role, a
+        contractor without a site or an existing name is refused."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        if role == "contractor" and not site:
+            raise ValueError("a contractor works at one site: give --site")
+        if site is not None and not 1 <= len(site) <= 128:
+            raise ValueError(f"bad site {site!r}: 1-128 characters")
         if (
             not name
             or len(name) > 64
@@ -109,6 +122,7 @@ class UserStore:
             "password_hash": hash_password(password),
             "must_change": must_change,
             "created_ms": now_ms(),
+            "site": site,
         }
         with self._engine.begin() as conn:
             if conn.execute(sa.select(users.c.name).where(users.c.name == name)).first():
@@ -134,7 +148,9 @@ class UserStore:
             return None
         if not _check_password(password, row["password_hash"]) or row["disabled"]:
             return None
-        return Principal(row["name"], row["tenant"], row["role"], frozenset(SCOPES), "password")
+        return Principal(
+            row["name"], row["tenant"], row["role"], frozenset(SCOPES), "password", row["site"]
+        )
 
     def issue_token(self, name: str, scopes: list[str], days: float) -> str:
         """A new token ``trl_<id>.<secret>``; only its digest is stored, so show it once."""
@@ -173,7 +189,12 @@ class UserStore:
         if row["disabled"]:
             raise TokenError("the user is disabled")
         return Principal(
-            row["user"], row["tenant"], row["role"], frozenset(row["scopes"]), f"token:{token_id}"
+            row["user"],
+            row["tenant"],
+            row["role"],
+            frozenset(row["scopes"]),
+            f"token:{token_id}",
+            row["site"],
         )
 
     def set_disabled(self, name: str, disabled: bool) -> None:

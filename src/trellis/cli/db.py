@@ -35,6 +35,9 @@ def upgrade(config: ConfigOption = None) -> None:
     except (TrellisError, SQLAlchemyError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
+    from trellis.auth.audit import record_cli
+
+    record_cli(settings, "cli.db.upgrade", tenant=None)
     kind = "PostgreSQL" if settings.timeseries_url.startswith("postgres") else "SQLite"
     console.print(f"metadata and time-series schemas are current ({kind})")
 
@@ -54,9 +57,7 @@ def _maintenance(config: ConfigOption) -> tuple[StorageMaintenance, Callable[[],
         store.close()
         engine.dispose()
 
-    return StorageMaintenance(
-        store, settings.storage, lambda: registry.find(settings.tenant)
-    ), close
+    return StorageMaintenance(store, settings.storage, registry.every), close
 
 
 def _size(n: float) -> str:
@@ -105,6 +106,15 @@ def retention(config: ConfigOption = None) -> None:
         run = maintenance.retain()
     finally:
         close()
+    from trellis.auth.audit import record_cli
+
+    record_cli(
+        load_or_exit(config),
+        "cli.db.retention",
+        tenant=None,
+        readings_deleted=run.readings_deleted,
+        rollups_deleted=run.rollups_deleted,
+    )
     console.print(
         f"deleted {run.readings_deleted:,} readings and {run.rollups_deleted:,} rollup minutes "
         f"({run.groups} policy groups)"

@@ -53,6 +53,9 @@ def import_model(
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
+    from trellis.auth.audit import record_cli
+
+    record_cli(load_or_exit(config), "cli.device_models.import", tenant=None, model=model.key)
     console.print(f"imported {escape(model.key)} ({fmt}): {len(model.metrics)} metrics")
 
 

@@ -119,6 +119,9 @@ def train(
             registered = platform.models.register_trained(
                 platform.tenant, name, version, trained, by
             )
+            from trellis.auth.audit import record_cli
+
+            record_cli(platform.settings, "cli.models.train", tenant=platform.tenant, model=name)
             progress.advance(task)
         console.print(
             f"registered {name} {registered.version} ({registered.sha256[:12]}) in stage dev; "
@@ -146,6 +149,9 @@ def register(
         done = platform.models.register(
             platform.tenant, name, version, file.read_bytes(), parsed, by
         )
+        from trellis.auth.audit import record_cli
+
+        record_cli(platform.settings, "cli.models.register", tenant=platform.tenant, model=name)
         console.print(f"registered {name} {done.version} sha256 {done.sha256}")
     except (TrellisError, ValueError, msgspec.ValidationError) as exc:
         raise _fail(str(exc)) from None
@@ -165,6 +171,16 @@ def promote(
     platform = _platform(config)
     try:
         result = platform.models.promote(platform.tenant, name, version, by, stage)
+        from trellis.auth.audit import record_cli
+
+        record_cli(
+            platform.settings,
+            "cli.models.promote",
+            tenant=platform.tenant,
+            model=name,
+            version=version,
+            passed=not isinstance(result, GateReport),
+        )
         if isinstance(result, GateReport):
             table = Table("check", "result", "detail", title=f"gate for {name} {version}")
             for check in result.checks:
@@ -186,6 +202,9 @@ def rollback(name: str, by: ByOption = "cli", config: ConfigOption = None) -> No
     platform = _platform(config)
     try:
         restored = platform.models.rollback(platform.tenant, name, by)
+        from trellis.auth.audit import record_cli
+
+        record_cli(platform.settings, "cli.models.rollback", tenant=platform.tenant, model=name)
         console.print(f"{name} {restored.version} is back in production")
     except TrellisError as exc:
         raise _fail(str(exc)) from None

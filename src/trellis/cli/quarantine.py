@@ -72,7 +72,7 @@ def show(entry_id: int, config: ConfigOption = None) -> None:
 
     quarantine, _, _, _, close = _open(config)
     try:
-        entry = quarantine.get(entry_id)
+        entry = quarantine.get(entry_id, None)
     except NotFoundError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -109,7 +109,7 @@ def replay(
     emitter = LineageEmitter.from_settings(settings.fabric)
     try:
         entries = (
-            [quarantine.get(i) for i in ids]
+            [quarantine.get(i, None) for i in ids]
             if ids
             else quarantine.find(tenant, limit=1_000_000, pending=True)
         )
@@ -131,6 +131,16 @@ def replay(
                 progress.advance(task, len(chunk))
     finally:
         close()
+    from trellis.auth.audit import record_cli
+
+    record_cli(
+        settings,
+        "cli.quarantine.replay",
+        tenant=tenant,
+        entries=len(entries),
+        recovered=recovered,
+        stored=stored,
+    )
     console.print(
         f"recovered {recovered:,} messages ({stored:,} readings stored, {duplicates:,} already "
         f"stored); {failed:,} still quarantined"

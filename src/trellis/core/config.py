@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -43,6 +44,7 @@ __all__ = [
     "Settings",
     "SimSettings",
     "StorageSettings",
+    "TrustSettings",
     "WebhookSettings",
     "load_settings",
 ]
@@ -367,6 +369,25 @@ class FabricSettings(_Section):
     lineage_timeout_s: float = Field(default=5.0, gt=0)
 
 
+class TrustSettings(_Section):
+    """The platform's signing key and the audit log's signed checkpoints (docs/security.md).
+
+    The key is read from ``platform_key`` (PEM, or base64 of the 32-byte Ed25519 seed; e.g.
+    ``TRELLIS_TRUST__PLATFORM_KEY``), else from ``platform_key_file``, else from
+    ``<data_dir>/keys/platform-ed25519.pem``, generated there (mode 0600) on first start.
+    """
+
+    platform_key: SecretStr | None = Field(
+        default=None, description="Ed25519 private key: PEM or base64 of the 32-byte seed"
+    )
+    platform_key_file: Path | None = Field(
+        default=None, description="PEM file of the key; default <data_dir>/keys/"
+    )
+    audit_checkpoint_every: int = Field(
+        default=100, ge=1, le=1_000_000, description="signed checkpoint after this many entries"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of a Trellis process, validated before anything starts."""
 
@@ -387,6 +408,7 @@ class Settings(BaseSettings):
     rules: RuleSettings = RuleSettings()
     auth: AuthSettings = AuthSettings()
     fabric: FabricSettings = FabricSettings()
+    trust: TrustSettings = TrustSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -103,6 +103,10 @@ class DeviceRegistry:
             key=lambda device: device.id,
         )
 
+    def every(self) -> list[Device]:
+        """Every device of every tenant (for platform-wide work such as retention)."""
+        return sorted(self._cache.values(), key=lambda device: (device.tenant, device.id))
+
     def register(self, device: Device) -> Device:
         """Create or update a device; its model must be known."""
         if device.model not in self.models:

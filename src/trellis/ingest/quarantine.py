@@ -89,14 +89,16 @@ class Quarantine:
         with self._engine.connect() as connection:
             return [_entry(row) for row in connection.execute(query).mappings()]
 
-    def get(self, entry_id: int) -> QuarantinedMessage:
-        """One entry, or :class:`NotFoundError`."""
+    def get(self, entry_id: int, tenant: str | None) -> QuarantinedMessage:
+        """One entry of ``tenant``, or :class:`NotFoundError` (also for another tenant's).
+
+        ``tenant=None`` (the operator on the host) reads any entry; the API always passes
+        the caller's tenant, so an id of another tenant is as unknown as a missing one."""
+        query = sa.select(quarantine).where(quarantine.c.id == entry_id)
+        if tenant is not None:
+            query = query.where(quarantine.c.tenant == tenant)
         with self._engine.connect() as connection:
-            row = (
-                connection.execute(sa.select(quarantine).where(quarantine.c.id == entry_id))
-                .mappings()
-                .first()
-            )
+            row = connection.execute(query).mappings().first()
         if row is None:
             raise NotFoundError("quarantined message", entry_id)
         return _entry(row)

@@ -351,6 +351,8 @@ users = sa.Table(
     sa.Column("must_change", sa.Boolean, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Set for a user limited to one site of its tenant (a contractor); NULL: the whole tenant.
+    sa.Column("site", sa.String(128), nullable=True),
 )
 
 api_tokens = sa.Table(

@@ -112,9 +112,7 @@ async def quarantine_page(
 
 
 def _entry_view(platform: Platform, entry_id: int) -> dict[str, Any]:
-    entry = platform.quarantine.get(entry_id)
-    if entry.tenant not in (None, platform.tenant):
-        raise NotFoundError("quarantined message", entry_id)
+    entry = platform.quarantine.get(entry_id, platform.tenant)
     payload = entry.message.payload
     try:
         text, binary = payload.decode("utf-8"), False
@@ -147,7 +145,9 @@ async def replay_entry(entry_id: int, request: Request, platform: PlatformDep) -
         view = await asyncio.to_thread(_entry_view, platform, entry_id)
     except NotFoundError:
         return _not_found(request, f"There is no quarantined message {entry_id}.")
-    report, recovered = await asyncio.to_thread(replay_entries, platform, [entry_id])
+    report, recovered = await asyncio.to_thread(
+        replay_entries, platform, platform.tenant, [entry_id]
+    )
     for readings in recovered:
         with contextlib.suppress(ClosedError):
             await platform.bus.publish(readings)
@@ -160,7 +160,7 @@ async def replay_entry(entry_id: int, request: Request, platform: PlatformDep) -
 async def replay_pending(request: Request, platform: PlatformDep) -> Response:
     """Replay every pending entry of the tenant, then show the list."""
 
-    _, recovered = await asyncio.to_thread(replay_entries, platform, [])
+    _, recovered = await asyncio.to_thread(replay_entries, platform, platform.tenant, [])
     for readings in recovered:
         with contextlib.suppress(ClosedError):
             await platform.bus.publish(readings)

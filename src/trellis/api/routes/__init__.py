@@ -19,6 +19,7 @@ from trellis.api.routes import (
     lineage,
     models,
     mqtt,
+    policies,
     rules,
     semantic,
     storage,
@@ -49,6 +50,7 @@ for module in (
     semantic,
     lineage,
     twins,
+    policies,
 ):
     router.include_router(module.router)
 router.include_router(auth.audit_router)

@@ -17,10 +17,13 @@ from trellis.alerts.reports import alert_metrics
 from trellis.alerts.service import AlertOutcome
 from trellis.alerts.snooze import MAX_SNOOZE_MINUTES
 from trellis.alerts.timeline import AlertEvent
-from trellis.api.deps import PlatformDep, time_range
+from trellis.api.auth import site_scoped
+from trellis.api.deps import MAX_ROW_ID, PlatformDep, RowId, SiteDep, TenantDep, time_range
 from trellis.api.encoding import documented, json_response
 from trellis.core.clock import now_ms
+from trellis.core.errors import NotFoundError
 from trellis.core.types import Alert, AlertStatus
+from trellis.platform import Platform
 
 __all__ = ["ActorIn", "FeedbackIn", "ResolveIn", "router"]
 
@@ -85,9 +88,18 @@ class ExportFormat(enum.StrEnum):
 Window = Annotated[str | None, Query(description="epoch ms or RFC 3339")]
 
 
+def _at_site(platform: Platform, tenant: str, site: str | None, alert_id: int) -> None:
+    """404 for an alert of another site when the caller is limited to one (a contractor)."""
+    if site is not None and platform.alerts.get(tenant, alert_id).site != site:
+        raise NotFoundError("alert", alert_id)
+
+
 @router.get("/alerts", responses=documented(list[Alert]))
+@site_scoped
 def list_alerts(
     platform: PlatformDep,
+    tenant: TenantDep,
+    scope: SiteDep,
     status: Annotated[list[AlertStatus] | None, Query()] = None,
     device: str | None = None,
     site: Annotated[str | None, Query(description="alerts of every device at the site")] = None,
@@ -97,13 +109,18 @@ def list_alerts(
     ] = None,
     order: Annotated[str, Query(pattern="^(newest|severity)$")] = "newest",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> Response:
     """Alerts, newest (or most severe) first; filter by status (repeatable), device, site,
-    or any node above the devices in the asset tree (``under``)."""
+    or any node above the devices in the asset tree (``under``); a contractor sees its
+    own site's only."""
+    if scope is not None:
+        if site not in (None, scope):
+            return json_response([])
+        site = scope
     return json_response(
         platform.alerts.find(
-            platform.tenant,
+            tenant,
             statuses=set(status) if status else None,
             device=device,
             site=site,
@@ -118,6 +135,7 @@ def list_alerts(
 @router.get("/alerts/metrics", responses=documented(list[AlertMetrics]))
 def metrics(
     platform: PlatformDep,
+    tenant: TenantDep,
     start: Window = None,
     end: Window = None,
     group_by: GroupBy = GroupBy.NONE,
@@ -129,9 +147,7 @@ def metrics(
     ``[start, end)`` (default: the last 7 days); definitions in docs/metrics.md."""
     start_ms, end_ms = time_range(start, end, default_span_ms=7 * 86_400_000)
     return json_response(
-        alert_metrics(
-            platform.engine, platform.tenant, group_by, start_ms, end_ms, site=site, rule=rule
-        )
+        alert_metrics(platform.engine, tenant, group_by, start_ms, end_ms, site=site, rule=rule)
     )
 
 
@@ -146,21 +162,21 @@ def metrics(
 )
 def labels(
     platform: PlatformDep,
+    tenant: TenantDep,
     since: Window = None,
     until: Window = None,
     format: ExportFormat = ExportFormat.JSONL,
 ) -> Response:
     """Operator feedback as training labels (readings window, device, rule, model version)."""
     since_ms, until_ms = time_range(since, until, default_span_ms=365 * 86_400_000)
-    found: list[Label] = platform.alerts.labels(
-        platform.tenant, since_ms=since_ms, until_ms=until_ms
-    )
+    found: list[Label] = platform.alerts.labels(tenant, since_ms=since_ms, until_ms=until_ms)
     if format is ExportFormat.CSV:
         return Response(labels_csv(found), media_type="text/csv")
     return Response(labels_jsonl(found), media_type="application/x-ndjson")
 
 
 @router.get("/alerts/root-causes", responses=documented(dict[str, list[str]]))
+@site_scoped
 def root_causes(platform: PlatformDep, type: str) -> Response:
     """What an operator may answer for alerts of ``type``: root causes and actions."""
     causes = root_causes_for(type, platform.settings.alerts.root_causes)
@@ -169,77 +185,105 @@ def root_causes(platform: PlatformDep, type: str) -> Response:
 
 @router.get("/alerts/dead-letters", responses=documented(list[DeadLetter]))
 def dead_letters(
-    platform: PlatformDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    platform: PlatformDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> Response:
     """Notifications no channel accepted after every retry, newest first."""
     notifier = platform.notifier
-    return json_response(notifier.dead_letters(platform.tenant, limit) if notifier else [])
+    return json_response(notifier.dead_letters(tenant, limit) if notifier else [])
 
 
 @router.get("/alerts/{alert_id}", responses=documented(Alert))
-def get_alert(alert_id: int, platform: PlatformDep) -> Response:
+@site_scoped
+def get_alert(alert_id: RowId, platform: PlatformDep, tenant: TenantDep, site: SiteDep) -> Response:
     """One alert."""
-    return json_response(platform.alerts.get(platform.tenant, alert_id))
+    _at_site(platform, tenant, site, alert_id)
+    return json_response(platform.alerts.get(tenant, alert_id))
 
 
 @router.get("/alerts/{alert_id}/timeline", responses=documented(list[AlertEvent]))
-def timeline(alert_id: int, platform: PlatformDep) -> Response:
+@site_scoped
+def timeline(alert_id: RowId, platform: PlatformDep, tenant: TenantDep, site: SiteDep) -> Response:
     """Every change of the alert, oldest first, with who and when."""
-    return json_response(platform.alerts.timeline(platform.tenant, alert_id))
+    _at_site(platform, tenant, site, alert_id)
+    return json_response(platform.alerts.timeline(tenant, alert_id))
 
 
 @router.post("/alerts/{alert_id}/acknowledge", responses=documented(AlertOutcome))
+@site_scoped
 def acknowledge_alert(
-    alert_id: int, platform: PlatformDep, body: ActorIn | None = None
+    alert_id: RowId,
+    platform: PlatformDep,
+    tenant: TenantDep,
+    site: SiteDep,
+    body: ActorIn | None = None,
 ) -> Response:
     """Record that someone has seen the alert; a repeat says who did it first."""
+    _at_site(platform, tenant, site, alert_id)
     actor = body.by if body else "operator"
-    return json_response(platform.alerts.acknowledge(platform.tenant, alert_id, actor))
+    return json_response(platform.alerts.acknowledge(tenant, alert_id, actor))
 
 
 @router.post("/alerts/{alert_id}/resolve", responses=documented(AlertOutcome))
-def resolve_alert(alert_id: int, platform: PlatformDep, body: ResolveIn | None = None) -> Response:
+@site_scoped
+def resolve_alert(
+    alert_id: RowId,
+    platform: PlatformDep,
+    tenant: TenantDep,
+    site: SiteDep,
+    body: ResolveIn | None = None,
+) -> Response:
     """Close the alert (a repeat says who did); feedback is refused (409) while the
     alert is still active and rejected (422) when it names an unknown root cause."""
+    _at_site(platform, tenant, site, alert_id)
     body = body or ResolveIn()
     feedback = Feedback(**body.feedback.model_dump()) if body.feedback else None
     try:
-        outcome = platform.alerts.resolve(platform.tenant, alert_id, body.by, feedback)
+        outcome = platform.alerts.resolve(tenant, alert_id, body.by, feedback)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(outcome)
 
 
 @router.post("/alerts/{alert_id}/assign", responses=documented(AlertOutcome))
-def assign_alert(alert_id: int, body: AssignIn, platform: PlatformDep) -> Response:
+def assign_alert(
+    alert_id: RowId, body: AssignIn, platform: PlatformDep, tenant: TenantDep
+) -> Response:
     """Assign the alert to a person or team."""
-    return json_response(platform.alerts.assign(platform.tenant, alert_id, body.by, body.assignee))
+    return json_response(platform.alerts.assign(tenant, alert_id, body.by, body.assignee))
 
 
 @router.post("/alerts/{alert_id}/comments", responses=documented(AlertOutcome))
-def comment_alert(alert_id: int, body: CommentIn, platform: PlatformDep) -> Response:
+@site_scoped
+def comment_alert(
+    alert_id: RowId, body: CommentIn, platform: PlatformDep, tenant: TenantDep, site: SiteDep
+) -> Response:
     """Add a comment to the alert's timeline."""
+    _at_site(platform, tenant, site, alert_id)
     try:
-        outcome = platform.alerts.comment(platform.tenant, alert_id, body.by, body.text)
+        outcome = platform.alerts.comment(tenant, alert_id, body.by, body.text)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(outcome)
 
 
 @router.post("/alerts/{alert_id}/snooze", responses=documented(AlertOutcome))
-def snooze_alert(alert_id: int, body: SnoozeIn, platform: PlatformDep) -> Response:
+def snooze_alert(
+    alert_id: RowId, body: SnoozeIn, platform: PlatformDep, tenant: TenantDep
+) -> Response:
     """Keep the alert from escalating for ``minutes``."""
     until = now_ms() + int(body.minutes * 60_000)
-    return json_response(platform.alerts.snooze(platform.tenant, alert_id, body.by, until))
+    return json_response(platform.alerts.snooze(tenant, alert_id, body.by, until))
 
 
 @router.post("/alerts/{alert_id}/actions", responses=documented(AlertOutcome))
-def record_action(alert_id: int, body: ActionIn, platform: PlatformDep) -> Response:
+@site_scoped
+def record_action(
+    alert_id: RowId, body: ActionIn, platform: PlatformDep, tenant: TenantDep, site: SiteDep
+) -> Response:
     """Record an action taken (what mean time to action measures)."""
+    _at_site(platform, tenant, site, alert_id)
     try:
-        outcome = platform.alerts.record_action(
-            platform.tenant, alert_id, body.by, body.action, body.note
-        )
+        outcome = platform.alerts.record_action(tenant, alert_id, body.by, body.action, body.note)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(outcome)

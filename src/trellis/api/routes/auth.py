@@ -11,8 +11,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from trellis.api.auth import Gate, public
+from trellis.api.deps import TenantDep
 from trellis.api.encoding import documented, json_response
-from trellis.auth.audit import verify
+from trellis.auth.audit import check
 from trellis.auth.users import SCOPES
 
 __all__ = ["LoginIn", "router"]
@@ -45,6 +46,8 @@ class AuditVerified(msgspec.Struct):
     ok: bool
     first_bad_line: int | None
     reason: str | None
+    checkpoints: int = 0  # signed by the platform key, all verified
+    unprotected: int = 0  # entries after the newest checkpoint
 
 
 @router.post("/auth/token", responses=documented(TokenOut, 201, "Created"), status_code=201)
@@ -78,6 +81,7 @@ def login(body: LoginIn, request: Request) -> Response:
     token = gate.users.issue_token(principal.name, body.scopes, body.days)
     gate.audit.append(
         principal=principal.name,
+        tenant=principal.tenant,
         decision="allow",
         reason="password",
         action="auth.login",
@@ -90,25 +94,30 @@ def login(body: LoginIn, request: Request) -> Response:
 
 @audit_router.get("/audit", responses=documented(list[dict[str, Any]]))
 def audit_entries(
-    request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
+    request: Request, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> Response:
-    """The newest audit entries, newest first."""
+    """The newest audit entries of the caller's tenant, newest first."""
     gate: Gate = request.app.state.gate
-    return json_response(gate.audit.entries(limit))
+    return json_response(gate.audit.entries(limit, tenant=tenant))
 
 
 @audit_router.get("/audit/verify", responses=documented(AuditVerified))
 def audit_verify(request: Request) -> Response:
-    """Check the hash chain and name the first entry that was edited, deleted or moved."""
+    """Check the hash chain and the signed checkpoints; name the first entry that was
+    edited, deleted or moved, or the range cut off the end."""
     gate: Gate = request.app.state.gate
     if not gate.audit.path.exists():
         return json_response(AuditVerified(0, True, None, None))
-    count, broken = verify(gate.audit.path)
+    key = gate.audit.key.public_key() if gate.audit.key is not None else None
+    found = check(gate.audit.path, key, require_checkpoint_file=True)
+    broken = found.broken
     return json_response(
         AuditVerified(
-            count,
+            found.entries,
             broken is None,
             broken.line if broken else None,
             broken.reason if broken else None,
+            found.checkpoints,
+            found.unprotected,
         )
     )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.protocols.mqtt import CommandResult
 
@@ -26,23 +26,23 @@ class CommandRequest(BaseModel):
 
 
 @router.post("/devices/{device_id}/commands", responses=documented(CommandResult))
-async def send_command(device_id: str, body: CommandRequest, platform: PlatformDep) -> Response:
+async def send_command(
+    device_id: str, body: CommandRequest, platform: PlatformDep, tenant: TenantDep
+) -> Response:
     """Publish the command with a response topic and correlation data; wait for the answer.
 
     Always 200 once the command was sent: ``outcome`` says ``answered``, ``timed_out``
     or ``device_error`` (with ``reason``).
     """
-    if platform.registry.get(platform.tenant, device_id) is None:
-        raise HTTPException(404, f"unknown device {device_id!r} in tenant {platform.tenant!r}")
+    if platform.registry.get(tenant, device_id) is None:
+        raise HTTPException(404, f"unknown device {device_id!r} in tenant {tenant!r}")
     gateway = platform.mqtt
     if gateway is None:
         raise HTTPException(
             503, "commands need an MQTT broker: this process talks to none (TRELLIS_MQTT__URL)"
         )
     try:
-        result = await gateway.command(
-            platform.tenant, device_id, body.name, body.args, body.timeout_s
-        )
+        result = await gateway.command(tenant, device_id, body.name, body.args, body.timeout_s)
     except OverflowError as exc:
         raise HTTPException(429, str(exc)) from None
     return json_response(result)

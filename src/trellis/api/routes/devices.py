@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep
+from trellis.api.auth import site_scoped
+from trellis.api.deps import PlatformDep, SiteDep, TenantDep, require_device
 from trellis.api.encoding import documented, json_response
 from trellis.core.types import Device
 
@@ -27,24 +28,29 @@ class DeviceIn(BaseModel):
 
 
 @router.get("/devices", responses=documented(list[Device]))
-def list_devices(platform: PlatformDep) -> Response:
-    """Every device of the tenant, ordered by id."""
-    return json_response(platform.registry.find(platform.tenant))
+@site_scoped
+def list_devices(platform: PlatformDep, tenant: TenantDep, site: SiteDep) -> Response:
+    """Every device of the tenant (of the caller's site, for a contractor), ordered by id."""
+    found = platform.registry.find(tenant)
+    return json_response(found if site is None else [d for d in found if d.site == site])
 
 
 @router.get("/devices/{device_id}", responses=documented(Device))
-def get_device(device_id: str, platform: PlatformDep) -> Response:
+@site_scoped
+def get_device(device_id: str, platform: PlatformDep, tenant: TenantDep, site: SiteDep) -> Response:
     """One device."""
-    return json_response(platform.registry.require(platform.tenant, device_id))
+    return json_response(require_device(platform, tenant, site, device_id))
 
 
 @router.put("/devices/{device_id}", responses=documented(Device))
-def put_device(device_id: str, body: DeviceIn, platform: PlatformDep) -> Response:
+def put_device(
+    device_id: str, body: DeviceIn, platform: PlatformDep, tenant: TenantDep
+) -> Response:
     """Register a device, or update it; the model must be known."""
     try:
         device = platform.registry.register(
             Device(
-                tenant=platform.tenant,
+                tenant=tenant,
                 id=device_id,
                 model=body.model,
                 name=body.name,

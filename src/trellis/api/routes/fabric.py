@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import MAX_ROW_ID, PlatformDep, RowId, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.contracts.importers import ModelFormatError, parse_model
 from trellis.core.errors import ClosedError, ConflictError
@@ -38,7 +38,7 @@ class ModelIn(BaseModel):
 class ReplayIn(BaseModel):
     """Which entries to replay; all pending ones of the tenant when ``ids`` is empty."""
 
-    ids: list[int] = []
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ROW_ID)]] = Field(default=[], max_length=10_000)
 
 
 @router.get("/device-models", responses=documented(list[DeviceModel]))
@@ -67,35 +67,37 @@ def import_model(body: ModelIn, platform: PlatformDep) -> Response:
 
 
 @router.get("/quarantine/{entry_id}", responses=documented(QuarantinedMessage))
-def get_quarantined(entry_id: int, platform: PlatformDep) -> Response:
-    """One quarantined message, its payload included."""
-    return json_response(platform.quarantine.get(entry_id))
+def get_quarantined(entry_id: RowId, platform: PlatformDep, tenant: TenantDep) -> Response:
+    """One quarantined message of the tenant, its payload included."""
+    return json_response(platform.quarantine.get(entry_id, tenant))
 
 
 @router.post("/quarantine/replay", responses=documented(ReplayReport))
-async def replay_quarantine(body: ReplayIn, platform: PlatformDep) -> Response:
+async def replay_quarantine(body: ReplayIn, platform: PlatformDep, tenant: TenantDep) -> Response:
     """Decode entries again with today's models; store what passes, each reading once.
 
     Recovered readings are published on the bus like live ones, so rules see them.
     """
-    report, recovered = await asyncio.to_thread(replay_entries, platform, body.ids)
+    report, recovered = await asyncio.to_thread(replay_entries, platform, tenant, body.ids)
     for readings in recovered:
         with contextlib.suppress(ClosedError):
             await platform.bus.publish(readings)
     return json_response(report)
 
 
-def replay_entries(platform: Platform, ids: list[int]) -> tuple[ReplayReport, list[list[Reading]]]:
-    """Replay ``ids`` (every pending entry of the tenant when empty); the report and the
-    recovered readings, message by message, for the caller to publish."""
+def replay_entries(
+    platform: Platform, tenant: str, ids: list[int]
+) -> tuple[ReplayReport, list[list[Reading]]]:
+    """Replay ``ids`` of ``tenant`` (every pending entry of the tenant when empty); the
+    report and the recovered readings, message by message, for the caller to publish."""
     quarantine = platform.quarantine
     entries = (
-        [quarantine.get(i) for i in ids]
+        [quarantine.get(i, tenant) for i in ids]
         if ids
-        else quarantine.find(platform.tenant, limit=10_000, pending=True)
+        else quarantine.find(tenant, limit=10_000, pending=True)
     )
     recovered: list[list[Reading]] = []
-    with replay_lineage(platform.lineage, platform.tenant, archived=True) as count:
+    with replay_lineage(platform.lineage, tenant, archived=True) as count:
         report = replay(
             entries,
             quarantine,

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import MAX_ROW_ID, PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.core.clock import now_ms
 from trellis.core.types import RawMessage
@@ -24,11 +24,12 @@ router = APIRouter(tags=["ingest"])
 @router.get("/quarantine", responses=documented(list[QuarantinedMessage]))
 def list_quarantine(
     platform: PlatformDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> Response:
     """Refused messages, newest first, with the reason and the original bytes (base64)."""
-    return json_response(platform.quarantine.find(platform.tenant, limit=limit, offset=offset))
+    return json_response(platform.quarantine.find(tenant, limit=limit, offset=offset))
 
 
 @router.post(
@@ -39,7 +40,9 @@ def list_quarantine(
     },
     status_code=202,
 )
-async def post_telemetry(device_id: str, request: Request, platform: PlatformDep) -> Response:
+async def post_telemetry(
+    device_id: str, request: Request, platform: PlatformDep, tenant: TenantDep
+) -> Response:
     """Send one telemetry message over HTTP, as a device without MQTT would.
 
     The body is the same JSON as on MQTT. The response comes after the batch holding
@@ -57,7 +60,7 @@ async def post_telemetry(device_id: str, request: Request, platform: PlatformDep
     raw = RawMessage(
         id=str(uuid.uuid4()),
         source="http",
-        topic=telemetry_topic(platform.tenant, device_id),
+        topic=telemetry_topic(tenant, device_id),
         payload=bytes(body),
         received_ms=now_ms(),
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.core.clock import now_ms
 from trellis.ingest.archive import ArchiveStats
@@ -31,13 +31,13 @@ class ReprocessIn(BaseModel):
 
 
 @router.get("/lineage/{kind}/{ident:path}", responses=documented(LineageGraph))
-def lineage(kind: str, ident: str, platform: PlatformDep) -> Response:
+def lineage(kind: str, ident: str, platform: PlatformDep, tenant: TenantDep) -> Response:
     """The lineage graph of one node; ``kind`` is one of reading (``device/metric/ts``),
     message, rollup (``device/metric/minute``), alert, prediction, model (``name@version``)."""
     if kind not in KINDS:
         raise HTTPException(422, f"unknown lineage kind {kind!r}; known: {list(KINDS)}")
     try:
-        graph = platform.lineage_walker.walk(platform.tenant, kind, ident)
+        graph = platform.lineage_walker.walk(tenant, kind, ident)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(graph)
@@ -50,7 +50,7 @@ def archive_stats(platform: PlatformDep) -> Response:
 
 
 @router.post("/reprocess", responses=documented(ReprocessReport))
-async def reprocess(body: ReprocessIn, platform: PlatformDep) -> Response:
+async def reprocess(body: ReprocessIn, platform: PlatformDep, tenant: TenantDep) -> Response:
     """Re-derive a past period's readings of one model's devices from the archive with the
     model's current version; readings already stored are kept (a second run adds none)."""
     now = now_ms()
@@ -67,7 +67,7 @@ async def reprocess(body: ReprocessIn, platform: PlatformDep) -> Response:
             platform.registry,
             platform.store,
             limits_of(platform.settings.ingest),
-            tenant=platform.tenant,
+            tenant=tenant,
             model=body.model,
             since=since,
             until=until,

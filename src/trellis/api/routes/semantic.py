@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.semantic.brick import brick_classes
 from trellis.semantic.model import Node, SemanticError, TreeNode
@@ -45,6 +45,7 @@ class ImportReport(msgspec.Struct, frozen=True):
 @router.get("/semantic/points", responses=documented(list[Node]))
 def semantic_points(
     platform: PlatformDep,
+    tenant: TenantDep,
     brick_class: Annotated[
         str | None,
         Query(alias="class", description="a Brick class; its subclasses are included"),
@@ -54,7 +55,7 @@ def semantic_points(
 ) -> Response:
     """Points by class and place: "all Supply_Air_Temperature_Sensor within B2"."""
     try:
-        found = platform.semantic.points(platform.tenant, brick_class, within, tag or [])
+        found = platform.semantic.points(tenant, brick_class, within, tag or [])
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(found)
@@ -63,12 +64,13 @@ def semantic_points(
 @router.get("/semantic/tree", responses=documented(list[TreeNode]))
 def semantic_tree(
     platform: PlatformDep,
+    tenant: TenantDep,
     root: Annotated[
         str | None, Query(description="a node id; the whole forest when omitted")
     ] = None,
 ) -> Response:
     """The asset tree: sites, buildings, floors, zones, equipment, points."""
-    return json_response(platform.semantic.tree(platform.tenant, root))
+    return json_response(platform.semantic.tree(tenant, root))
 
 
 @router.get("/semantic/classes", responses=documented(list[str]))
@@ -84,13 +86,15 @@ def semantic_classes(
 
 
 @router.get("/semantic/nodes/{node_id}", responses=documented(Node))
-def get_node(node_id: str, platform: PlatformDep) -> Response:
+def get_node(node_id: str, platform: PlatformDep, tenant: TenantDep) -> Response:
     """One node."""
-    return json_response(platform.semantic.get(platform.tenant, node_id))
+    return json_response(platform.semantic.get(tenant, node_id))
 
 
 @router.put("/semantic/nodes/{node_id}", responses=documented(Node))
-async def put_node(node_id: str, body: NodeIn, platform: PlatformDep) -> Response:
+async def put_node(
+    node_id: str, body: NodeIn, platform: PlatformDep, tenant: TenantDep
+) -> Response:
     """Create or move a node; an unknown class, a missing parent or a cycle is a 422."""
     node = Node(
         id=node_id,
@@ -102,16 +106,16 @@ async def put_node(node_id: str, body: NodeIn, platform: PlatformDep) -> Respons
         tags=body.tags,
     )
     try:
-        await asyncio.to_thread(platform.semantic.put, platform.tenant, [node])
+        await asyncio.to_thread(platform.semantic.put, tenant, [node])
     except SemanticError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(node)
 
 
 @router.delete("/semantic/nodes/{node_id}", status_code=204)
-async def delete_node(node_id: str, platform: PlatformDep) -> Response:
+async def delete_node(node_id: str, platform: PlatformDep, tenant: TenantDep) -> Response:
     """Delete a node without children (409 while it has some)."""
-    await asyncio.to_thread(platform.semantic.delete, platform.tenant, node_id)
+    await asyncio.to_thread(platform.semantic.delete, tenant, node_id)
     return Response(status_code=204)
 
 
@@ -128,6 +132,7 @@ async def delete_node(node_id: str, platform: PlatformDep) -> Response:
 async def import_brick(
     request: Request,
     platform: PlatformDep,
+    tenant: TenantDep,
     replace: Annotated[
         bool, Query(description="replace the tenant's whole model instead of merging")
     ] = False,
@@ -143,9 +148,7 @@ async def import_brick(
         raise HTTPException(422, "the Turtle file must be UTF-8") from None
     try:
         nodes, relations = await asyncio.to_thread(parse_turtle, text)
-        await asyncio.to_thread(
-            platform.semantic.put, platform.tenant, nodes, relations, replace=replace
-        )
+        await asyncio.to_thread(platform.semantic.put, tenant, nodes, relations, replace=replace)
     except SemanticError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(ImportReport(len(nodes), len(relations), replace))
@@ -155,10 +158,8 @@ async def import_brick(
     "/semantic/export",
     responses={200: {"content": {"text/turtle": {"schema": {"type": "string"}}}}},
 )
-def export_brick(platform: PlatformDep) -> Response:
+def export_brick(platform: PlatformDep, tenant: TenantDep) -> Response:
     """The tenant's model as Brick Turtle (what import reads back)."""
     semantic = platform.semantic
-    text = export_turtle(
-        platform.tenant, semantic.nodes(platform.tenant), semantic.relations(platform.tenant)
-    )
+    text = export_turtle(tenant, semantic.nodes(tenant), semantic.relations(tenant))
     return Response(text, media_type="text/turtle")

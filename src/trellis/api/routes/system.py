@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from trellis._version import __version__
 from trellis.api.auth import public
-from trellis.api.deps import PlatformDep
+from trellis.api.deps import PlatformDep, TenantDep
 from trellis.api.encoding import documented, json_response
 from trellis.bus.base import SubscriberStats
 from trellis.ingest.pipeline import IngestStats
@@ -51,13 +51,13 @@ def liveness() -> Response:
 
 
 @router.get("/health", responses=documented(Health))
-def health(platform: PlatformDep) -> Response:
+def health(platform: PlatformDep, tenant: TenantDep) -> Response:
     """Readiness detail for operators (needs a token): version, devices, the ingest queue."""
     return json_response(
         Health(
             status="ok",
             version=__version__,
-            devices=len(platform.registry.find(platform.tenant)),
+            devices=len(platform.registry.find(tenant)),
             ingest_queued=platform.pipeline.stats().queued,
             readings_per_s=round(platform.live.rate(), 1),
         )
@@ -65,13 +65,13 @@ def health(platform: PlatformDep) -> Response:
 
 
 @router.get("/stats", responses=documented(Stats))
-def stats(platform: PlatformDep) -> Response:
+def stats(platform: PlatformDep, tenant: TenantDep) -> Response:
     """Counters of ingest and the bus: throughput, duplicates, quarantine, waits."""
     return json_response(
         Stats(
             ingest=platform.pipeline.stats(),
             bus=platform.bus.stats(),
             readings_per_s=round(platform.live.rate(), 1),
-            stored_readings=platform.store.count(platform.tenant),
+            stored_readings=platform.store.count(tenant),
         )
     )
