@@ -102,6 +102,11 @@ def _populate(client: httpx.Client, prefix: str, hidden: str) -> dict[str, str]:
     assert bad.status_code == 422, bad.text
     quarantined = client.get("/api/v1/quarantine").json()
     assert len(quarantined) == 1
+    node = f"{prefix}secret-site"
+    placed = client.put(
+        f"/api/v1/semantic/nodes/{node}", json={"brick_class": "Site", "name": f"{hidden}-place"}
+    )
+    assert placed.status_code == 200, placed.text
     model = f"{prefix}secret-model"
     if importlib.util.find_spec("onnxruntime") is not None:
         _register_model(client, model)
@@ -115,6 +120,9 @@ def _populate(client: httpx.Client, prefix: str, hidden: str) -> dict[str, str]:
         "version": "1.0.0",
         "metric": "pressure",
         "report_id": f"{prefix}secret-report",
+        "node_id": node,
+        "kind": "alert",
+        "ident": str(alert["id"]),
     }
 
 

@@ -32,8 +32,10 @@ __all__ = ["OidcVerifier", "looks_like_jwt"]
 _MAX_TOKEN = 16_384
 _MAX_JWKS = 1_048_576
 #: Which role wins when a token maps to several: broader rights first (a viewer's rights are
-#: a subset of an auditor's; a data scientist's and an operator's are not comparable).
-_PRECEDENCE = ("admin", "engineer", "data_scientist", "operator", "auditor", "viewer")
+#: a subset of an auditor's; a data scientist's and an operator's are not comparable); a
+#: contractor (one site only) last. A token carries no site claim, so a contractor by OIDC
+#: is authorised on the tenant, where the contractor policies grant nothing.
+_PRECEDENCE = ("admin", "engineer", "data_scientist", "operator", "auditor", "viewer", "contractor")
 assert set(_PRECEDENCE) == set(ROLES)
 
 
