@@ -452,3 +452,19 @@ def test_every_dashboard_route_is_behind_the_guard(secured: Secured) -> None:
                     assert answer.headers["location"].startswith("/login?next=")
                 else:  # with the token but no session: log in first
                     assert anonymous.request(method, path, headers=token).status_code == 401
+
+
+@pytest.mark.parametrize("user", ["stranger", "u-contractor"])
+def test_other_tenants_and_site_limited_users_are_refused_the_dashboard(
+    secured: Secured, user: str
+) -> None:
+    """The pages read the configured tenant's data: a user of another tenant, or one
+    limited to a site, logs in but is shown a refusal, never the data (the API serves
+    them, scoped)."""
+    with _session(secured, user) as client:
+        for path in ("/alerts", "/", "/rules"):
+            page = client.get(path)
+            assert page.status_code == 403, path
+            assert "uses the API" in page.text
+        refused = client.post("/ui/alerts/1/acknowledge", headers={"HX-Request": "true"})
+        assert refused.status_code == 403

@@ -26,7 +26,14 @@ __all__ = ["Session", "SessionStore"]
 _TOUCH_MS = 60_000
 #: Built once: constructing the statement cost more than running it (bench/auth.py).
 _LOOKUP = (
-    sa.select(sessions, users.c.tenant, users.c.role, users.c.disabled, users.c.must_change)
+    sa.select(
+        sessions,
+        users.c.tenant,
+        users.c.role,
+        users.c.site,
+        users.c.disabled,
+        users.c.must_change,
+    )
     .join(users, users.c.name == sessions.c.user)
     .where(sessions.c.digest == sa.bindparam("digest"))
 )
@@ -96,7 +103,9 @@ class SessionStore:
                 conn.execute(
                     sessions.update().where(sessions.c.digest == digest).values(last_seen_ms=now)
                 )
-        principal = Principal(row["user"], row["tenant"], row["role"], frozenset(SCOPES), "session")
+        principal = Principal(
+            row["user"], row["tenant"], row["role"], frozenset(SCOPES), "session", row["site"]
+        )
         return Session(principal, row["csrf"], row["expires_ms"], bool(row["must_change"]))
 
     def end(self, session_id: str) -> None:

@@ -135,6 +135,18 @@ async def guard(request: Request) -> Principal | None:
             return None
         raise _login_redirect(request)
     request.state.principal = principal
+    if principal.tenant != gate.tenant or principal.site is not None:
+        # The pages read the configured tenant's whole data; until they scope by the
+        # principal (as the API does), anyone else is refused rather than shown it.
+        explanation = (
+            f"the dashboard shows tenant {gate.tenant!r} to whole-tenant users; "
+            f"{principal.name} ({principal.tenant}"
+            + (f", site {principal.site}" if principal.site else "")
+            + ") uses the API, which scopes every answer to its tenant and site"
+        )
+        if request.method == "GET" and not request.headers.get("hx-request"):
+            raise PageDenied(explanation)
+        raise HTTPException(403, explanation)
     op = gate.ops.get(endpoint) if endpoint is not None else None
     if op is None:
         raise HTTPException(403, "page not known to the policy schema")
