@@ -47,18 +47,22 @@ class _Snapshot:
     children: dict[str | None, list[str]] = field(default_factory=dict)
     located: dict[str, str] = field(default_factory=dict)
     series: dict[Series, str] = field(default_factory=dict)
+    #: device -> its points, so an alert's scopes need no scan of every series.
+    points_of: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, nodes: dict[str, Node], relations: Iterable[Relation]) -> _Snapshot:
         children: dict[str | None, list[str]] = {}
         series: dict[Series, str] = {}
+        points_of: dict[str, list[str]] = {}
         for node in sorted(nodes.values(), key=lambda n: n.id):
             children.setdefault(node.parent, []).append(node.id)
             if node.device is not None and node.metric is not None:
                 series[(node.device, node.metric)] = node.id
+                points_of.setdefault(node.device, []).append(node.id)
         kept = frozenset(relations)
         located = {r.subject: r.object for r in kept if r.predicate == "hasLocation"}
-        return cls(nodes, kept, children, located, series)
+        return cls(nodes, kept, children, located, series, points_of)
 
     def containers(self, node_id: str) -> set[str]:
         """Every node ``node_id`` is inside: its parents up the tree, and the locations
@@ -217,7 +221,7 @@ class SemanticModel:
         that hold it (by the tree, then by ``hasLocation``). An alert of the device is
         visible at each of them."""
         snapshot = self._snapshot(tenant)
-        frontier = [n for (d, _), n in sorted(snapshot.series.items()) if d == device]
+        frontier = list(snapshot.points_of.get(device, ()))
         seen = set(frontier)
         chain: list[str] = []
         while frontier:
