@@ -398,7 +398,8 @@ class Platform:
         )
 
     def close(self) -> None:
-        """Close the databases."""
+        """Close the databases (after committing the operators' actions still queued)."""
+        self.alerts.close()
         self.store.close()
         self.engine.dispose()
 

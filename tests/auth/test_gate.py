@@ -61,7 +61,7 @@ def _groups() -> dict[tuple[str, str], str]:
             for method in route.methods:
                 # OpenAPI writes ``{ident:path}`` as ``{ident}``.
                 path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
-                found[(method.lower(), "/api/v1" + path)] = ops[route.endpoint].group
+                found[(method.lower(), path)] = ops[route.endpoint].group
     return found
 
 

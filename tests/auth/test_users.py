@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,60 @@ def test_cli_users_disable_enable_rotate(tmp_path: Path, monkeypatch: pytest.Mon
         store.resolve(old)
     assert runner.invoke(app, ["users", "disable", "nobody"]).exit_code == 2
     engine.dispose()
+
+
+def test_token_cache_answers_without_the_database_and_forgets_on_revocation(
+    metadata_engine: sa.Engine,
+) -> None:
+    """A resolved token is served from memory; disabling the user or rotating the tokens in
+    this process takes effect at once, and a forged token never gets a cache entry."""
+    store = UserStore(metadata_engine, token_cache_s=60)
+    store.add("cat", "default", "operator", "correct horse battery")
+    token = store.issue_token("cat", ["read"], 1)
+    assert store.cached(token) is None
+    assert store.resolve(token).name == "cat"
+    assert store.cached(token) is not None
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(TokenError, match="forged"):
+        store.resolve(forged)
+    assert store.cached(forged) is None
+    store.set_disabled("cat", True)
+    assert store.cached(token) is None
+    with pytest.raises(TokenError, match="disabled"):
+        store.resolve(token)
+    store.set_disabled("cat", False)
+    assert store.resolve(token).name == "cat"
+    new = store.rotate_token("cat", ["read"], 1)
+    with pytest.raises(TokenError, match="unknown"):
+        store.resolve(token)
+    assert store.resolve(new).name == "cat"
+
+
+def test_another_process_revocation_takes_effect_within_the_cache_time(
+    metadata_engine: sa.Engine,
+) -> None:
+    """The CLI disabling a user (another UserStore on the same database) is seen by the
+    server's cache once its entries expire: the documented bound of staleness."""
+    server = UserStore(metadata_engine, token_cache_s=0.3)
+    cli = UserStore(metadata_engine)
+    cli.add("dan", "default", "operator", "correct horse battery")
+    token = cli.issue_token("dan", ["read"], 1)
+    assert server.resolve(token).name == "dan"
+    cli.set_disabled("dan", True)
+    assert server.resolve(token).name == "dan"  # within the bound: still cached
+    time.sleep(0.35)
+    with pytest.raises(TokenError, match="disabled"):
+        server.resolve(token)
+
+
+def test_a_lookup_racing_a_revocation_is_not_cached(metadata_engine: sa.Engine) -> None:
+    """A lookup that read the row before a revocation committed must not put the old answer
+    back in the cache after the revocation cleared it."""
+    store = UserStore(metadata_engine, token_cache_s=60)
+    store.add("eve", "default", "operator", "correct horse battery")
+    token = store.issue_token("eve", ["read"], 1)
+    generation = store._generation
+    principal = store.resolve(token)
+    store._forget_tokens()
+    store._remember(token, principal, 2**62, generation)  # the late write of the racer
+    assert store.cached(token) is None

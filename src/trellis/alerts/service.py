@@ -18,7 +18,10 @@ transaction as the alert row's summary columns. Each transaction *writes first*:
 conditional ``UPDATE`` decides who wins when two operators (or two processes on one
 database) act at once, so the loser reads the winner's result instead of overwriting
 it, and SQLite never has to upgrade a read lock (which fails instead of waiting).
-Methods are synchronous (SQLAlchemy Core); the event loop calls them in a thread.
+Rules' writes are synchronous (SQLAlchemy Core, called from the rule engine's thread);
+operators' actions are committed in groups by one writer thread
+(:class:`~trellis.store.group_commit.GroupCommitter`), awaited by the API or waited for by
+other callers.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from trellis.core.broadcast import Broadcaster
 from trellis.core.clock import now_ms, to_iso
 from trellis.core.errors import ConflictError, NotFoundError
 from trellis.core.types import Alert, AlertSeverity, AlertStatus
+from trellis.store.group_commit import Change, GroupCommitter
 from trellis.store.metadata import (
     alert_events,
     alert_labels,
@@ -133,6 +137,8 @@ class AlertService:
         #: The nodes above a device that see its alerts (:mod:`.propagation`).
         self._ancestors = ancestors or registry_ancestors(engine)
         self._lock = threading.Lock()
+        #: Operators' actions commit together (the rules' writes take the same lock).
+        self._writer = GroupCommitter(engine, lock=self._lock, name="alert-actions")
         self._root_causes: Mapping[str, Sequence[str]] = root_causes or {}
         self._storm_limit = storm_limit
         self._storm_window_ms = storm_window_ms
@@ -286,19 +292,19 @@ class AlertService:
 
     # -- operators -------------------------------------------------------------------
 
+    # Each operator action is a change (:mod:`trellis.store.group_commit`): built here with
+    # its time and checks, run in the writer thread with whatever else is waiting, and
+    # answered once committed. ``x`` blocks the calling thread (CLI, pages, tests);
+    # ``x_async`` awaits on the event loop (the API), with no thread-pool hop.
+
     def acknowledge(self, tenant: str, alert_id: int, by: str) -> AlertOutcome:
         """Record that ``by`` has seen the alert. Of two operators acknowledging at
         once, one wins; the other is told who did (nothing changes on a repeat)."""
-        now = self._clock()
-        with self._lock, self._engine.begin() as c:
-            won = self._ack(c, tenant, alert_id, by, now)
-            alert = self._get(c, tenant, alert_id)
-        if not won:
-            if alert.status is AlertStatus.RESOLVED:
-                return AlertOutcome(alert, False, _already_resolved(alert))
-            return AlertOutcome(alert, False, _already_acknowledged(alert))
-        self.events.publish_threadsafe(alert)
-        return AlertOutcome(alert, True, f"acknowledged by {by}")
+        return self._commit(self._acknowledging(tenant, alert_id, by))
+
+    async def acknowledge_async(self, tenant: str, alert_id: int, by: str) -> AlertOutcome:
+        """:meth:`acknowledge`, awaited."""
+        return await self._commit_async(self._acknowledging(tenant, alert_id, by))
 
     def resolve(
         self, tenant: str, alert_id: int, by: str, feedback: Feedback | None = None
@@ -310,8 +316,92 @@ class AlertService:
         acknowledging, so an unacknowledged alert gets that event first. A later trip
         of the same rule opens a new alert.
         """
+        return self._commit(self._resolving(tenant, alert_id, by, feedback))
+
+    async def resolve_async(
+        self, tenant: str, alert_id: int, by: str, feedback: Feedback | None = None
+    ) -> AlertOutcome:
+        """:meth:`resolve`, awaited."""
+        return await self._commit_async(self._resolving(tenant, alert_id, by, feedback))
+
+    def assign(self, tenant: str, alert_id: int, by: str, assignee: str | None) -> AlertOutcome:
+        """Give the alert to a person or team (``None`` takes it back)."""
+        return self._commit(self._assigning(tenant, alert_id, by, assignee))
+
+    async def assign_async(
+        self, tenant: str, alert_id: int, by: str, assignee: str | None
+    ) -> AlertOutcome:
+        """:meth:`assign`, awaited."""
+        return await self._commit_async(self._assigning(tenant, alert_id, by, assignee))
+
+    def comment(self, tenant: str, alert_id: int, by: str, text: str) -> AlertOutcome:
+        """Add a note to the timeline (allowed on resolved alerts too)."""
+        return self._commit(self._commenting(tenant, alert_id, by, text))
+
+    async def comment_async(self, tenant: str, alert_id: int, by: str, text: str) -> AlertOutcome:
+        """:meth:`comment`, awaited."""
+        return await self._commit_async(self._commenting(tenant, alert_id, by, text))
+
+    def snooze(self, tenant: str, alert_id: int, by: str, until_ms: int) -> AlertOutcome:
+        """Hide the alert from escalation until ``until_ms``."""
+        return self._commit(self._snoozing(tenant, alert_id, by, until_ms))
+
+    async def snooze_async(
+        self, tenant: str, alert_id: int, by: str, until_ms: int
+    ) -> AlertOutcome:
+        """:meth:`snooze`, awaited."""
+        return await self._commit_async(self._snoozing(tenant, alert_id, by, until_ms))
+
+    def record_action(
+        self, tenant: str, alert_id: int, by: str, action: str, note: str = ""
+    ) -> AlertOutcome:
+        """Record something done about the alert (command, work order, adjustment)."""
+        return self._commit(self._recording(tenant, alert_id, by, action, note))
+
+    async def record_action_async(
+        self, tenant: str, alert_id: int, by: str, action: str, note: str = ""
+    ) -> AlertOutcome:
+        """:meth:`record_action`, awaited."""
+        return await self._commit_async(self._recording(tenant, alert_id, by, action, note))
+
+    def _commit(self, change: Change[AlertOutcome]) -> AlertOutcome:
+        outcome = self._writer.call(change)
+        if outcome.changed:
+            self.events.publish_threadsafe(outcome.alert)
+        return outcome
+
+    async def _commit_async(self, change: Change[AlertOutcome]) -> AlertOutcome:
+        outcome = await self._writer.run(change)
+        if outcome.changed:
+            self.events.publish_threadsafe(outcome.alert)
+        return outcome
+
+    def close(self) -> None:
+        """Commit the operator actions still queued, then stop the writer thread."""
+        self._writer.close()
+
+    # The changes: each reads the clock when built, not when run (it may run twice).
+
+    def _acknowledging(self, tenant: str, alert_id: int, by: str) -> Change[AlertOutcome]:
         now = self._clock()
-        with self._lock, self._engine.begin() as c:
+
+        def change(c: sa.Connection) -> AlertOutcome:
+            won = self._ack(c, tenant, alert_id, by, now)
+            alert = self._get(c, tenant, alert_id)
+            if won:
+                return AlertOutcome(alert, True, f"acknowledged by {by}")
+            if alert.status is AlertStatus.RESOLVED:
+                return AlertOutcome(alert, False, _already_resolved(alert))
+            return AlertOutcome(alert, False, _already_acknowledged(alert))
+
+        return change
+
+    def _resolving(
+        self, tenant: str, alert_id: int, by: str, feedback: Feedback | None
+    ) -> Change[AlertOutcome]:
+        now = self._clock()
+
+        def change(c: sa.Connection) -> AlertOutcome:
             if feedback is not None:
                 current = self._get(c, tenant, alert_id)
                 validate_feedback(feedback, current.type, self._root_causes)
@@ -344,13 +434,14 @@ class AlertService:
             alert = self._get(c, tenant, alert_id)
             if feedback is not None:
                 _insert_label(c, alert, feedback, by, now)
-        self.events.publish_threadsafe(alert)
-        verdict = f" as {feedback.verdict.value.replace('_', ' ')}" if feedback else ""
-        return AlertOutcome(alert, True, f"resolved by {by}{verdict}")
+            verdict = f" as {feedback.verdict.value.replace('_', ' ')}" if feedback else ""
+            return AlertOutcome(alert, True, f"resolved by {by}{verdict}")
 
-    def assign(self, tenant: str, alert_id: int, by: str, assignee: str | None) -> AlertOutcome:
-        """Give the alert to a person or team (``None`` takes it back)."""
+        return change
 
+    def _assigning(
+        self, tenant: str, alert_id: int, by: str, assignee: str | None
+    ) -> Change[AlertOutcome]:
         def change(c: sa.Connection, now: int) -> str | None:
             if self._get(c, tenant, alert_id).assignee == assignee:
                 return None
@@ -360,22 +451,21 @@ class AlertService:
 
         return self._open_change(tenant, alert_id, change, f"already assigned to {assignee}")
 
-    def comment(self, tenant: str, alert_id: int, by: str, text: str) -> AlertOutcome:
-        """Add a note to the timeline (allowed on resolved alerts too)."""
+    def _commenting(self, tenant: str, alert_id: int, by: str, text: str) -> Change[AlertOutcome]:
         text = text.strip()
         if not text or len(text) > 2000:
             raise ValueError("a comment has 1 to 2000 characters")
         now = self._clock()
-        with self._lock, self._engine.begin() as c:
+
+        def change(c: sa.Connection) -> AlertOutcome:
             c.execute(_touch(tenant, alert_id, now))
             alert = self._get(c, tenant, alert_id)
             _event(c, tenant, alert_id, EventKind.COMMENTED, by, now, {"text": text})
-        self.events.publish_threadsafe(alert)
-        return AlertOutcome(alert, True, f"comment by {by} added")
+            return AlertOutcome(alert, True, f"comment by {by} added")
 
-    def snooze(self, tenant: str, alert_id: int, by: str, until_ms: int) -> AlertOutcome:
-        """Hide the alert from escalation until ``until_ms``."""
+        return change
 
+    def _snoozing(self, tenant: str, alert_id: int, by: str, until_ms: int) -> Change[AlertOutcome]:
         def change(c: sa.Connection, now: int) -> str | None:
             if until_ms <= now:
                 raise ValueError(f"snooze until {to_iso(until_ms)} is not in the future")
@@ -385,10 +475,9 @@ class AlertService:
 
         return self._open_change(tenant, alert_id, change, "")
 
-    def record_action(
-        self, tenant: str, alert_id: int, by: str, action: str, note: str = ""
-    ) -> AlertOutcome:
-        """Record something done about the alert (command, work order, adjustment)."""
+    def _recording(
+        self, tenant: str, alert_id: int, by: str, action: str, note: str
+    ) -> Change[AlertOutcome]:
         if not action.strip() or len(action) > 128 or len(note) > 2000:
             raise ValueError("an action has a name of 1 to 128 characters and a note ≤ 2000")
 
@@ -567,10 +656,11 @@ class AlertService:
         alert_id: int,
         change: Callable[[sa.Connection, int], str | None],
         unchanged: str,
-    ) -> AlertOutcome:
-        """Apply ``change`` to an open alert; a resolved one is refused with a reason."""
+    ) -> Change[AlertOutcome]:
+        """``change`` applied to an open alert; a resolved one is refused with a reason."""
         now = self._clock()
-        with self._lock, self._engine.begin() as c:
+
+        def on_open(c: sa.Connection) -> AlertOutcome:
             touched = c.execute(
                 _touch(tenant, alert_id, now).where(alerts.c.status.in_(_OPEN))
             ).rowcount
@@ -579,10 +669,11 @@ class AlertService:
                 raise ConflictError(f"alert {alert_id} is {_already_resolved(alert)}")
             said = change(c, now)
             alert = self._get(c, tenant, alert_id)
-        if said is None:
-            return AlertOutcome(alert, False, unchanged)
-        self.events.publish_threadsafe(alert)
-        return AlertOutcome(alert, True, said)
+            if said is None:
+                return AlertOutcome(alert, False, unchanged)
+            return AlertOutcome(alert, True, said)
+
+        return on_open
 
     @staticmethod
     def _get(connection: sa.Connection, tenant: str, alert_id: int) -> Alert:

@@ -50,7 +50,7 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
     # Pages, JSON and static JS compress 3-5x; starlette leaves event streams alone.
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(SecurityHeaders, secure=settings.auth.secure_cookies)
-    app.include_router(routes.router)
+    routes.copy_routes(app.router, routes.router)  # flat: see trellis.api.routes
     _install_ui(app)
     install_openapi(app)
 

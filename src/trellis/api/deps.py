@@ -41,7 +41,7 @@ async def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def get_tenant(
+async def get_tenant(
     request: Request, principal: Annotated[Principal | None, Depends(authorized)]
 ) -> str:
     """The tenant every query of this request is scoped to: the caller's own.
@@ -49,7 +49,8 @@ def get_tenant(
     It comes from the authenticated principal, never from a client-supplied parameter, so a
     route cannot read another tenant's rows by forgetting a check. Only with authentication
     disabled (no principal) is it the configured ``tenant``. ``authorized`` is the same
-    dependency the router runs; FastAPI runs it once per request.
+    dependency the router runs; FastAPI runs it once per request. ``async`` for the same
+    reason as :func:`get_platform`.
     """
     if principal is not None:
         return principal.tenant
@@ -86,7 +87,7 @@ def time_range(
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="the row's numeric id")]
 
 
-def get_site(principal: Annotated[Principal | None, Depends(authorized)]) -> str | None:
+async def get_site(principal: Annotated[Principal | None, Depends(authorized)]) -> str | None:
     """The site a principal is limited to (a contractor), or ``None`` for the whole tenant.
 
     Only endpoints marked :func:`trellis.api.auth.site_scoped` take it; the gate refuses a

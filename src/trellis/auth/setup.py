@@ -53,7 +53,7 @@ def open_gate(settings: Settings, engine: sa.Engine, router: APIRouter) -> Gate:
     """The gate the API's dependency uses; prints the first admin's password once."""
     if settings.auth.loopback_admin and settings.http.host not in ("127.0.0.1", "::1", "localhost"):
         raise ConfigError("auth.loopback_admin needs http.host to be a loopback address")
-    users = UserStore(engine)
+    users = UserStore(engine, token_cache_s=settings.auth.token_cache_seconds)
     password = bootstrap_admin(users, settings.tenant) if settings.auth.enabled else None
     if password is not None:
         # Printed once, to the terminal only (never logged): it is not stored anywhere.

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -74,10 +77,27 @@ def _digest(secret: str) -> str:
 
 
 class UserStore:
-    """Users and tokens in the metadata database."""
+    """Users and tokens in the metadata database.
 
-    def __init__(self, engine: sa.Engine) -> None:
+    Resolved tokens are cached for ``token_cache_s`` seconds (keyed by the token's digest,
+    never the token), so the API's gate answers most requests without a database read or a
+    thread hop. Disabling a user or rotating tokens here clears the cache at once; a change
+    made by another process on the same database (the CLI) takes effect within
+    ``token_cache_s`` -- the bounded staleness a token-review cache in front of any identity
+    store accepts. ``0`` turns the cache off.
+    """
+
+    def __init__(
+        self, engine: sa.Engine, *, token_cache_s: float = 0.0, token_cache_size: int = 4096
+    ) -> None:
         self._engine = engine
+        self._cache_s = token_cache_s
+        self._cache_size = token_cache_size
+        # digest of the whole token -> (principal, expires_ms, monotonic deadline of the entry)
+        self._cache: OrderedDict[str, tuple[Principal, int, float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        # Bumped by every change; a lookup that raced with one does not cache its answer.
+        self._generation = 0
 
     @property
     def engine(self) -> sa.Engine:
@@ -175,11 +195,48 @@ class UserStore:
             )
         return f"{_PREFIX}{token_id}.{secret}"
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token resolved less than ``token_cache_s`` ago and not expired
+        since, without touching the database; ``None`` means: call :meth:`resolve`."""
+        if not self._cache_s:
+            return None
+        key = _digest(token)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is None:
+                return None
+            principal, expires_ms, deadline = hit
+            if deadline <= time.monotonic() or expires_ms <= now_ms():
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return principal
+
+    def _remember(self, token: str, principal: Principal, expires_ms: int, generation: int) -> None:
+        if not self._cache_s:
+            return
+        with self._cache_lock:
+            if generation != self._generation:
+                return
+            self._cache[_digest(token)] = (principal, expires_ms, time.monotonic() + self._cache_s)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _forget_tokens(self) -> None:
+        """After a change to who may use which token: the next request reads the database."""
+        with self._cache_lock:
+            self._generation += 1
+            self._cache.clear()
+
     def resolve(self, token: str) -> Principal:
         """The principal a bearer token stands for; :class:`TokenError` when it is not valid."""
         if not token.startswith(_PREFIX) or "." not in token:
             raise TokenError("not a Trellis token")
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
         token_id, _, secret = token[len(_PREFIX) :].partition(".")
+        generation = self._generation
         with self._engine.connect() as conn:
             row = conn.execute(_TOKEN, {"p_id": token_id}).mappings().first()
         if row is None or not hmac.compare_digest(row["digest"], _digest(secret)):
@@ -188,7 +245,7 @@ class UserStore:
             raise TokenError("expired token")
         if row["disabled"]:
             raise TokenError("the user is disabled")
-        return Principal(
+        principal = Principal(
             row["user"],
             row["tenant"],
             row["role"],
@@ -196,6 +253,8 @@ class UserStore:
             f"token:{token_id}",
             row["site"],
         )
+        self._remember(token, principal, int(row["expires_ms"]), generation)
+        return principal
 
     def set_disabled(self, name: str, disabled: bool) -> None:
         """Disable (or re-enable) a user: passwords and tokens stop working at once."""
@@ -205,6 +264,7 @@ class UserStore:
             )
             if not done.rowcount:
                 raise NotFoundError("user", name)
+        self._forget_tokens()
 
     def tokens(self, name: str) -> list[dict[str, object]]:
         """The tokens of ``name`` (id, scopes, expiry; never the digest)."""
@@ -229,6 +289,7 @@ class UserStore:
             conn.execute(
                 api_tokens.delete().where(api_tokens.c.user == name, api_tokens.c.id != keep)
             )
+        self._forget_tokens()
         return token
 
     def change_password(self, name: str, current: str, new: str) -> None:

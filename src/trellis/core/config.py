@@ -329,6 +329,13 @@ class AuthSettings(_Section):
     policy_dir: Path | None = Field(default=None, description="*.cedar files; default: built-in")
     token_days: float = Field(default=90.0, gt=0, le=3650, description="API token lifetime")
     decision_cache: int = Field(default=65_536, ge=0, description="cached decisions kept")
+    token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="resolved API tokens kept this long; the server's own revocations apply at "
+        "once, another process's (the CLI) within this time; 0: look up every request",
+    )
     oidc: OidcSettings | None = Field(
         default=None, description="accept bearer JWTs from this OpenID Connect issuer"
     )

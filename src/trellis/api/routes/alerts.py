@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from trellis.alerts.export import labels_csv, labels_jsonl
 from trellis.alerts.feedback import ACTIONS, Feedback, Label, Verdict, root_causes_for
@@ -92,6 +93,12 @@ def _at_site(platform: Platform, tenant: str, site: str | None, alert_id: int) -
     """404 for an alert of another site when the caller is limited to one (a contractor)."""
     if site is not None and platform.alerts.get(tenant, alert_id).site != site:
         raise NotFoundError("alert", alert_id)
+
+
+async def _at_site_async(platform: Platform, tenant: str, site: str | None, alert_id: int) -> None:
+    """:func:`_at_site` for the actions that run on the event loop (the read in a thread)."""
+    if site is not None:
+        await run_in_threadpool(_at_site, platform, tenant, site, alert_id)
 
 
 @router.get("/alerts", responses=documented(list[Alert]))
@@ -210,7 +217,7 @@ def timeline(alert_id: RowId, platform: PlatformDep, tenant: TenantDep, site: Si
 
 @router.post("/alerts/{alert_id}/acknowledge", responses=documented(AlertOutcome))
 @site_scoped
-def acknowledge_alert(
+async def acknowledge_alert(
     alert_id: RowId,
     platform: PlatformDep,
     tenant: TenantDep,
@@ -218,14 +225,14 @@ def acknowledge_alert(
     body: ActorIn | None = None,
 ) -> Response:
     """Record that someone has seen the alert; a repeat says who did it first."""
-    _at_site(platform, tenant, site, alert_id)
+    await _at_site_async(platform, tenant, site, alert_id)
     actor = body.by if body else "operator"
-    return json_response(platform.alerts.acknowledge(tenant, alert_id, actor))
+    return json_response(await platform.alerts.acknowledge_async(tenant, alert_id, actor))
 
 
 @router.post("/alerts/{alert_id}/resolve", responses=documented(AlertOutcome))
 @site_scoped
-def resolve_alert(
+async def resolve_alert(
     alert_id: RowId,
     platform: PlatformDep,
     tenant: TenantDep,
@@ -234,56 +241,60 @@ def resolve_alert(
 ) -> Response:
     """Close the alert (a repeat says who did); feedback is refused (409) while the
     alert is still active and rejected (422) when it names an unknown root cause."""
-    _at_site(platform, tenant, site, alert_id)
+    await _at_site_async(platform, tenant, site, alert_id)
     body = body or ResolveIn()
     feedback = Feedback(**body.feedback.model_dump()) if body.feedback else None
     try:
-        outcome = platform.alerts.resolve(tenant, alert_id, body.by, feedback)
+        outcome = await platform.alerts.resolve_async(tenant, alert_id, body.by, feedback)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(outcome)
 
 
 @router.post("/alerts/{alert_id}/assign", responses=documented(AlertOutcome))
-def assign_alert(
+async def assign_alert(
     alert_id: RowId, body: AssignIn, platform: PlatformDep, tenant: TenantDep
 ) -> Response:
     """Assign the alert to a person or team."""
-    return json_response(platform.alerts.assign(tenant, alert_id, body.by, body.assignee))
+    return json_response(
+        await platform.alerts.assign_async(tenant, alert_id, body.by, body.assignee)
+    )
 
 
 @router.post("/alerts/{alert_id}/comments", responses=documented(AlertOutcome))
 @site_scoped
-def comment_alert(
+async def comment_alert(
     alert_id: RowId, body: CommentIn, platform: PlatformDep, tenant: TenantDep, site: SiteDep
 ) -> Response:
     """Add a comment to the alert's timeline."""
-    _at_site(platform, tenant, site, alert_id)
+    await _at_site_async(platform, tenant, site, alert_id)
     try:
-        outcome = platform.alerts.comment(tenant, alert_id, body.by, body.text)
+        outcome = await platform.alerts.comment_async(tenant, alert_id, body.by, body.text)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(outcome)
 
 
 @router.post("/alerts/{alert_id}/snooze", responses=documented(AlertOutcome))
-def snooze_alert(
+async def snooze_alert(
     alert_id: RowId, body: SnoozeIn, platform: PlatformDep, tenant: TenantDep
 ) -> Response:
     """Keep the alert from escalating for ``minutes``."""
     until = now_ms() + int(body.minutes * 60_000)
-    return json_response(platform.alerts.snooze(tenant, alert_id, body.by, until))
+    return json_response(await platform.alerts.snooze_async(tenant, alert_id, body.by, until))
 
 
 @router.post("/alerts/{alert_id}/actions", responses=documented(AlertOutcome))
 @site_scoped
-def record_action(
+async def record_action(
     alert_id: RowId, body: ActionIn, platform: PlatformDep, tenant: TenantDep, site: SiteDep
 ) -> Response:
     """Record an action taken (what mean time to action measures)."""
-    _at_site(platform, tenant, site, alert_id)
+    await _at_site_async(platform, tenant, site, alert_id)
     try:
-        outcome = platform.alerts.record_action(tenant, alert_id, body.by, body.action, body.note)
+        outcome = await platform.alerts.record_action_async(
+            tenant, alert_id, body.by, body.action, body.note
+        )
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     return json_response(outcome)
