@@ -77,6 +77,7 @@ _ACK = (
         acknowledged_by=_P("p_by"),
         updated_ms=_P("p_now"),
     )
+    .returning(*alerts.c)  # the winner needs no read-back
 )
 
 
@@ -96,7 +97,7 @@ def _resolve_statement(allowed: tuple[str, ...]) -> sa.Update:
             updated_ms=_P("p_now"),
             verdict=_P("p_verdict"),
         )
-        .returning(alerts.c.id)
+        .returning(*alerts.c)
     )
 
 
@@ -387,9 +388,9 @@ class AlertService:
 
         def change(c: sa.Connection) -> AlertOutcome:
             won = self._ack(c, tenant, alert_id, by, now)
+            if won is not None:
+                return AlertOutcome(won, True, f"acknowledged by {by}")
             alert = self._get(c, tenant, alert_id)
-            if won:
-                return AlertOutcome(alert, True, f"acknowledged by {by}")
             if alert.status is AlertStatus.RESOLVED:
                 return AlertOutcome(alert, False, _already_resolved(alert))
             return AlertOutcome(alert, False, _already_acknowledged(alert))
@@ -405,16 +406,20 @@ class AlertService:
             if feedback is not None:
                 current = self._get(c, tenant, alert_id)
                 validate_feedback(feedback, current.type, self._root_causes)
-            row = c.execute(
-                _RESOLVE_JUDGED if feedback is not None else _RESOLVE,
-                {
-                    "p_tenant": tenant,
-                    "p_id": alert_id,
-                    "p_now": now,
-                    "p_by": by,
-                    "p_verdict": feedback.verdict.value if feedback else None,
-                },
-            ).first()
+            row = (
+                c.execute(
+                    _RESOLVE_JUDGED if feedback is not None else _RESOLVE,
+                    {
+                        "p_tenant": tenant,
+                        "p_id": alert_id,
+                        "p_now": now,
+                        "p_by": by,
+                        "p_verdict": feedback.verdict.value if feedback else None,
+                    },
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
                 alert = self._get(c, tenant, alert_id)
                 if alert.status is AlertStatus.RESOLVED:
@@ -424,14 +429,15 @@ class AlertService:
                     "taken once it has cleared; acknowledge it now, or resolve it without "
                     "feedback"
                 )
-            self._ack(c, tenant, alert_id, by, now)
+            # The row as resolved; an acknowledgement or an action changes it again.
+            alert = self._ack(c, tenant, alert_id, by, now) or _alert(row)
             detail: dict[str, Any] = {}
             if feedback is not None:
                 detail = msgspec.to_builtins(feedback)
                 if feedback.action_taken != "none":
                     self._action(c, tenant, alert_id, by, now, feedback.action_taken, "")
+                    alert = self._get(c, tenant, alert_id)
             _event(c, tenant, alert_id, EventKind.RESOLVED, by, now, detail)
-            alert = self._get(c, tenant, alert_id)
             if feedback is not None:
                 _insert_label(c, alert, feedback, by, now)
             verdict = f" as {feedback.verdict.value.replace('_', ' ')}" if feedback else ""
@@ -625,13 +631,17 @@ class AlertService:
 
     # -- internals --------------------------------------------------------------------
 
-    def _ack(self, c: sa.Connection, tenant: str, alert_id: int, by: str, now: int) -> bool:
-        """The conditional write that makes exactly one acknowledgement win."""
+    def _ack(
+        self, c: sa.Connection, tenant: str, alert_id: int, by: str, now: int
+    ) -> Alert | None:
+        """The conditional write that makes exactly one acknowledgement win: the alert as
+        the winner left it, ``None`` when it was acknowledged already (or is unknown)."""
         params = {"p_tenant": tenant, "p_id": alert_id, "p_by": by, "p_now": now}
-        won = c.execute(_ACK, params).rowcount
-        if won:
-            _event(c, tenant, alert_id, EventKind.ACKNOWLEDGED, by, now, {})
-        return bool(won)
+        row = c.execute(_ACK, params).mappings().first()
+        if row is None:
+            return None
+        _event(c, tenant, alert_id, EventKind.ACKNOWLEDGED, by, now, {})
+        return _alert(row)
 
     def _action(
         self,
