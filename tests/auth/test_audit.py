@@ -95,3 +95,20 @@ def test_cli_verify_names_the_bad_entry_and_export_refuses(tmp_path: Path) -> No
     assert bad.exit_code == 1
     assert "line 4" in bad.output
     assert runner.invoke(app, ["audit", "export", "--file", str(path)]).exit_code == 1
+
+
+def test_an_open_log_follows_a_file_moved_away_and_another_writer(tmp_path: Path) -> None:
+    """The log keeps its file open between appends; when the file is moved away (rotated by
+    an operator) the next entry starts a new file, and entries of another writer in
+    between are continued, not overwritten."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append(principal="a", action="x", decision="allow")
+    AuditLog(log.path).append(principal="other", action="y", decision="allow")
+    log.append(principal="a", action="z", decision="allow")
+    assert verify(log.path) == (3, None)
+    log.path.rename(tmp_path / "audit.1.jsonl")
+    log.append(principal="a", action="after", decision="allow")
+    assert verify(tmp_path / "audit.1.jsonl") == (3, None)
+    assert verify(log.path) == (1, None)
+    assert json.loads(log.path.read_text())["action"] == "after"
+    log.close()

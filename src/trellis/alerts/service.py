@@ -631,9 +631,7 @@ class AlertService:
 
     # -- internals --------------------------------------------------------------------
 
-    def _ack(
-        self, c: sa.Connection, tenant: str, alert_id: int, by: str, now: int
-    ) -> Alert | None:
+    def _ack(self, c: sa.Connection, tenant: str, alert_id: int, by: str, now: int) -> Alert | None:
         """The conditional write that makes exactly one acknowledgement win: the alert as
         the winner left it, ``None`` when it was acknowledged already (or is unknown)."""
         params = {"p_tenant": tenant, "p_id": alert_id, "p_by": by, "p_now": now}

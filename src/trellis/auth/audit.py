@@ -109,12 +109,22 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._file_lock = _FileLock(path.with_name(path.name + ".lock"), self._lock)
         self._seq, self._prev, self._checkpointed = 0, GENESIS, 0
         self._size = -1  # the file size after our last write; another writer changes it
+        self._out = -1  # the log, open for appending (O_APPEND: every write lands at the end)
+        self._out_ino = -1
 
     def _sync(self) -> None:
         """Continue from the file's last entry when another process appended (lock held)."""
-        size = self.path.stat().st_size if self.path.exists() else 0
+        try:
+            stat = os.stat(self.path)
+            size, ino = stat.st_size, stat.st_ino
+        except FileNotFoundError:
+            size, ino = 0, -1
+        if ino != self._out_ino and self._out >= 0:  # replaced or removed: open it anew
+            os.close(self._out)
+            self._out = -1
         if size == self._size:
             return
         last = _last_line(self.path)
@@ -139,8 +149,14 @@ class AuditLog:
             ).decode()
         entry["hash"] = _hash(entry)
         data = (_line(entry) + "\n").encode()
-        with self.path.open("ab") as out:
-            out.write(data)
+        if self._out < 0:
+            self._out = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+            self._out_ino = os.fstat(self._out).st_ino
+        written = os.write(self._out, data)
+        if written != len(data):  # a full disk: say so rather than leave half a line
+            raise OSError(f"audit log {self.path}: wrote {written} of {len(data)} bytes")
         self._seq, self._prev = entry["seq"], entry["hash"]
         self._size += len(data)
         return entry
@@ -157,7 +173,7 @@ class AuditLog:
         return entry
 
     def _locked(self) -> _FileLock:
-        return _FileLock(self.path.with_name(self.path.name + ".lock"), self._lock)
+        return self._file_lock
 
     def append(self, **fields: Any) -> dict[str, Any]:
         """Record one event (who, what, from where, decision); returns the stored entry.
@@ -181,6 +197,11 @@ class AuditLog:
     def close(self) -> None:
         """The checkpoint at shutdown: afterwards, no entry can be cut off unseen."""
         self.checkpoint()
+        with self._lock:
+            if self._out >= 0:
+                os.close(self._out)
+                self._out = -1
+        self._file_lock.close()
 
     def entries(self, limit: int = 100, *, tenant: str | None = None) -> list[dict[str, Any]]:
         """The newest ``limit`` entries (of ``tenant``, when given), newest first."""
@@ -204,7 +225,8 @@ class AuditLog:
 
 
 class _FileLock:
-    """The thread lock, then an exclusive ``flock`` on a lock file beside the log."""
+    """The thread lock, then an exclusive ``flock`` on a lock file beside the log. The lock
+    file stays open between appends (an API server appends on every change)."""
 
     def __init__(self, path: Path, lock: threading.Lock) -> None:
         self.path, self.lock = path, lock
@@ -213,7 +235,8 @@ class _FileLock:
     def __enter__(self) -> None:
         self.lock.acquire()
         try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            if self.fd < 0:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         except BaseException:
             self.lock.release()
@@ -222,9 +245,14 @@ class _FileLock:
     def __exit__(self, *_: object) -> None:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
         finally:
             self.lock.release()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
 
 
 def _last_line(path: Path) -> str | None:
