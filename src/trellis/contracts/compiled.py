@@ -4,7 +4,9 @@ A :class:`Contract` is the model plus its contract rules resolved to plain float
 per metric the unit readings are stored in, the accepted range in that unit, and the
 ``scale``/``offset`` that normalises the device's unit to it. Vendor mappings become
 msgspec struct types built from their field paths, so a vendor payload is decoded and
-type-checked in one pass like the native one, with no per-reading dict walking.
+type-checked in one pass like the native one, with no per-reading dict walking. The
+native payload gets a struct whose fields carry the ranges as msgspec constraints and
+a decoder function generated for the contract (:class:`CompiledNative`).
 
 :func:`compile_model` refuses a model whose contract contradicts it (a metric the
 model lacks, a unit of another dimension, a range outside the physical one) and any

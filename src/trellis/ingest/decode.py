@@ -1,8 +1,10 @@
 """Turn a raw telemetry message into readings, or into the reason it cannot be.
 
 Pure functions, no I/O: the pipeline calls :func:`decode_telemetry` on every message
-of a batch. The payload is decoded and type-checked in one pass by msgspec (no
-intermediate dict walk); the checks that follow run on plain floats.
+of a batch. A native JSON message goes through its contract's generated decoder
+(:class:`~trellis.contracts.compiled.CompiledNative`: types, metrics and ranges checked
+by msgspec while parsing); anything that decoder does not take is decoded again by the
+general path, which checks sample by sample and names the first fault.
 
 Telemetry travels on ``trellis/v1/{tenant}/{device}/telemetry`` with a JSON body::
 
