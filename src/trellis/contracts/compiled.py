@@ -216,7 +216,7 @@ def _compile_native(model: DeviceModel, checks: dict[str, MetricCheck]) -> Compi
                 "                return None",
             ]
         steps.append(
-            f"            append(Reading(tenant, device, metric{i}, ts, v{i}, unit{i}, "
+            f"            out.append(Reading(tenant, device, metric{i}, ts, v{i}, unit{i}, "
             "GOOD, seq, message_id))"
         )
     sample = _SAMPLE_TEMPLATE + "\n".join(steps)
@@ -234,7 +234,6 @@ def decode(payload, received, tenant, device, given_seq, message_id, oldest, new
     except Invalid:
         return None
     out = []
-    append = out.append
     if type(decoded) is Payload:
         sample = decoded
 SAMPLE
