@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.helpers import NOW_MS, TENANT, telemetry
 from trellis.contracts.compiled import MetricCheck, _device_bounds, compile_model, contract_of
 from trellis.contracts.importers import parse_model
-from trellis.core.types import Device, RawMessage, Reading
+from trellis.core.types import Device, DeviceStatus, RawMessage, Reading
 from trellis.devices.models import DeviceModel, MetricSpec
 from trellis.ingest.decode import Limits, Rejection, _checked, _json_samples, decode_telemetry
 
@@ -224,3 +224,36 @@ def test_metric_names_cannot_inject_code_into_the_generated_decoder() -> None:
     readings = decode_telemetry(raw, lambda t, d: Device(t, d, "odd"), {"odd": model}, LIMITS)
     assert isinstance(readings, list)
     assert [(r.metric, r.value) for r in readings] == [(name, 5.0)]
+
+
+def test_a_device_or_model_changed_between_messages_is_seen_at_once() -> None:
+    """Nothing about a device is cached across messages: a device revoked, or a model
+    replaced by a new version, governs the very next message."""
+    devices = {DEVICE: Device(TENANT, DEVICE, "plant")}
+    models = {"plant": MODEL}
+    raw = telemetry(DEVICE, {"level": 12.0})
+
+    def lookup(tenant: str, device: str) -> Device | None:
+        return devices.get(device)
+
+    assert isinstance(decode_telemetry(raw, lookup, models, LIMITS), list)
+    models["plant"], _ = parse_model(PLANT.replace("maximum: 12.5", "maximum: 10"))
+    narrowed = decode_telemetry(raw, lookup, models, LIMITS)
+    assert isinstance(narrowed, Rejection)
+    assert "outside the contract range [0, 10] m" in narrowed.reason
+    devices[DEVICE] = Device(TENANT, DEVICE, "plant", status=DeviceStatus.REVOKED)
+    revoked = decode_telemetry(telemetry(DEVICE, {"level": 1.0}), lookup, models, LIMITS)
+    assert isinstance(revoked, Rejection)
+    assert revoked.reason == f"device {DEVICE!r} is revoked"
+
+
+def test_a_cached_topic_is_judged_the_same_every_time() -> None:
+    """The topic cache keeps refusals too: a command topic is refused on every message."""
+    device = Device(TENANT, DEVICE, "plant")
+    raw = msgspec.structs.replace(
+        telemetry(DEVICE, {"level": 1.0}), topic=f"trellis/v1/{TENANT}/{DEVICE}/command"
+    )
+    outcomes = [decode_telemetry(raw, lambda t, d: device, {"plant": MODEL}, LIMITS) for _ in "abc"]
+    reasons = {o.reason for o in outcomes if isinstance(o, Rejection)}
+    assert all(isinstance(o, Rejection) for o in outcomes)
+    assert reasons == {f"topic {raw.topic!r} is not trellis/v1/{{tenant}}/{{device}}/telemetry"}
