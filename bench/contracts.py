@@ -16,6 +16,8 @@ payloads into dicts (no type, no checks), in the same run.
   type (types, unknown metrics, ``null`` and ranges checked by msgspec while parsing),
   checks the timestamp against the receive time, normalises units and builds the
   readings. This is what "validated and normalised by a compiled contract" names.
+  Before timing, its readings are checked equal to :func:`decode_telemetry`'s for
+  every message.
 * ``readings_per_s_decode``: the whole ingest decode, :func:`decode_telemetry`: the
   contract stage plus routing (topic parse, payload size, device lookup and status,
   the model's contract). Informational.
@@ -204,6 +206,14 @@ def main() -> None:
     oldest, newest = -limits.max_past_age_ms, limits.max_future_skew_ms
     if readings != 3 * n:
         raise SystemExit("the floor contender builds three readings per message")
+    for stage, (raw, tenant, device) in zip(stages, addressed, strict=True):
+        staged = stage(raw.payload, raw.received_ms, tenant, device, None, raw.id, oldest, newest)
+        if (
+            staged is None
+            or len(staged) != 3
+            or staged != decode_telemetry(raw, lookup, models, limits)
+        ):
+            raise SystemExit(f"the contract stage and decode_telemetry disagree on {raw.id}")
 
     def bare() -> int:
         decode = msgspec.json.decode
