@@ -4,7 +4,9 @@ A :class:`Contract` is the model plus its contract rules resolved to plain float
 per metric the unit readings are stored in, the accepted range in that unit, and the
 ``scale``/``offset`` that normalises the device's unit to it. Vendor mappings become
 msgspec struct types built from their field paths, so a vendor payload is decoded and
-type-checked in one pass like the native one, with no per-reading dict walking.
+type-checked in one pass like the native one, with no per-reading dict walking. The
+native payload gets a struct whose fields carry the ranges as msgspec constraints and
+a decoder function generated for the contract (:class:`CompiledNative`).
 
 :func:`compile_model` refuses a model whose contract contradicts it (a metric the
 model lacks, a unit of another dimension, a range outside the physical one) and any
@@ -14,12 +16,16 @@ unit it cannot name; :func:`contract_of` caches one compiled contract per model 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from trellis.contracts.units import canonical_unit, conversion
+from trellis.core.clock import parse_timestamp
+from trellis.core.types import Quality, Reading
 from trellis.devices.models import DeviceModel, VendorMapping
 
 __all__ = [
@@ -59,14 +65,33 @@ class CompiledMapping(msgspec.Struct, frozen=True):
     seq: Callable[[Any], Any] | None
 
 
-class CompiledNative(msgspec.Struct, frozen=True):
-    """The native JSON payload of one model as a struct type: ``values`` has one optional
-    float field per metric (unknown metrics refused by msgspec, in C, while parsing), so
-    a valid message becomes readings without building a dict or walking one."""
+#: ``decode(payload, received_ms, tenant, device, seq, message_id, oldest, newest)``:
+#: the readings of a native payload, or None; ``oldest``/``newest`` bound ``ts - received``.
+NativeDecode = Callable[[bytes, int, str, str, int | None, str, int, int], list[Reading] | None]
 
+
+class CompiledNative(msgspec.Struct, frozen=True):
+    """The native JSON payload of one model, decoded and checked by generated code.
+
+    The payload becomes a struct type whose ``values`` has one optional float field
+    per metric: msgspec refuses unknown metrics, wrong types, ``null`` and values
+    outside the metric's range in C, while it parses. The range is the contract's,
+    taken back to the device's unit and rounded inwards, so every value the struct
+    accepts normalises into the contract range as a finite float.
+
+    ``decode`` is a function written out once per contract version: the parse, the
+    timestamp, then one straight-line step per metric (normalise, build the
+    ``Reading``) with no loop over metrics, no dict and no check left to run. It
+    returns None for anything it does not take (including a value at the very edge
+    of the range, refused by the rounding): the general path then judges the message
+    and names the reason of every refusal.
+    """
+
+    decode: NativeDecode
+    #: The payload struct's decoder that ``decode`` parses with.
     decoder: msgspec.json.Decoder[Any]
-    #: (attribute of the values struct, metric, its check, whether the range excludes ±inf)
-    fields: tuple[tuple[str, str, MetricCheck, bool], ...]
+    #: The generated source of ``decode``, for debugging and for the docs.
+    source: str
 
 
 class Contract(msgspec.Struct, frozen=True):
@@ -141,9 +166,13 @@ def compile_model(model: DeviceModel) -> Contract:
 
 def _compile_native(model: DeviceModel, checks: dict[str, MetricCheck]) -> CompiledNative:
     name = model.name.replace("-", "_")
+    bounds = {metric: _device_bounds(check) for metric, check in checks.items()}
     values = msgspec.defstruct(
         f"{name}_values",
-        [(_attr(m), float | None, msgspec.field(default=None, name=m)) for m in checks],
+        [
+            (f"f{i}", _bounded(bounds[m]) | UnsetType, msgspec.field(default=UNSET, name=m))
+            for i, m in enumerate(checks)
+        ],
         frozen=True,
         gc=False,
         forbid_unknown_fields=True,
@@ -158,11 +187,126 @@ def _compile_native(model: DeviceModel, checks: dict[str, MetricCheck]) -> Compi
         frozen=True,
         gc=False,
     )
-    fields = tuple(
-        (_attr(m), m, c, math.isfinite(c.minimum) and math.isfinite(c.maximum))
-        for m, c in checks.items()
-    )
-    return CompiledNative(msgspec.json.Decoder(payload | list[payload]), fields)  # type: ignore[valid-type]
+    decoder = msgspec.json.Decoder(payload | list[payload])  # type: ignore[valid-type]
+    namespace: dict[str, Any] = {
+        "parse": decoder.decode,
+        "Payload": payload,
+        "Invalid": (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError),
+        "parse_timestamp": parse_timestamp,
+        "Reading": Reading,
+        "UNSET": UNSET,
+        "GOOD": Quality.GOOD,
+    }
+    # Names, units and factors are bound as globals of the generated function, never
+    # spliced into its text, so a model file cannot inject code.
+    steps: list[str] = []
+    for i, (metric, check) in enumerate(checks.items()):
+        namespace[f"metric{i}"], namespace[f"unit{i}"] = metric, check.unit
+        steps += [f"        v{i} = values.f{i}", f"        if v{i} is not UNSET:"]
+        if not check.identity:
+            namespace[f"scale{i}"], namespace[f"offset{i}"] = check.scale, check.offset
+            steps.append(f"            v{i} = v{i} * scale{i} + offset{i}")
+        if bounds[metric] is None:
+            # No device-unit bounds for msgspec: the range is checked here, on the stored
+            # value (clamped to finite bounds, so an overflow to inf fails too).
+            namespace[f"minimum{i}"] = max(check.minimum, -_FINITE)
+            namespace[f"maximum{i}"] = min(check.maximum, _FINITE)
+            steps += [
+                f"            if not minimum{i} <= v{i} <= maximum{i}:",
+                "                return None",
+            ]
+        steps.append(
+            f"            out.append(Reading(tenant, device, metric{i}, ts, v{i}, unit{i}, "
+            "GOOD, seq, message_id))"
+        )
+    sample = _SAMPLE_TEMPLATE + "\n".join(steps)
+    source = _NATIVE_TEMPLATE.replace("SAMPLE", sample)
+    exec(compile(source, f"<trellis contract {model.key}>", "exec"), namespace)  # noqa: S102
+    return CompiledNative(namespace["decode"], decoder, source)
+
+
+# One message usually holds one sample: it gets its own branch, without the loop. The
+# sample's steps are written into both branches (SAMPLE below).
+_NATIVE_TEMPLATE = """\
+def decode(payload, received, tenant, device, given_seq, message_id, oldest, newest):
+    try:
+        decoded = parse(payload)
+    except Invalid:
+        return None
+    out = []
+    if type(decoded) is Payload:
+        sample = decoded
+SAMPLE
+        return out or None
+    for sample in decoded:
+        before = len(out)
+SAMPLE
+        if len(out) == before:
+            return None
+    return out or None
+"""
+_SAMPLE_TEMPLATE = """\
+        ts = sample.ts
+        if ts is None:
+            ts = received
+        elif type(ts) is not int or ts < 1_000_000_000_000:
+            try:
+                ts = parse_timestamp(ts)
+            except ValueError:
+                return None
+        if not oldest <= ts - received <= newest:
+            return None
+        seq = sample.seq
+        if seq is None:
+            seq = given_seq
+        values = sample.values
+"""
+
+
+#: The largest finite float: an unbounded metric is still kept finite once normalised.
+_FINITE = sys.float_info.max
+
+
+def _bounded(bounds: tuple[float, float] | None) -> Any:
+    """``float`` constrained to the device-unit ``bounds``; plain ``float`` without them
+    (the generated decoder then checks the stored value itself)."""
+    if bounds is None:
+        return float
+    return Annotated[float, msgspec.Meta(ge=bounds[0], le=bounds[1])]
+
+
+def _device_bounds(check: MetricCheck) -> tuple[float, float] | None:
+    """The device-unit range ``[lo, hi]`` such that every ``v`` in it has
+    ``check.minimum <= v * scale + offset <= check.maximum``, both finite.
+
+    ``v * scale + offset`` is monotone in ``v`` under IEEE rounding when ``scale > 0``,
+    so it is enough that the two bounds themselves normalise inside: each is the
+    exact inverse, nudged inwards one ulp at a time until it does.
+    """
+    if check.identity:
+        return max(check.minimum, -_FINITE), min(check.maximum, _FINITE)
+    if not check.scale > 0:
+        return None
+    target_lo, target_hi = max(check.minimum, -_FINITE), min(check.maximum, _FINITE)
+
+    def stored(v: float) -> float:
+        return v * check.scale + check.offset
+
+    lo = max((target_lo - check.offset) / check.scale, -_FINITE)
+    hi = min((target_hi - check.offset) / check.scale, _FINITE)
+    for _ in range(64):
+        if math.isfinite(stored(lo)) and stored(lo) >= target_lo:
+            break
+        lo = math.nextafter(lo, math.inf)
+    else:
+        return None
+    for _ in range(64):
+        if math.isfinite(stored(hi)) and stored(hi) <= target_hi:
+            break
+        hi = math.nextafter(hi, -math.inf)
+    else:
+        return None
+    return (lo, hi) if lo <= hi else None
 
 
 def _convert(value: float, scale: float, offset: float) -> float:
