@@ -429,8 +429,11 @@ class AlertService:
                     "taken once it has cleared; acknowledge it now, or resolve it without "
                     "feedback"
                 )
-            # The row as resolved; an acknowledgement or an action changes it again.
-            alert = self._ack(c, tenant, alert_id, by, now) or _alert(row)
+            # The row as resolved; an acknowledgement (when nobody had acknowledged it) or an
+            # action changes it again.
+            alert = _alert(row)
+            if not alert.acknowledged:
+                alert = self._ack(c, tenant, alert_id, by, now) or alert
             detail: dict[str, Any] = {}
             if feedback is not None:
                 detail = msgspec.to_builtins(feedback)
