@@ -181,3 +181,15 @@ def test_responses_are_compressed_for_clients_that_ask(client: httpx.Client) -> 
     response = client.get("/api/v1/openapi.json", headers={"Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
     assert response.json()["info"]["title"] == "Trellis"
+
+
+def test_uncompressed_answers_still_say_they_vary_by_encoding(client: httpx.Client) -> None:
+    """A client that does not ask for gzip gets the plain body, and every answer carries
+    ``Vary: Accept-Encoding`` so a cache never hands the gzipped one to it."""
+    plain = client.get("/api/v1/openapi.json", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.json()["info"]["title"] == "Trellis"
+    assert "accept-encoding" in plain.headers["vary"].lower()
+    small = client.get("/api/v1/health/live", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers  # under the minimum size
+    assert "accept-encoding" in small.headers["vary"].lower()

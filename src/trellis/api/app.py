@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trellis._version import __version__
 from trellis.api import routes
@@ -18,7 +19,7 @@ from trellis.core.errors import ClosedError, ConflictError, LimitError, NotFound
 from trellis.platform import Platform
 from trellis.ui.auth import SecurityHeaders
 
-__all__ = ["create_app"]
+__all__ = ["GzipWhenAccepted", "create_app"]
 
 
 def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
@@ -48,7 +49,7 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
         redoc_url=None,
     )
     # Pages, JSON and static JS compress 3-5x; starlette leaves event streams alone.
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(GzipWhenAccepted, minimum_size=1024)
     app.add_middleware(SecurityHeaders, secure=settings.auth.secure_cookies)
     routes.copy_routes(app.router, routes.router)  # flat: see trellis.api.routes
     _install_ui(app)
@@ -71,6 +72,24 @@ def create_app(settings: Settings, *, simulate: bool = False) -> FastAPI:
         return JSONResponse({"detail": f"shutting down: {exc}"}, 503)
 
     return app
+
+
+class GzipWhenAccepted:
+    """Starlette's GZip for the clients that accept gzip; the others (most API clients)
+    skip its per-response wrapper. ``Vary: Accept-Encoding``, which tells caches that the
+    answer depends on that header, is on every response (``ui.auth.SecurityHeaders``)."""
+
+    def __init__(self, app: ASGIApp, minimum_size: int = 500) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=minimum_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"accept-encoding" and b"gzip" in value.lower():
+                    await self.gzip(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def _install_ui(app: FastAPI) -> None:

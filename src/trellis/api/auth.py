@@ -213,7 +213,7 @@ async def authorized(request: Request) -> Principal | None:
     record = {
         "action": op.action,
         "method": request.method,
-        "path": request.url.path,
+        "path": request.scope["path"],  # not request.url: that builds a whole URL object
         "client": client,
     }
     if not gate.enabled:

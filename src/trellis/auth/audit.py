@@ -63,6 +63,15 @@ def _hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(entry, ("hash",))).hexdigest()
 
 
+def _hashed_line(entry: dict[str, Any]) -> tuple[str, bytes]:
+    """The hash of ``entry`` (which has none yet) and its line with the hash added, from
+    one serialisation: the hash comes last on the line (readers parse the JSON, so the
+    order of keys on the line is free; the hash covers the sorted canonical form)."""
+    canonical = _canonical(entry, ("hash",))
+    digest = hashlib.sha256(canonical).hexdigest()
+    return digest, canonical[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+
+
 def _line(entry: dict[str, Any]) -> str:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -147,8 +156,7 @@ class AuditLog:
             entry["sig"] = base64.b64encode(
                 self.key.sign(_canonical(entry, ("hash", "sig")))
             ).decode()
-        entry["hash"] = _hash(entry)
-        data = (_line(entry) + "\n").encode()
+        entry["hash"], data = _hashed_line(entry)
         if self._out < 0:
             self._out = os.open(
                 self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600

@@ -195,6 +195,8 @@ _STATIC_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
+    # Any response may be gzipped for a client that asks (api.app.GzipWhenAccepted).
+    (b"vary", b"Accept-Encoding"),
 )
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
