@@ -6,18 +6,22 @@ Run ``python bench/alerts.py [--quick]``. Prints one JSON line per figure on std
 * ``transitions_per_s_api``: alert state transitions per second (acknowledge, then
   resolve, of pre-raised alerts) sustained through ``POST /api/v1/alerts/{id}/...``
   of a real ``uvicorn`` server in its own process, on the real SQLite metadata store,
-  as an operator with a bearer token: every request passes the gate (token lookup,
-  Cedar decision) and every transition writes an audit entry, then the conditional
-  UPDATE, timeline event, read-back and commit. Baseline (the raw limit): the same
-  client, requests and connections against a trivial asyncio HTTP server that answers
-  at once, in the same run: the load generator's own ceiling.
+  as an operator with a bearer token: every request passes the gate (the token, looked
+  up once and then served from the server's token cache for ``auth.token_cache_seconds``;
+  the Cedar decision, cached) and every transition writes an audit entry, then its
+  conditional UPDATE … RETURNING and timeline event, committed before the answer by the
+  alert writer thread together with the other transitions of the same event-loop turn
+  (group commit). Baseline (the raw limit): the same client, requests and connections
+  against a trivial asyncio HTTP server that answers at once, in the same run: the load
+  generator's own ceiling.
 * ``gets_per_s_api``: ``GET /api/v1/health`` through the same gate on the same server,
   the server's rate for a request that does almost nothing; same baseline.
 * ``server_cpu_us_per_transition``: the server process's CPU time (user + system) per
   transition, against its CPU per gated GET: where the time goes, in a unit that
   barely moves when other processes share the machine.
 * ``transitions_per_s_store``: the same transitions through :class:`AlertService` in
-  process, no HTTP: the store's share of the API figure. Baseline: bare ``sqlite3``
+  process, no HTTP, one caller waiting for each (so one transaction each): the store's
+  share of the API figure. Baseline: bare ``sqlite3``
   doing the conditional UPDATE and the event INSERT per transition, one transaction
   each, same file and pragmas.
 * ``mtta_query_ms_1m_events``: median latency of the metrics query behind
