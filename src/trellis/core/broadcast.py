@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
@@ -59,10 +60,12 @@ class Broadcaster(Generic[T]):
         self._capacity = capacity
         self._listeners: set[Listener[T]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
 
     def listen(self) -> Listener[T]:
         """A new listener; call from the event loop that will read it."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         listener = Listener(self, self._capacity)
         self._listeners.add(listener)
         return listener
@@ -81,6 +84,9 @@ class Broadcaster(Generic[T]):
         """Deliver ``item`` from any thread; a no-op while nobody listens."""
         loop = self._loop
         if loop is None or not self._listeners or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:  # on the loop already: no wake-up
+            self.publish(item)
             return
         with contextlib.suppress(RuntimeError):  # the loop closed between check and call
             loop.call_soon_threadsafe(self.publish, item)
