@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import functools
 import os
 import socket
 import sqlite3
@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 
+from _common import Report
 from trellis.alerts import AlertService
 from trellis.alerts.metrics import GroupBy
 from trellis.alerts.reports import alert_metrics
@@ -60,6 +61,9 @@ from trellis.devices.registry import DeviceRegistry
 from trellis.store.metadata import alert_events, alerts, open_metadata
 
 BENCH = "alerts"
+REPORT = Report(BENCH)
+log = REPORT.log
+emit = functools.partial(REPORT.emit, digits=2)
 TENANT = "default"
 T0 = 1_764_000_000_000
 CONNECTIONS = 16
@@ -72,30 +76,6 @@ settings = load_settings(data_dir=sys.argv[1], alerts={"storm_limit": None})
 uvicorn.run(create_app(settings), host="127.0.0.1", port=int(sys.argv[2]),
             log_level="warning", access_log=False)
 """
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str, value: float, unit: str, baseline: str, baseline_value: float, target: str, n: int
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 2),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 2),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 # -- transitions through the API ---------------------------------------------------

@@ -20,9 +20,7 @@ import argparse
 import hashlib
 import http.server
 import json
-import os
 import sqlite3
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +31,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
+from _common import Report
 from trellis.auth.oidc import OidcVerifier
 from trellis.auth.sessions import SessionStore
 from trellis.auth.users import UserStore
@@ -40,30 +39,9 @@ from trellis.core.config import OidcSettings
 from trellis.store.metadata import open_metadata
 
 BENCH = "auth"
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str, value: float, unit: str, baseline: str, base: float, target: str, n: int
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 1),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": round(base, 1),
-        "ratio": round(value / base, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
+REPORT = Report(BENCH)
+log = REPORT.log
+emit = REPORT.emit
 
 
 def rate(n: int, call: Callable[[int], object]) -> float:

@@ -41,9 +41,6 @@ shared machine that is the figure least disturbed by other work.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +48,7 @@ from typing import Any
 import jsonschema
 import msgspec
 
+from _common import Report
 from trellis.contracts.compiled import contract_of
 from trellis.contracts.importers import parse_model
 from trellis.core.clock import now_ms
@@ -59,6 +57,17 @@ from trellis.devices.models import BUILTIN_MODELS, DeviceModel
 from trellis.ingest.decode import Limits, decode_telemetry, telemetry_topic
 
 BENCH = "contracts"
+REPORT = Report(BENCH)
+log = REPORT.log
+
+
+def emit(
+    figure: str, value: float, baseline: str, baseline_value: float, target: str, n: int
+) -> None:
+    """A figure in readings/s."""
+    REPORT.emit(figure, value, "readings/s", baseline, baseline_value, target, n)
+
+
 TENANT = "default"
 CHILLER = """
 name: chiller
@@ -72,30 +81,6 @@ contract:
   return_temp: {unit: Cel}
   condenser_pressure: {unit: bar}
 """
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str, value: float, baseline: str, baseline_value: float, target: str, n: int
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 1),
-        "unit": "readings/s",
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 1),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 def build(n_messages: int) -> tuple[list[RawMessage], dict[str, DeviceModel], int]:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import sys
+import functools
 import tempfile
 import threading
 import time
@@ -32,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 import uvicorn
 
+from _common import Report
 from trellis.api.app import create_app
 from trellis.core.clock import now_ms
 from trellis.core.config import MlSettings, Settings, SimSettings
@@ -43,31 +42,12 @@ from trellis.platform import Platform
 from trellis.sim.assets import Pump
 
 BENCH = "inference"
+REPORT = Report(BENCH)
+log = REPORT.log
+emit = functools.partial(REPORT.emit, digits=3)
 NAME = "pump-anomaly"
 FEATURES = [Feature("temperature", "°C"), Feature("vibration", "mm/s"), Feature("pressure", "bar")]
 BATCH = 100
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(figure: str, value: float, unit: str, baseline: str, base: float, target: str, n: int):
-    """One figure as one JSON line on stdout."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": round(base, 3),
-        "ratio": round(value / base, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 def prepare(data_dir: Path) -> tuple[Settings, bytes, np.ndarray]:

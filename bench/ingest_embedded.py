@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import msgspec
 
+from _common import Report
 from trellis.bus import InProcessBus
 from trellis.core.clock import now_ms
 from trellis.core.config import IngestSettings
@@ -46,40 +46,22 @@ from trellis.store import SQLiteTimeSeriesStore
 from trellis.store.metadata import open_metadata
 
 BENCH = "ingest_embedded"
+REPORT = Report(BENCH)
+log = REPORT.log
+
+
+def emit(
+    figure: str, value: float, baseline: str, baseline_value: float, target: str, n: int
+) -> None:
+    """A figure in readings/s."""
+    REPORT.emit(figure, value, "readings/s", baseline, baseline_value, target, n)
+
+
 TENANT = "default"
 DEVICES = [(f"pump-{i:04d}", "pump") for i in range(5)] + [
     (f"room-{i:04d}", "room") for i in range(5)
 ]
 METRICS_PER_MESSAGE = 3
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str,
-    value: float,
-    baseline: str,
-    baseline_value: float,
-    target: str,
-    n: int,
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 1),
-        "unit": "readings/s",
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 1),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 def build_messages(readings: int) -> list[RawMessage]:

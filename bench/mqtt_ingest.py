@@ -47,6 +47,7 @@ import msgspec
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from _common import Report
 from trellis.core.clock import now_ms
 from trellis.core.config import load_settings
 from trellis.core.net import free_port
@@ -58,40 +59,13 @@ from trellis.protocols.mqtt._paho import connect_properties
 from trellis.store.metadata import open_metadata
 
 BENCH = "mqtt_ingest"
+REPORT = Report(BENCH)
+log = REPORT.log
+emit = REPORT.emit
 TENANT = "default"
 DEVICES = 50
 TOPIC = "trellis/v1/default/{}/telemetry"
 BASELINE = "bare paho subscriber (QoS 1, auto ack, count only), same broker, same run"
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str,
-    value: float,
-    unit: str,
-    baseline: str,
-    baseline_value: float,
-    target: str,
-    n: int,
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 1),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 1),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 # --- the load generator (a separate process) ---------------------------------------

@@ -18,40 +18,25 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import sys
 import time
 
 import cedarpy
 
+from _common import Report
 from trellis.api import routes
 from trellis.api.auth import operations
 from trellis.auth.policy import PolicyEngine, build_schema, read_policy_dir
 from trellis.auth.users import ROLES, SCOPES, Principal
 
 BENCH = "policy"
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
+REPORT = Report(BENCH)
+BARE = "bare cedarpy.is_authorized, policies+schema parsed once, same run"
+log = REPORT.log
 
 
 def emit(figure: str, value: float, baseline_value: float, target: str, n: int) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 1),
-        "unit": "decisions/s",
-        "baseline": "bare cedarpy.is_authorized, policies+schema parsed once, same run",
-        "baseline_value": round(baseline_value, 1),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
+    """A figure in decisions/s against the bare Cedar call."""
+    REPORT.emit(figure, value, "decisions/s", BARE, baseline_value, target, n)
 
 
 def main() -> None:

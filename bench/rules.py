@@ -21,10 +21,7 @@ not included (``bench/alerts.py`` measures those).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,6 +29,7 @@ from pathlib import Path
 
 import msgspec
 
+from _common import Report
 from trellis.alerts import AlertService
 from trellis.bus import InProcessBus
 from trellis.core.types import AlertSeverity, Reading
@@ -40,35 +38,14 @@ from trellis.rules import AnyRule, RuleEngine, RuleStore, StreamRule, ThresholdR
 from trellis.store.metadata import devices, open_metadata
 
 BENCH = "rules"
+REPORT = Report(BENCH)
+log = REPORT.log
+emit = REPORT.emit
 TENANT = "default"
 DEVICES = 10_000
 RULES = 100
 BATCH = 1_000
 T0 = 1_764_000_000_000
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str, value: float, unit: str, baseline: str, baseline_value: float, target: str, n: int
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 1),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 1),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 def threshold_rules(count: int, offset: int = 0) -> list[AnyRule]:

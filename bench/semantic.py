@@ -17,13 +17,11 @@ with ``--quick``) in 20 buildings, each pump's ``temperature`` a point of class
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import Report
 from trellis.alerts import AlertService
 from trellis.bus import InProcessBus
 from trellis.core.types import AlertSeverity, Reading
@@ -33,35 +31,14 @@ from trellis.semantic import Node, SemanticModel, brick_classes
 from trellis.store.metadata import devices, open_metadata
 
 BENCH = "semantic"
+REPORT = Report(BENCH)
+log = REPORT.log
+emit = REPORT.emit
 TENANT = "default"
 RULES = 100
 BATCH = 1_000
 BUILDINGS = 20
 T0 = 1_764_000_000_000
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str, value: float, unit: str, baseline: str, baseline_value: float, target: str, n: int
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 1),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 1),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 def rules(by_class: bool) -> list[AnyRule]:

@@ -27,25 +27,21 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402  # after pinning the thread pools
-import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
 import msgspec  # noqa: E402
 import numpy as np  # noqa: E402
 
+from _common import Report  # noqa: E402
 from trellis.ingest.decode import TelemetryPayload  # noqa: E402
 from trellis.sim.engine import DeviceFaults, FaultPlan, Plan, Simulation, SitePlan  # noqa: E402
 from trellis.sim.outputs import MessageEncoder  # noqa: E402
 
 BENCH = "sim"
+REPORT = Report(BENCH)
+log = REPORT.log
 SITES = 50
 PER_SITE = {"pump": 120, "zone": 78, "chiller": 1, "meter": 1}  # 200 devices per site
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
 
 
 def plan(ticks: int) -> Plan:
@@ -110,24 +106,10 @@ def encoded(ticks: int) -> tuple[float, float, int]:
 
 
 def line(figure: str, value: float, baseline: str, baseline_value: float, n: int) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    print(
-        json.dumps(
-            {
-                "bench": BENCH,
-                "figure": figure,
-                "value": round(value, 1),
-                "unit": "readings/s",
-                "baseline": baseline,
-                "baseline_value": round(baseline_value, 1),
-                "ratio": round(value / baseline_value, 3),
-                "target": ">= 500000 readings/s",
-                "n": n,
-                "machine": f"{os.cpu_count()} cores, 1 used",
-            }
-        ),
-        flush=True,
-    )
+    """A figure in readings/s; the simulator uses one core."""
+    target = ">= 500000 readings/s"
+    machine = f"{os.cpu_count()} cores, 1 used"
+    REPORT.emit(figure, value, "readings/s", baseline, baseline_value, target, n, machine=machine)
 
 
 def main() -> None:
