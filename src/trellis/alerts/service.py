@@ -49,6 +49,7 @@ from trellis.store.metadata import (
     devices,
     row_dict,
 )
+from trellis.store.prepared import Prepared
 
 __all__ = ["LABEL_MARGIN_MS", "STORM_DEVICE", "AlertOutcome", "AlertService", "dedup_key"]
 
@@ -63,8 +64,21 @@ _OPEN = (AlertStatus.ACTIVE.value, AlertStatus.CLEARED.value)
 # cost more than executing them (measured: about half of an acknowledgement).
 _P = sa.bindparam
 _GET = sa.select(alerts).where(alerts.c.tenant == _P("p_tenant"), alerts.c.id == _P("p_id"))
-_EVENT = alert_events.insert()
-_ACK = (
+# The two statements of an acknowledgement (and of every other timeline change) run as
+# prepared statements, on the driver's cursor (:mod:`trellis.store.prepared`).
+_EVENT = Prepared(
+    alert_events.insert()
+    .inline()  # no implicit RETURNING of the new id: nobody reads it
+    .values(
+        tenant=_P("tenant"),
+        alert_id=_P("alert_id"),
+        kind=_P("kind"),
+        actor=_P("actor"),
+        at_ms=_P("at_ms"),
+        detail=_P("detail", type_=alert_events.c.detail.type),
+    )
+)
+_ACK = Prepared(
     alerts.update()
     .where(
         alerts.c.tenant == _P("p_tenant"),
@@ -81,13 +95,13 @@ _ACK = (
 )
 
 
-def _resolve_statement(allowed: tuple[str, ...]) -> sa.Update:
-    return (
+def _resolve_statement(allowed: sa.ColumnElement[bool]) -> Prepared:
+    return Prepared(
         alerts.update()
         .where(
             alerts.c.tenant == _P("p_tenant"),
             alerts.c.id == _P("p_id"),
-            alerts.c.status.in_(allowed),
+            allowed,
         )
         .values(
             status=AlertStatus.RESOLVED.value,
@@ -102,8 +116,8 @@ def _resolve_statement(allowed: tuple[str, ...]) -> sa.Update:
 
 
 #: Resolving without feedback closes any open alert; with feedback only a cleared one.
-_RESOLVE = _resolve_statement(_OPEN)
-_RESOLVE_JUDGED = _resolve_statement((AlertStatus.CLEARED.value,))
+_RESOLVE = _resolve_statement(alerts.c.status != AlertStatus.RESOLVED.value)
+_RESOLVE_JUDGED = _resolve_statement(alerts.c.status == AlertStatus.CLEARED.value)
 
 
 def dedup_key(rule: str, device: str) -> str:
@@ -406,21 +420,17 @@ class AlertService:
             if feedback is not None:
                 current = self._get(c, tenant, alert_id)
                 validate_feedback(feedback, current.type, self._root_causes)
-            row = (
-                c.execute(
-                    _RESOLVE_JUDGED if feedback is not None else _RESOLVE,
-                    {
-                        "p_tenant": tenant,
-                        "p_id": alert_id,
-                        "p_now": now,
-                        "p_by": by,
-                        "p_verdict": feedback.verdict.value if feedback else None,
-                    },
-                )
-                .mappings()
-                .first()
+            rows = (_RESOLVE_JUDGED if feedback is not None else _RESOLVE).run(
+                c,
+                {
+                    "p_tenant": tenant,
+                    "p_id": alert_id,
+                    "p_now": now,
+                    "p_by": by,
+                    "p_verdict": feedback.verdict.value if feedback else None,
+                },
             )
-            if row is None:
+            if not rows:
                 alert = self._get(c, tenant, alert_id)
                 if alert.status is AlertStatus.RESOLVED:
                     return AlertOutcome(alert, False, _already_resolved(alert))
@@ -431,7 +441,7 @@ class AlertService:
                 )
             # The row as resolved; an acknowledgement (when nobody had acknowledged it) or an
             # action changes it again.
-            alert = _alert(row)
+            alert = _returned(rows[0])
             if not alert.acknowledged:
                 alert = self._ack(c, tenant, alert_id, by, now) or alert
             detail: dict[str, Any] = {}
@@ -638,11 +648,11 @@ class AlertService:
         """The conditional write that makes exactly one acknowledgement win: the alert as
         the winner left it, ``None`` when it was acknowledged already (or is unknown)."""
         params = {"p_tenant": tenant, "p_id": alert_id, "p_by": by, "p_now": now}
-        row = c.execute(_ACK, params).mappings().first()
-        if row is None:
+        rows = _ACK.run(c, params)
+        if not rows:
             return None
         _event(c, tenant, alert_id, EventKind.ACKNOWLEDGED, by, now, {})
-        return _alert(row)
+        return _returned(rows[0])
 
     def _action(
         self,
@@ -712,8 +722,8 @@ def _event(
     at_ms: int,
     detail: dict[str, Any],
 ) -> None:
-    c.execute(
-        _EVENT,
+    _EVENT.run(
+        c,
         {
             "tenant": tenant,
             "alert_id": alert_id,
@@ -760,3 +770,8 @@ def _already_resolved(alert: Alert) -> str:
 
 def _alert(row: sa.RowMapping) -> Alert:
     return msgspec.convert(row_dict(row), Alert)
+
+
+def _returned(values: tuple[Any, ...]) -> Alert:
+    """The alert from a prepared statement's ``RETURNING`` row (every column, in order)."""
+    return msgspec.convert(dict(zip(_ACK.columns, values, strict=True)), Alert)
