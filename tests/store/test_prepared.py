@@ -77,7 +77,6 @@ def test_a_rollback_takes_prepared_writes_with_it(table: tuple[sa.Engine, sa.Tab
     engine, things = table
     insert = Prepared(things.insert().inline().values(name=_P("name"), detail=_P("detail")))
 
-
     def failing_change() -> None:
         with engine.begin() as c:
             insert.run(c, {"name": "gone", "detail": {}})
