@@ -25,7 +25,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -45,7 +45,7 @@ class _Job(Generic[T]):
     # Exactly one of the two: an event loop's future, or a future a thread blocks on.
     loop: asyncio.AbstractEventLoop | None = None
     future: asyncio.Future[T] | None = None
-    waiter: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
+    waiter: concurrent.futures.Future[T] | None = None
 
 
 class GroupCommitter:
@@ -105,9 +105,9 @@ class GroupCommitter:
         """The same for a caller that is not on an event loop: blocks until committed."""
         if self._thread is not None and threading.current_thread() is self._thread:
             raise RuntimeError("a change cannot wait for the writer thread from inside it")
-        job: _Job[T] = _Job(change)
-        self._submit([job])
-        return job.waiter.result()
+        waiter: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._submit([_Job(change, waiter=waiter)])
+        return waiter.result()
 
     def _submit(self, jobs: list[_Job[Any]]) -> None:
         if self._closed:
@@ -187,13 +187,13 @@ class GroupCommitter:
     def _deliver(batch: list[_Job[Any]], answers: list[tuple[bool, Any]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job, (ok, value) in zip(batch, answers, strict=True):
-            if job.loop is None:
+            if job.waiter is not None:
                 if ok:
                     job.waiter.set_result(value)
                 else:
                     job.waiter.set_exception(value)
             else:
-                assert job.future is not None
+                assert job.future is not None and job.loop is not None
                 by_loop.setdefault(job.loop, []).append((job.future, ok, value))
         for loop, settled in by_loop.items():
             # One wake-up of each loop per batch, not one per change.
