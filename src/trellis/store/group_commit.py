@@ -193,7 +193,8 @@ class GroupCommitter:
                 else:
                     job.waiter.set_exception(value)
             else:
-                assert job.future is not None and job.loop is not None
+                assert job.future is not None
+                assert job.loop is not None
                 by_loop.setdefault(job.loop, []).append((job.future, ok, value))
         for loop, settled in by_loop.items():
             # One wake-up of each loop per batch, not one per change.
