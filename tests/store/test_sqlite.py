@@ -59,7 +59,7 @@ def test_version_2_file_is_upgraded_in_place(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     triggers = connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     assert triggers.fetchall() == []
-    assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+    assert connection.execute("PRAGMA user_version").fetchone() == (4,)
     connection.close()
 
 
