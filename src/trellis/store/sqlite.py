@@ -7,14 +7,24 @@ read-write locks every other process out, which would stop ``trellis`` CLI
 commands from reading while the platform runs.
 
 Readings live in ``points``, a ``WITHOUT ROWID`` table clustered on
-(series_id, ts): the key is also the only index, every range query is one index
-seek, and ``INSERT OR IGNORE`` makes writes idempotent for free. ``series`` gives
-each (tenant, device, metric) its integer id once; keys of two integers instead of
-three names made a batch's inserts 1.5× faster (smaller rows, cheaper comparisons,
-measured in bench/storage.py), and the store caches the ids so a known series costs
-one dict lookup per reading. ``readings`` is a view with the names joined back, for
-people and tools reading the file. "Latest value per metric" is one seek per series
-to the end of its key range, not a scan.
+(series_id, ts): the key is also the only index and every range query is one index
+seek. ``series`` gives each (tenant, device, metric) its integer id once; keys of two
+integers instead of three names made inserts 1.5× faster (smaller rows, cheaper
+comparisons), and the store caches the ids, so a known series costs one dict lookup
+per reading.
+
+Writes land in ``landing``, a small table of the same shape, and are merged into
+``points`` in bulk (:data:`_MERGE_ROWS` at a time, by the write that fills it, and by
+:meth:`SQLiteTimeSeriesStore.compact`). A fleet reports time-major (every series at
+one instant) while ``points`` is series-major, so a batch written straight into it
+dirtied about one page per series and rewrote them all at each commit (measured:
+two thirds of the write time); ``landing`` stays a few hundred pages, and a merge
+writes each series' page once for many batches. Every read combines both tables,
+which never hold the same key: a write checks ``points`` for a row's key unless the
+row is newer than everything merged for its series (cached per process), and
+``INSERT OR IGNORE`` into ``landing`` drops the rest. ``readings`` is a view of both
+with the names joined back, for people and tools reading the file. "Latest value per
+metric" is one seek per series and table to the end of its key range, not a scan.
 """
 
 from __future__ import annotations
@@ -95,9 +105,20 @@ CREATE TABLE points (
     source_msg TEXT,
     PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
+CREATE TABLE landing (
+    series_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value REAL NOT NULL,
+    unit TEXT,
+    quality INTEGER NOT NULL,
+    seq INTEGER,
+    source_msg TEXT,
+    PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
 CREATE VIEW readings AS
     SELECT s.tenant, s.device, s.metric, p.ts, p.value, p.unit, p.quality, p.seq, p.source_msg
-    FROM points p JOIN series s ON s.series_id = p.series_id
+    FROM (SELECT * FROM points UNION ALL SELECT * FROM landing) p
+    JOIN series s ON s.series_id = p.series_id
 """
 # Versions 1-3 keyed readings by their names: move them under series ids, in key order.
 _MIGRATE_TO_4 = """
@@ -114,7 +135,23 @@ INSERT INTO points
 DROP TABLE readings_v3
 """.format(create=_SERIES_AND_POINTS.replace(";", ";\n"))
 
-_INSERT = "INSERT OR IGNORE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)"
+# A row newer than everything merged for its series cannot be in points.
+_LAND = "INSERT OR IGNORE INTO landing VALUES (?, ?, ?, ?, ?, ?, ?)"
+# Any other row lands only if points does not hold its key (replays, late data).
+_LAND_CHECKED = (
+    "INSERT OR IGNORE INTO landing SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7"
+    " WHERE NOT EXISTS (SELECT 1 FROM points WHERE series_id = ?1 AND ts = ?2)"
+)
+#: Rows ``landing`` takes before a write merges it into ``points``. Measured: 100,000
+#: to 200,000 rows keep the merge's share of a write small and ``landing`` a few MB.
+_MERGE_ROWS = 200_000
+# Both key-ordered, so the merge walks points once, front to back.
+_MERGE = ("INSERT OR IGNORE INTO points SELECT * FROM landing", "DELETE FROM landing")
+# Each series' newest timestamp in points, for the per-process cache (see write).
+_MERGED_NEWEST = (
+    "SELECT s.series_id, s.tenant, s.device, s.metric,"
+    " (SELECT max(ts) FROM points p WHERE p.series_id = s.series_id) FROM series s"
+)
 _SERIES_ID = "SELECT series_id FROM series WHERE tenant = ? AND device = ? AND metric = ?"
 # Rows older than the raw floor (see _RAW_FLOOR) merge into the rollup one by one.
 _MERGE_ROLLUP = """
@@ -137,31 +174,58 @@ _MARK_PENDING = "INSERT OR IGNORE INTO rollup_pending VALUES (?, ?, ?)"
 # that order (the planner otherwise prefers scanning points).
 _REFRESH_ROLLUP = """
 WITH p AS MATERIALIZED (SELECT tenant, device, minute FROM rollup_pending WHERE {where}),
-m AS (
-    SELECT s.series_id, s.tenant, s.device, s.metric, p.minute, count(*) AS n,
-           sum(x.value) AS s, min(x.value) AS lo, max(x.value) AS hi,
-           min(x.ts) AS fts, max(x.ts) AS lts
-    FROM p
+ps AS MATERIALIZED (
+    SELECT s.series_id, s.tenant, s.device, s.metric, p.minute FROM p
     CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
-    CROSS JOIN points x ON x.series_id = s.series_id
-        AND x.ts >= p.minute AND x.ts < p.minute + 60000
-    GROUP BY s.series_id, p.minute
+),
+parts AS (
+    SELECT ps.series_id, ps.minute, count(*) AS n, sum(x.value) AS s, min(x.value) AS lo,
+           max(x.value) AS hi, min(x.ts) AS fts, max(x.ts) AS lts
+    FROM ps CROSS JOIN points x ON x.series_id = ps.series_id
+        AND x.ts >= ps.minute AND x.ts < ps.minute + 60000
+    GROUP BY ps.series_id, ps.minute
+    UNION ALL
+    SELECT ps.series_id, ps.minute, count(*), sum(x.value), min(x.value), max(x.value),
+           min(x.ts), max(x.ts)
+    FROM ps CROSS JOIN landing x ON x.series_id = ps.series_id
+        AND x.ts >= ps.minute AND x.ts < ps.minute + 60000
+    GROUP BY ps.series_id, ps.minute
+),
+m AS (
+    SELECT series_id, minute, sum(n) AS n, sum(s) AS s, min(lo) AS lo, max(hi) AS hi,
+           min(fts) AS fts, max(lts) AS lts
+    FROM parts GROUP BY series_id, minute
 )
 INSERT OR REPLACE INTO rollup_1m
-SELECT m.tenant, m.device, m.metric, m.minute, m.n, m.s, m.lo, m.hi, m.fts, f.value, m.lts, l.value
-FROM m
-JOIN points f ON f.series_id = m.series_id AND f.ts = m.fts
-JOIN points l ON l.series_id = m.series_id AND l.ts = m.lts
+SELECT s.tenant, s.device, s.metric, m.minute, m.n, m.s, m.lo, m.hi,
+    m.fts, {value_at_fts}, m.lts, {value_at_lts}
+FROM m JOIN series s ON s.series_id = m.series_id
 """
+# The value of a series (``m.series_id``) at a timestamp, from whichever table holds it.
+_VALUE_AT = (
+    "coalesce((SELECT value FROM points WHERE series_id = m.series_id AND ts = m.{ts}),"
+    " (SELECT value FROM landing WHERE series_id = m.series_id AND ts = m.{ts}))"
+)
+_REFRESH_ROLLUP = _REFRESH_ROLLUP.replace("{value_at_fts}", _VALUE_AT.format(ts="fts")).replace(
+    "{value_at_lts}", _VALUE_AT.format(ts="lts")
+)
 # Minutes below the raw floor may have lost readings to retention, so their rollup
 # cannot be recomputed from readings: rows there take the one-by-one merge instead.
 # It is the newest retention cut, rounded up to a minute, and only ever grows.
 _RAW_FLOOR = "raw_floor"
-# Bumped by every delete that may remove series, so each process's cache of series
-# ids (which spares a lookup per series per batch) is dropped in time.
+# Bumped by every merge and every delete that may remove series, so each process's
+# caches (series ids, newest merged timestamps) are dropped in time.
 _SERIES_GENERATION = "series_generation"
+# Rows in landing (counted by the writes), so a write knows when to merge.
+_LANDING_ROWS = "landing_rows"
 # The id of the series a query names, as a scalar subquery: one index seek.
 _THE_SERIES = "(SELECT series_id FROM series WHERE tenant = :t AND device = :d AND metric = :m)"
+# The readings of that series in [:s, :e), from both tables (never the same key twice).
+_SERIES_RANGE = (
+    f"(SELECT ts, value FROM points WHERE series_id = {_THE_SERIES} AND ts >= :s AND ts < :e"
+    f" UNION ALL SELECT ts, value FROM landing WHERE series_id = {_THE_SERIES}"
+    " AND ts >= :s AND ts < :e)"
+)
 # first/last use SQLite's documented bare-column rule: with a single min()/max() in
 # the select list, a bare column takes its value from the row holding that extreme.
 _AGGREGATES = {
@@ -207,35 +271,53 @@ WITH p AS MATERIALIZED (
 ),
 sid AS MATERIALIZED (SELECT series_id FROM series WHERE tenant = :t AND device = :d
     AND metric = :m),
-raw AS MATERIALIZED (
+parts AS (
     SELECT p.minute, count(*) AS n, sum(x.value) AS s, min(x.value) AS lo, max(x.value) AS hi,
            min(x.ts) AS fts, max(x.ts) AS lts
     FROM p CROSS JOIN sid CROSS JOIN points x ON x.series_id = sid.series_id
         AND x.ts >= p.minute AND x.ts < p.minute + 60000
     GROUP BY p.minute
+    UNION ALL
+    SELECT p.minute, count(*), sum(x.value), min(x.value), max(x.value), min(x.ts), max(x.ts)
+    FROM p CROSS JOIN sid CROSS JOIN landing x ON x.series_id = sid.series_id
+        AND x.ts >= p.minute AND x.ts < p.minute + 60000
+    GROUP BY p.minute
+),
+raw AS MATERIALIZED (
+    SELECT minute, sum(n) AS n, sum(s) AS s, min(lo) AS lo, max(hi) AS hi, min(fts) AS fts,
+           max(lts) AS lts
+    FROM parts GROUP BY minute
 ),
 src AS (
     SELECT minute, count, sum, min, max, first_ts, first, last_ts, last FROM rollup_1m
     WHERE tenant = :t AND device = :d AND metric = :m AND minute >= :s AND minute < :e
         AND minute NOT IN (SELECT minute FROM p)
     UNION ALL
-    SELECT minute, n, s, lo, hi,
-        fts, (SELECT value FROM points WHERE series_id = (SELECT series_id FROM sid)
-              AND ts = fts),
-        lts, (SELECT value FROM points WHERE series_id = (SELECT series_id FROM sid)
-              AND ts = lts)
-    FROM raw
+    SELECT minute, n, s, lo, hi, fts, {first}, lts, {last} FROM raw
 )
 SELECT (minute / :b) * :b AS bucket, {expression} FROM src GROUP BY bucket ORDER BY bucket
 """
-# One seek at the end of the series' key range (SQLite's max() optimisation).
-_NEWEST_TS = "SELECT max(ts) FROM points x WHERE x.series_id = s.series_id"
+_VALUE_OF_SID = (
+    "coalesce((SELECT value FROM points WHERE series_id = (SELECT series_id FROM sid)"
+    " AND ts = {ts}), (SELECT value FROM landing WHERE series_id = (SELECT series_id FROM sid)"
+    " AND ts = {ts}))"
+)
+_ROLLUP_READ = _ROLLUP_READ.replace("{first}", _VALUE_OF_SID.format(ts="fts")).replace(
+    "{last}", _VALUE_OF_SID.format(ts="lts")
+)
+# One seek at the end of the series' key range in each table (SQLite's max()
+# optimisation); -1 where a table has none (timestamps start at 0).
+_NEWEST_TS = (
+    "max(coalesce((SELECT max(ts) FROM points x WHERE x.series_id = s.series_id), -1),"
+    " coalesce((SELECT max(ts) FROM landing x WHERE x.series_id = s.series_id), -1))"
+)
 # A device list travels as one JSON parameter, so there is no bound-parameter limit.
 _DEVICES = "device IN (SELECT value FROM json_each(?))"
 # 2: rollup_1m and its trigger; 3: the rollup refreshed per batch from rollup_pending;
 # 4: readings keyed by series id (points), names in series
 _SCHEMA_VERSION = 4
-_SERIES_OF = attrgetter("tenant", "device", "metric")
+_SERIES_OF, _TS_OF = attrgetter("tenant", "device", "metric"), attrgetter("ts")
+_REST_OF = tuple(attrgetter(name) for name in ("value", "unit", "quality", "seq", "source_msg"))
 #: Pages of new files: 16 KiB pages doubled key-ordered inserts of 10,000 series
 #: arriving time-major (fewer, fuller leaves to split), measured in bench/storage.py.
 _PAGE_SIZE = 16_384
@@ -247,9 +329,16 @@ def _statements(script: str) -> list[str]:
 
 
 class SQLiteTimeSeriesStore:
-    """Readings in one SQLite file; one connection per thread, WAL for concurrent reads."""
+    """Readings in one SQLite file; one connection per thread, WAL for concurrent reads.
 
-    def __init__(self, path: Path | str) -> None:
+    ``merge_rows`` is how many rows ``landing`` takes before a write merges it (tests
+    pass a small number so every read meets both tables in every state).
+    """
+
+    def __init__(self, path: Path | str, *, merge_rows: int = _MERGE_ROWS) -> None:
+        if merge_rows < 1:
+            raise ValueError(f"merge_rows must be at least 1, got {merge_rows}")
+        self._merge_rows = merge_rows
         self._path = str(path)
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
@@ -257,9 +346,13 @@ class SQLiteTimeSeriesStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        # Caches of this process, valid for one generation of the file (_SERIES_GENERATION):
+        # series ids by name, and each series' newest timestamp in points.
         self._series_ids: dict[tuple[str, str, str], int] = {}
+        self._merged_newest: dict[int, int] = {}
+        self._merged_max = -1  # the newest of those
+        self._generation = -1
         self._names_ok: set[tuple[str, str, str, str | None]] = set()
-        self._series_generation = -1
         connection = self._connection()
         try:
             self._upgrade(connection)
@@ -314,9 +407,10 @@ class SQLiteTimeSeriesStore:
         if not readings:
             self._connection()  # a closed store raises even for an empty batch
             return WriteResult(0, rejected)
+        # map, zip and attrgetter keep these per-reading passes in C.
         keys = list(map(_SERIES_OF, readings))
-        oldest = min(r.ts for r in readings)
-        newest = max(r.ts for r in readings)
+        stamps = list(map(_TS_OF, readings))
+        oldest, newest = min(stamps), max(stamps)
         newest_minute = newest - newest % ROLLUP_MS
         if oldest >= newest_minute:  # the usual batch: one minute of every device in it
             minutes = {(t, d, newest_minute) for t, d, _ in set(keys)}
@@ -326,19 +420,13 @@ class SQLiteTimeSeriesStore:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                generation = self._meta(connection, _SERIES_GENERATION, 0)
-                with self._lock:
-                    if generation != self._series_generation:
-                        self._series_ids.clear()
-                        self._series_generation = generation
-                    missing = set(keys).difference(self._series_ids)
+                generation = self._cached_generation(connection)
+                missing = set(keys).difference(self._series_ids)
                 new_ids = self._add_series(connection, missing) if missing else {}
                 ids = {**self._series_ids, **new_ids} if new_ids else self._series_ids
-                # The columns of points, in order.
-                rows = [
-                    (ids[key], r.ts, r.value, r.unit, r.quality, r.seq, r.source_msg)
-                    for key, r in zip(keys, readings, strict=True)
-                ]
+                # The columns of landing, in order.
+                rest = (map(get, readings) for get in _REST_OF)
+                rows = list(zip(map(ids.__getitem__, keys), stamps, *rest, strict=True))
                 floor = self._meta(connection, _RAW_FLOOR, MIN_TS)
                 if oldest < floor:
                     inserted = self._insert_below_floor(connection, readings, rows, floor)
@@ -347,8 +435,19 @@ class SQLiteTimeSeriesStore:
                 else:
                     inserted = 0
                 # rowcount sums sqlite3_changes() per row: the rows really inserted.
-                inserted += connection.executemany(_INSERT, rows).rowcount
+                if oldest > self._merged_max:  # live data: newer than anything merged
+                    inserted += connection.executemany(_LAND, rows).rowcount
+                else:
+                    newest_of = self._merged_newest.get
+                    fresh = [row for row in rows if row[1] > newest_of(row[0], -1)]
+                    older = [row for row in rows if row[1] <= newest_of(row[0], -1)]
+                    inserted += connection.executemany(_LAND, fresh).rowcount
+                    inserted += connection.executemany(_LAND_CHECKED, older).rowcount
                 connection.executemany(_MARK_PENDING, sorted(minutes))
+                landed = self._meta(connection, _LANDING_ROWS, 0) + inserted
+                merged = self._merge(connection, generation) if landed >= self._merge_rows else None
+                if merged is None:
+                    self._set_meta(connection, _LANDING_ROWS, landed)
                 # Minutes before this batch's newest are (mostly) complete: roll them up
                 # now, once per device-minute rather than once per reading.
                 self._refresh_rollup(connection, "minute < ?", [newest_minute])
@@ -356,10 +455,7 @@ class SQLiteTimeSeriesStore:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
-            if new_ids:
-                with self._lock:  # ids of a rolled-back batch never reach the cache
-                    if generation == self._series_generation:
-                        self._series_ids.update(new_ids)
+            self._remember(generation, new_ids, merged)
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:  # a constraint or trigger
             raise WriteRefusedError(f"{self._path} refused a reading: {exc}") from exc
         except sqlite3.Error as exc:
@@ -367,6 +463,76 @@ class SQLiteTimeSeriesStore:
                 f"writing {len(readings)} readings to {self._path} failed: {exc}"
             ) from exc
         return WriteResult(inserted, rejected)
+
+    def compact(self) -> None:
+        """Merge every landed reading into ``points`` and roll up every pending minute.
+
+        Writes do this on their own as ``landing`` fills; call it to leave the file with
+        nothing pending (before a backup or a bulk read, and in the write benchmark,
+        whose figure counts this time so it is a rate the store can keep up).
+        """
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                generation = self._cached_generation(connection)
+                merged = self._merge(connection, generation)
+                self._refresh_rollup(connection, "1", [])
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            self._remember(generation, {}, merged)
+        except sqlite3.Error as exc:
+            raise StoreError(f"compacting {self._path} failed: {exc}") from exc
+
+    def _cached_generation(self, connection: sqlite3.Connection) -> int:
+        """The file's cache generation; the caches are reloaded first if it moved (another
+        handle merged or deleted). In the caller's write transaction."""
+        generation = self._meta(connection, _SERIES_GENERATION, 0)
+        with self._lock:
+            if generation != self._generation:
+                ids: dict[tuple[str, str, str], int] = {}
+                newest: dict[int, int] = {}
+                for series_id, tenant, device, metric, ts in connection.execute(_MERGED_NEWEST):
+                    ids[tenant, device, metric] = series_id
+                    if ts is not None:
+                        newest[series_id] = ts
+                self._series_ids, self._merged_newest = ids, newest
+                self._merged_max = max(newest.values(), default=-1)
+                self._generation = generation
+        return generation
+
+    def _merge(self, connection: sqlite3.Connection, generation: int) -> dict[int, int]:
+        """Move ``landing`` into ``points`` and bump the generation; return each merged
+        series' newest timestamp. In the caller's write transaction."""
+        newest = dict(connection.execute("SELECT series_id, max(ts) FROM landing GROUP BY 1"))
+        for statement in _MERGE:
+            connection.execute(statement)
+        self._set_meta(connection, _LANDING_ROWS, 0)
+        self._set_meta(connection, _SERIES_GENERATION, generation + 1)
+        return newest
+
+    def _remember(
+        self,
+        generation: int,
+        new_ids: dict[tuple[str, str, str], int],
+        merged: dict[int, int] | None,
+    ) -> None:
+        """After a commit: cache the new series ids and the newly merged timestamps,
+        unless another thread reloaded the caches meanwhile (what a rolled-back
+        transaction made never gets here)."""
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._series_ids.update(new_ids)
+            if merged is not None:
+                newest = self._merged_newest
+                for series_id, ts in merged.items():
+                    if ts > newest.get(series_id, -1):
+                        newest[series_id] = ts
+                self._merged_max = max(self._merged_max, *merged.values(), -1)
+                self._generation = generation + 1
 
     @staticmethod
     def _add_series(
@@ -388,6 +554,10 @@ class SQLiteTimeSeriesStore:
         return int(row[0]) if row else default
 
     @staticmethod
+    def _set_meta(connection: sqlite3.Connection, key: str, value: int) -> None:
+        connection.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @staticmethod
     def _insert_below_floor(
         connection: sqlite3.Connection,
         readings: list[Reading],
@@ -399,7 +569,7 @@ class SQLiteTimeSeriesStore:
         inserted = 0
         for reading, row in zip(readings, rows, strict=True):
             ts, value = reading.ts, reading.value
-            if ts >= floor or connection.execute(_INSERT, row).rowcount == 0:
+            if ts >= floor or connection.execute(_LAND_CHECKED, row).rowcount == 0:
                 continue
             inserted += 1
             minute = ts - ts % ROLLUP_MS
@@ -418,8 +588,7 @@ class SQLiteTimeSeriesStore:
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
     ) -> list[Point]:
         cursor = self._connection().execute(
-            f"SELECT ts, value FROM points WHERE series_id = {_THE_SERIES}"
-            " AND ts >= :s AND ts < :e ORDER BY ts LIMIT :n",
+            f"SELECT ts, value FROM {_SERIES_RANGE} ORDER BY ts LIMIT :n",
             {"t": tenant, "d": device, "m": metric, "s": start, "e": end, "n": limit},
         )
         return [Point(ts, value) for ts, value in cursor]
@@ -440,9 +609,8 @@ class SQLiteTimeSeriesStore:
             query = _ROLLUP_READ.format(expression=_ROLLUP_AGGREGATES[Aggregate(fn)])
         else:
             query = (
-                f"SELECT (ts / :b) * :b AS bucket, {_AGGREGATES[Aggregate(fn)]} FROM points"
-                f" WHERE series_id = {_THE_SERIES} AND ts >= :s AND ts < :e"
-                " GROUP BY bucket ORDER BY bucket"
+                f"SELECT (ts / :b) * :b AS bucket, {_AGGREGATES[Aggregate(fn)]}"
+                f" FROM {_SERIES_RANGE} GROUP BY bucket ORDER BY bucket"
             )
         params = {"b": bucket_ms, "t": tenant, "d": device, "m": metric, "s": start, "e": end}
         cursor = self._connection().execute(query, params)
@@ -458,9 +626,13 @@ class SQLiteTimeSeriesStore:
             where += " AND s." + _DEVICES
             params.append(json.dumps(list(devices)))
         cursor = self._connection().execute(
-            "SELECT s.device, s.metric, r.ts, r.value, r.unit FROM series s CROSS JOIN points r"
-            f" ON r.series_id = s.series_id AND r.ts = ({_NEWEST_TS})"
-            f" WHERE {where} ORDER BY s.device, s.metric",
+            f"WITH n AS MATERIALIZED (SELECT s.series_id, s.device, s.metric, {_NEWEST_TS} AS ts"
+            f" FROM series s WHERE {where})"
+            " SELECT n.device, n.metric, n.ts, coalesce(p.value, l.value),"
+            " CASE WHEN p.ts IS NULL THEN l.unit ELSE p.unit END"
+            " FROM n LEFT JOIN points p ON p.series_id = n.series_id AND p.ts = n.ts"
+            " LEFT JOIN landing l ON l.series_id = n.series_id AND l.ts = n.ts"
+            " WHERE n.ts >= 0 ORDER BY n.device, n.metric",
             params,
         )
         return [DeviceLatest(*row) for row in cursor]
@@ -506,11 +678,17 @@ class SQLiteTimeSeriesStore:
                     f"DELETE FROM {table} WHERE {where}", [before, *params]
                 ).rowcount
                 if table == "points":
+                    deleted += connection.execute(
+                        f"DELETE FROM landing WHERE {where}", [before, *params]
+                    ).rowcount
                     connection.execute(
                         "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM points p"
-                        f" WHERE p.series_id = series.series_id) AND {names}",
+                        " WHERE p.series_id = series.series_id) AND NOT EXISTS (SELECT 1"
+                        f" FROM landing l WHERE l.series_id = series.series_id) AND {names}",
                         params,
                     )
+                    landed = connection.execute("SELECT count(*) FROM landing").fetchone()[0]
+                    self._set_meta(connection, _LANDING_ROWS, landed)
                     floor = max(
                         self._meta(connection, _RAW_FLOOR, MIN_TS),
                         -(-before // ROLLUP_MS) * ROLLUP_MS,
@@ -530,7 +708,8 @@ class SQLiteTimeSeriesStore:
 
     def usage(self, since: int) -> StorageUsage:
         cursor = self._connection().execute(
-            "SELECT s.tenant, count(*), sum(p.ts >= ?) FROM points p"
+            "SELECT s.tenant, count(*), sum(p.ts >= ?)"
+            " FROM (SELECT series_id, ts FROM points UNION ALL SELECT series_id, ts FROM landing) p"
             " JOIN series s ON s.series_id = p.series_id GROUP BY s.tenant ORDER BY s.tenant",
             (since,),
         )
@@ -550,18 +729,19 @@ class SQLiteTimeSeriesStore:
         return StorageUsage(used, shutil.disk_usage(path.parent).free, tenants)
 
     def count(self, tenant: str | None = None) -> int:
-        if tenant is None:
-            row = self._connection().execute("SELECT count(*) FROM points").fetchone()
-        else:
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT count(*) FROM points WHERE series_id IN"
-                    " (SELECT series_id FROM series WHERE tenant = ?)",
-                    (tenant,),
-                )
-                .fetchone()
+        where, params = "", list[object]()
+        if tenant is not None:
+            where = " WHERE series_id IN (SELECT series_id FROM series WHERE tenant = ?)"
+            params = [tenant]
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT (SELECT count(*) FROM points{where})"
+                f" + (SELECT count(*) FROM landing{where})",
+                params * 2,
             )
+            .fetchone()
+        )
         return int(row[0])
 
     def close(self) -> None:
