@@ -401,8 +401,11 @@ def bench_postgres(steps: int) -> None:
 
             def bare_latest() -> object:
                 return connection.execute(
-                    "SELECT device, metric, last_ts, last_value, unit FROM bench.series"
-                    " WHERE tenant = %s AND device = ANY(%s) ORDER BY 1, 2",
+                    "SELECT s.device, s.metric, r.ts, r.value, r.unit FROM bench.series s"
+                    " CROSS JOIN LATERAL (SELECT ts, value, unit FROM bench.readings x"
+                    " WHERE x.tenant = s.tenant AND x.device = s.device"
+                    " AND x.metric = s.metric AND x.ts >= s.since ORDER BY x.ts DESC LIMIT 1) r"
+                    " WHERE s.tenant = %s AND s.device = ANY(%s) ORDER BY 1, 2",
                     (TENANT, DEVICES),
                 ).fetchall()
 
