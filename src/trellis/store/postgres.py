@@ -567,7 +567,9 @@ class PostgresTimeSeriesStore:
                             r.source_msg,
                         )
                     )
-        except psycopg.errors.UniqueViolation:
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            # A deadlock: another batch is adding some of these keys in another order;
+            # the merging path inserts in key order, as every writer there does.
             return None
         return len(readings)
 
