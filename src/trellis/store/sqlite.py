@@ -305,11 +305,21 @@ _VALUE_OF_SID = (
 _ROLLUP_READ = _ROLLUP_READ.replace("{first}", _VALUE_OF_SID.format(ts="fts")).replace(
     "{last}", _VALUE_OF_SID.format(ts="lts")
 )
-# One seek at the end of the series' key range in each table (SQLite's max()
-# optimisation); -1 where a table has none (timestamps start at 0).
-_NEWEST_TS = (
-    "max(coalesce((SELECT max(ts) FROM points x WHERE x.series_id = s.series_id), -1),"
-    " coalesce((SELECT max(ts) FROM landing x WHERE x.series_id = s.series_id), -1))"
+# The newest reading of each series ``{where}`` selects: one seek at the end of its key
+# range in each table (SQLite's max() optimisation), then the newer of the two, whose
+# value and unit come with it (the bare-column rule above).
+_NEWEST_IN = (
+    "SELECT k.series_id, k.device, k.metric, r.ts, r.value, r.unit FROM k CROSS JOIN {table} r"
+    " ON r.series_id = k.series_id"
+    " AND r.ts = (SELECT max(ts) FROM {table} x WHERE x.series_id = k.series_id)"
+)
+_LATEST = (
+    "WITH k AS (SELECT series_id, device, metric FROM series WHERE {where})"
+    " SELECT device, metric, max(ts), value, unit FROM ("
+    + _NEWEST_IN.format(table="points")
+    + " UNION ALL "
+    + _NEWEST_IN.format(table="landing")
+    + ") GROUP BY series_id ORDER BY device, metric"
 )
 # A device list travels as one JSON parameter, so there is no bound-parameter limit.
 _DEVICES = "device IN (SELECT value FROM json_each(?))"
@@ -628,20 +638,11 @@ class SQLiteTimeSeriesStore:
         return [Latest(d.metric, d.ts, d.value, d.unit) for d in self.latest_many(tenant, [device])]
 
     def latest_many(self, tenant: str, devices: Sequence[str] | None = None) -> list[DeviceLatest]:
-        where, params = "s.tenant = ?", list[object]([tenant])
+        where, params = "tenant = ?", list[object]([tenant])
         if devices is not None:
-            where += " AND s." + _DEVICES
+            where += " AND " + _DEVICES
             params.append(json.dumps(list(devices)))
-        cursor = self._connection().execute(
-            f"WITH n AS MATERIALIZED (SELECT s.series_id, s.device, s.metric, {_NEWEST_TS} AS ts"
-            f" FROM series s WHERE {where})"
-            " SELECT n.device, n.metric, n.ts, coalesce(p.value, l.value),"
-            " CASE WHEN p.ts IS NULL THEN l.unit ELSE p.unit END"
-            " FROM n LEFT JOIN points p ON p.series_id = n.series_id AND p.ts = n.ts"
-            " LEFT JOIN landing l ON l.series_id = n.series_id AND l.ts = n.ts"
-            " WHERE n.ts >= 0 ORDER BY n.device, n.metric",
-            params,
-        )
+        cursor = self._connection().execute(_LATEST.format(where=where), params)
         return [DeviceLatest(*row) for row in cursor]
 
     def delete_before(
