@@ -463,7 +463,7 @@ class SQLiteTimeSeriesStore:
                 connection.executemany(_MARK_PENDING, sorted(minutes))
                 landed = self._meta(connection, _LANDING_ROWS, 0) + inserted
                 merged = self._merge(connection, generation) if landed >= self._merge_rows else None
-                if merged is None:
+                if merged is None:  # (a merge counts landing_rows down to 0 itself)
                     self._set_meta(connection, _LANDING_ROWS, landed)
                 # Minutes before this batch's newest are (mostly) complete: roll them up
                 # now, once per device-minute rather than once per reading.
@@ -520,10 +520,13 @@ class SQLiteTimeSeriesStore:
                 self._generation = generation
         return generation
 
-    def _merge(self, connection: sqlite3.Connection, generation: int) -> dict[int, int]:
+    def _merge(self, connection: sqlite3.Connection, generation: int) -> dict[int, int] | None:
         """Move ``landing`` into ``points`` and bump the generation; return each merged
-        series' newest timestamp. In the caller's write transaction."""
+        series' newest timestamp (None when ``landing`` was empty: nothing changed). In
+        the caller's write transaction."""
         newest = dict(connection.execute("SELECT series_id, max(ts) FROM landing GROUP BY 1"))
+        if not newest:
+            return None
         for statement in _MERGE:
             connection.execute(statement)
         self._set_meta(connection, _LANDING_ROWS, 0)
