@@ -477,7 +477,8 @@ class PostgresTimeSeriesStore:
             if self._closed:
                 raise ClosedError("the time-series store is closed")
             return WriteResult(0, rejected)
-        days = {_day_of(r.ts) for r in good}
+        first_day, last_day = _day_of(min(map(_TS_OF, good))), _day_of(max(map(_TS_OF, good)))
+        days = {first_day} if first_day == last_day else {_day_of(r.ts) for r in good}
         for day in days:
             self.ensure_partitions(day, day)
         try:
@@ -653,9 +654,9 @@ class PostgresTimeSeriesStore:
         with self._series_lock:
             known = self._series_since if generation == self._series_generation else {}
             day = newest - newest % DAY_MS
-            if oldest >= day:  # the usual batch: one day
-                keys = set(map(_SERIES_OF, readings))
-                since = {key: day for key in keys if known.get(key, -1) < day}
+            if oldest >= day:  # the usual batch: one day, every series known (no key kept)
+                new = [key for key in map(_SERIES_OF, readings) if known.get(key, -1) < day]
+                since = dict.fromkeys(new, day)
             else:
                 since = {}
                 for key, ts in zip(map(_SERIES_OF, readings), stamps, strict=True):
