@@ -1,14 +1,15 @@
 """The PostgreSQL time-series backend (psycopg 3), for fleets beyond one machine's disk.
 
-Writes are a binary ``COPY`` into a per-connection temporary staging table, then one
-``INSERT … SELECT … ORDER BY key ON CONFLICT DO NOTHING`` into the readings table:
-COPY is the fastest way in, and the ``INSERT`` makes it idempotent. Sorting by key
-gives every writer the same lock order, so concurrent overlapping batches wait for
-each other instead of deadlocking, and the batch ordinal breaks ties so the first
-copy of a key in a batch wins, as on every other backend. The rows it really added
-mark their device-minutes in ``rollup_pending``; after the commit the write recomputes
-the closed ones into ``rollup_1m`` set-based (see ``_REFRESH``), and whole-minute reads
-compute still-pending minutes from the readings (``_ROLLUP_READ``).
+A batch of new keys, the usual case, is one binary ``COPY`` straight into the readings
+table, in a savepoint: the unique key refuses it whole if any key is stored already.
+Such a batch (a replay, a redelivery) takes the idempotent path instead: a binary
+``COPY`` into a per-connection temporary staging table, then one ``INSERT … SELECT …
+ORDER BY key ON CONFLICT DO NOTHING``. Sorting by key gives every writer there the
+same lock order, and the batch ordinal breaks ties so the first copy of a key in a
+batch wins, as on every other backend. The rows added mark their device-minutes in
+``rollup_pending``; after the commit the write recomputes the closed ones into
+``rollup_1m`` set-based (see ``_REFRESH``), and whole-minute reads compute
+still-pending minutes from the readings (``_ROLLUP_READ``).
 
 Layout, chosen once per schema when it is created:
 
@@ -21,8 +22,9 @@ Layout, chosen once per schema when it is created:
   compression segmented by series. This path is not exercised by the test suite on
   machines without the extension; see docs/storage.md.
 
-``series`` keeps the newest value of each (tenant, device, metric), so "latest value
-of every metric of 1,000 devices" reads 10,000 small rows, not the readings table.
+``series`` lists each (tenant, device, metric) with the start of the day of its newest
+reading, written once a day per series rather than per batch, so "latest value of
+every metric of 1,000 devices" is one backward index seek per series from that day.
 Text columns use the ``C`` collation: byte order, the same order Python sorts in,
 and cheaper comparisons in the key.
 """
@@ -694,8 +696,8 @@ class PostgresTimeSeriesStore:
         (``exclusive``: the caller already did): no batch is open while the marks are
         taken and the minutes recomputed, so the recompute sees every batch that marked
         them, and a write needs no row lock on a mark. Writers wait for that moment
-        (about 5 µs per series-minute recomputed, once a minute) instead of the
-        refresh updating every mark each batch to lock it (measured: 17 ms a batch).
+        (once a minute at 1 Hz) instead of every batch updating each of its marks to
+        lock it (measured: 17 ms a batch).
         """
         with self._transaction() as cur:
             if not exclusive:
