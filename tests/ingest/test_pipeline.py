@@ -328,7 +328,8 @@ def test_a_row_the_store_refuses_is_quarantined_and_the_rest_stored(
     message is stored once, the refused one is quarantined whole with the store's error."""
     connection = sqlite3.connect(tmp_data_dir / "timeseries.db")  # the store fixture's file
     connection.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON readings WHEN NEW.device = 'pump-0002'"
+        "CREATE TRIGGER refuse BEFORE INSERT ON landing WHEN NEW.series_id IN"
+        " (SELECT series_id FROM series WHERE device = 'pump-0002')"
         " BEGIN SELECT RAISE(ABORT, 'pump-0002 is decommissioned'); END"
     )
     connection.close()

@@ -215,13 +215,18 @@ def test_timeseries_version_1_file_gets_its_rollup_backfilled(tmp_path: Path) ->
     """Opening a file written before the 1-minute rollup builds the rollup from its readings."""
     path = tmp_path / "timeseries.db"
     t0 = 1_764_000_000_000
-    store = SQLiteTimeSeriesStore(path)
-    store.write([Reading("default", "p", "t", t0 + i * 7_000, float(i)) for i in range(20)])
-    store.close()
-    connection = sqlite3.connect(path)  # make it look like a version-1 file
+    connection = sqlite3.connect(path)  # the version-1 layout: readings keyed by names
     connection.executescript(
-        "DROP TABLE rollup_1m; DROP TABLE rollup_pending; DROP TABLE meta; PRAGMA user_version = 1;"
+        "CREATE TABLE readings (tenant TEXT NOT NULL, device TEXT NOT NULL,"
+        " metric TEXT NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, unit TEXT,"
+        " quality INTEGER NOT NULL, seq INTEGER, source_msg TEXT,"
+        " PRIMARY KEY (tenant, device, metric, ts)) WITHOUT ROWID; PRAGMA user_version = 1;"
     )
+    with connection:
+        connection.executemany(
+            "INSERT INTO readings VALUES ('default', 'p', 't', ?, ?, NULL, 0, NULL, NULL)",
+            [(t0 + i * 7_000, float(i)) for i in range(20)],
+        )
     connection.close()
     store = SQLiteTimeSeriesStore(path)
     try:

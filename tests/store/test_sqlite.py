@@ -59,7 +59,7 @@ def test_version_2_file_is_upgraded_in_place(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     triggers = connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     assert triggers.fetchall() == []
-    assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+    assert connection.execute("PRAGMA user_version").fetchone() == (4,)
     connection.close()
 
 
@@ -80,3 +80,25 @@ def test_retention_in_another_handle_does_not_hide_a_rewritten_series(tmp_path: 
     finally:
         writer.close()
         janitor.close()
+
+
+def test_a_replay_after_another_handle_merged_is_not_stored_twice(tmp_path: Path) -> None:
+    """A writer that cached how far each series was merged notices when another handle
+    merged newer rows, so a replay of those rows is a duplicate, not a second copy."""
+    path = tmp_path / "timeseries.db"
+    first = SQLiteTimeSeriesStore(path, merge_rows=1)
+    second = SQLiteTimeSeriesStore(path, merge_rows=1_000)
+    try:
+        assert first.write([Reading("acme", "p", "t", T0, 1.0)]).inserted == 1
+        assert second.write([Reading("acme", "p", "t", T0 + 1_000, 2.0)]).inserted == 1
+        assert first.write([Reading("acme", "p", "t", T0 + 2_000, 3.0)]).inserted == 1  # merges
+        replay = [Reading("acme", "p", "t", T0 + i * 1_000, 9.0) for i in range(3)]
+        assert second.write(replay).inserted == 0
+        assert first.write(replay).inserted == 0
+        assert second.count() == 3
+        assert [p.value for p in second.query("acme", "p", "t", T0, T0 + 3_000)] == [1.0, 2.0, 3.0]
+        second.compact()
+        assert first.latest("acme", "p") == [Latest("t", T0 + 2_000, 3.0, None)]
+    finally:
+        first.close()
+        second.close()

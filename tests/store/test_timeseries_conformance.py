@@ -54,6 +54,11 @@ def _postgres(_directory: Path) -> TimeSeriesStore:
 BACKENDS: list[tuple[str, StoreFactory]] = [
     ("memory", lambda _directory: MemoryTimeSeriesStore()),
     ("sqlite", lambda directory: SQLiteTimeSeriesStore(directory / "timeseries.db")),
+    # Merging landing into points at every second row: reads meet both tables.
+    (
+        "sqlite-merging",
+        lambda directory: SQLiteTimeSeriesStore(directory / "timeseries.db", merge_rows=2),
+    ),
     ("postgres", _postgres),
 ]
 

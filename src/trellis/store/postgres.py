@@ -1,14 +1,15 @@
 """The PostgreSQL time-series backend (psycopg 3), for fleets beyond one machine's disk.
 
-Writes are a binary ``COPY`` into a per-connection temporary staging table, then one
-``INSERT … SELECT … ORDER BY key ON CONFLICT DO NOTHING`` into the readings table:
-COPY is the fastest way in, and the ``INSERT`` makes it idempotent. Sorting by key
-gives every writer the same lock order, so concurrent overlapping batches wait for
-each other instead of deadlocking, and the batch ordinal breaks ties so the first
-copy of a key in a batch wins, as on every other backend. The rows it really added
-mark their device-minutes in ``rollup_pending``; after the commit the write recomputes
-the closed ones into ``rollup_1m`` set-based (see ``_REFRESH``), and whole-minute reads
-compute still-pending minutes from the readings (``_ROLLUP_READ``).
+A batch of new keys, the usual case, is one binary ``COPY`` straight into the readings
+table, in a savepoint: the unique key refuses it whole if any key is stored already.
+Such a batch (a replay, a redelivery) takes the idempotent path instead: a binary
+``COPY`` into a per-connection temporary staging table, then one ``INSERT … SELECT …
+ORDER BY key ON CONFLICT DO NOTHING``. Sorting by key gives every writer there the
+same lock order, and the batch ordinal breaks ties so the first copy of a key in a
+batch wins, as on every other backend. The rows added mark their device-minutes in
+``rollup_pending``; after the commit the write recomputes the closed ones into
+``rollup_1m`` set-based (see ``_REFRESH``), and whole-minute reads compute
+still-pending minutes from the readings (``_ROLLUP_READ``).
 
 Layout, chosen once per schema when it is created:
 
@@ -21,8 +22,9 @@ Layout, chosen once per schema when it is created:
   compression segmented by series. This path is not exercised by the test suite on
   machines without the extension; see docs/storage.md.
 
-``series`` keeps the newest value of each (tenant, device, metric), so "latest value
-of every metric of 1,000 devices" reads 10,000 small rows, not the readings table.
+``series`` lists each (tenant, device, metric) with the start of the day of its newest
+reading, written once a day per series rather than per batch, so "latest value of
+every metric of 1,000 devices" is one backward index seek per series from that day.
 Text columns use the ``C`` collation: byte order, the same order Python sorts in,
 and cheaper comparisons in the key.
 """
@@ -35,6 +37,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from operator import attrgetter
 from typing import Any
 
 from trellis.core.clock import now_ms
@@ -77,7 +80,9 @@ __all__ = ["PostgresTimeSeriesStore", "normalise_url"]
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
-_SCHEMA_VERSION = 2  # 2: the rollup refreshed from rollup_pending, not merged per row
+# 2: the rollup refreshed from rollup_pending, not merged per row; 3: series keeps the
+# start of each series' newest day (since), not its newest value
+_SCHEMA_VERSION = 3
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PARTITION_NAME = re.compile(r"^readings_(\d{8})$")
 _EPOCH = dt.date(1970, 1, 1)
@@ -101,6 +106,17 @@ _ROLLUP_AGGREGATES = {
     Aggregate.LAST: "(array_agg(last ORDER BY last_ts DESC))[1]",
 }
 _COPY_TYPES = ["int4", "text", "text", "text", "int8", "float8", "text", "int2", "int8", "text"]
+_SERIES_OF = attrgetter("tenant", "device", "metric")
+_DEVICE_OF, _TS_OF = attrgetter("tenant", "device"), attrgetter("ts")
+#: Bumped by every retention run, which may delete series: each process then forgets
+#: which series it has recorded (``series.since``) and records them again.
+_SERIES_GENERATION = "series_generation"
+#: Counts refreshes that took marks: while it stands, a mark this process made is still
+#: there and need not be made again by its next batches (1,000 marks a batch, measured
+#: 7 ms even when every one exists).
+_REFRESHES = "refreshes"
+#: Most marks a process remembers before it starts afresh.
+_MARKS_CACHED = 100_000
 _COLUMNS = "tenant, device, metric, ts, value, unit, quality, seq, source_msg"
 #: Minutes below this (the newest retention cut, rounded up to a minute) may have lost
 #: readings, so rows there merge into the rollup one by one instead of marking it pending.
@@ -130,17 +146,30 @@ _ROLLUP_READ = (
     " SELECT minute / %(b)s * %(b)s AS bucket, {expression} FROM src"
     " GROUP BY bucket ORDER BY bucket"
 )
-# The new rows of a batch mark their device-minutes pending. DO UPDATE (not NOTHING)
-# locks an existing mark until this batch commits, so a refresh cannot take the mark
-# and roll the minute up without this batch's readings.
+# The new rows of a batch mark their device-minutes pending. An existing mark is left
+# alone: no refresh runs while a batch is open (_refresh), so it cannot be taken away
+# before this batch's readings are visible.
 _ADD_AND_MARK = (
     "WITH added AS (INSERT INTO {readings} SELECT " + _COLUMNS + " FROM staging"
     " WHERE ts >= %s ORDER BY tenant, device, metric, ts, ord ON CONFLICT DO NOTHING"
     " RETURNING tenant, device, ts),"
     " marked AS (INSERT INTO {pending} SELECT DISTINCT tenant, device, ts - ts %% 60000"
     " FROM added ORDER BY 1, 2, 3 ON CONFLICT (tenant, device, minute)"
-    " DO UPDATE SET minute = excluded.minute)"
+    " DO NOTHING)"
     " SELECT count(*) FROM added"
+)
+# A batch whose rows were all added marks its device-minutes (computed by the writer).
+_MARK = (
+    "INSERT INTO {pending} SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[])"
+    " ON CONFLICT (tenant, device, minute) DO NOTHING"
+)
+# A series' row holds the start of the newest day it has readings in: every reading
+# newer than that lies at or after it, so "latest" seeks only there (see latest_many).
+# Written when a series first reaches a day, not per batch.
+_NOTE_SERIES = (
+    "INSERT INTO {series} AS s SELECT * FROM unnest(%s::text[], %s::text[], %s::text[],"
+    " %s::int8[]) ON CONFLICT (tenant, device, metric) DO UPDATE SET since = excluded.since"
+    " WHERE excluded.since > s.since"
 )
 # Rows below the raw floor: the rows the INSERT really added merge into the rollup.
 _ADD_AND_MERGE = (
@@ -219,6 +248,14 @@ class PostgresTimeSeriesStore:
         self._partitions: set[int] = set()
         self._partitions_lock = threading.Lock()
         self._names_ok: set[tuple[str, str, str, str | None]] = set()
+        # The start of each series' newest day as recorded in ``series`` (see _NOTE_SERIES),
+        # valid while the schema's _SERIES_GENERATION is the one read with it.
+        self._series_since: dict[tuple[str, str, str], int] = {}
+        self._series_generation = -1
+        self._series_lock = threading.Lock()
+        # Rollup marks this process made since the refresh count it read with them.
+        self._marked: set[tuple[str, str, int]] = set()
+        self._marked_refreshes = -1
         self._pool = ConnectionPool(
             normalise_url(url),
             min_size=1,
@@ -278,6 +315,9 @@ class PostgresTimeSeriesStore:
                     )
                 if version < 2:  # version 1 merged every row into the rollup as written
                     cur.execute(sql.SQL(_PENDING_TABLE).format(s))
+                if version < 3:
+                    self._series_since_day(cur)
+                if version < _SCHEMA_VERSION:
                     cur.execute(
                         sql.SQL("UPDATE {}.meta SET value = %s WHERE key = 'version'").format(s),
                         (str(_SCHEMA_VERSION),),
@@ -297,10 +337,7 @@ class PostgresTimeSeriesStore:
                 sql.SQL(
                     'CREATE TABLE {}.series (tenant text COLLATE "C" NOT NULL,'
                     ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
-                    " unit text, last_ts int8 NOT NULL, last_value float8 NOT NULL,"
-                    # Every batch rewrites most rows: free space per page keeps the
-                    # updates HOT (no index churn); measured 0.94 s -> 0.60 s per 200k.
-                    " PRIMARY KEY (tenant, device, metric)) WITH (fillfactor = 50)"
+                    " since int8 NOT NULL, PRIMARY KEY (tenant, device, metric))"
                 ).format(s)
             )
             cur.execute(
@@ -321,6 +358,28 @@ class PostgresTimeSeriesStore:
                 (str(_SCHEMA_VERSION), "timescale" if timescale else "partitioned"),
             )
         return timescale
+
+    def _series_since_day(self, cur: psycopg.Cursor[Any]) -> None:
+        """Version 2 kept each series' newest value, rewritten by every batch (a third of
+        the write time); version 3 keeps the start of its newest day."""
+        cur.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = 'series' AND column_name = 'last_ts'",
+            (self._schema,),
+        )
+        if cur.fetchone() is None:
+            return
+        series = self._table("series")
+        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN since int8").format(series))
+        cur.execute(
+            sql.SQL("UPDATE {} SET since = last_ts - last_ts %% %s").format(series), (DAY_MS,)
+        )
+        cur.execute(
+            sql.SQL(
+                "ALTER TABLE {} ALTER COLUMN since SET NOT NULL, DROP COLUMN unit,"
+                " DROP COLUMN last_ts, DROP COLUMN last_value, RESET (fillfactor)"
+            ).format(series)
+        )
 
     def _try_timescale(self, cur: psycopg.Cursor[Any]) -> bool:
         """Whether TimescaleDB can be used: the extension is (or can be) created."""
@@ -420,7 +479,8 @@ class PostgresTimeSeriesStore:
             if self._closed:
                 raise ClosedError("the time-series store is closed")
             return WriteResult(0, rejected)
-        days = {_day_of(r.ts) for r in good}
+        first_day, last_day = _day_of(min(map(_TS_OF, good))), _day_of(max(map(_TS_OF, good)))
+        days = {first_day} if first_day == last_day else {_day_of(r.ts) for r in good}
         for day in days:
             self.ensure_partitions(day, day)
         try:
@@ -437,19 +497,68 @@ class PostgresTimeSeriesStore:
         return WriteResult(inserted, rejected)
 
     def _write(self, readings: list[Reading]) -> int:
-        newest_minute = max(r.ts for r in readings) // ROLLUP_MS * ROLLUP_MS
-        oldest = min(r.ts for r in readings)
+        stamps = list(map(_TS_OF, readings))
+        oldest, newest = min(stamps), max(stamps)
+        newest_minute = newest - newest % ROLLUP_MS
         with self._transaction() as cur:
             # Shared: writers run side by side; retention takes it exclusively (_retention_lock).
-            cur.execute("SELECT pg_advisory_xact_lock_shared(hashtext(%s))", (self._floor_key,))
-            floor = self._raw_floor(cur)
-            with cur.copy("COPY staging FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_COPY_TYPES)
+            cur.execute(
+                sql.SQL(
+                    "SELECT pg_advisory_xact_lock_shared(hashtext(%s)),"
+                    " (SELECT value FROM {meta} WHERE key = %s),"
+                    " (SELECT value FROM {meta} WHERE key = %s),"
+                    " (SELECT value FROM {meta} WHERE key = %s)"
+                ).format(meta=self._table("meta")),
+                (self._floor_key, _RAW_FLOOR, _SERIES_GENERATION, _REFRESHES),
+            )
+            row = cur.fetchone()
+            floor, generation, refreshes = (int(v) if v else 0 for v in (row or (0,) * 4)[1:])
+            inserted = None
+            marked: set[tuple[str, str, int]] = set()
+            if oldest >= floor:
+                inserted = self._copy_new(cur, readings)
+            if inserted is None:  # duplicates, or rows below the raw floor
+                inserted = self._copy_merging(cur, readings, floor)
+            else:
+                marked = self._mark(cur, readings, stamps, oldest, newest_minute, refreshes)
+            seen = self._note_series(cur, readings, stamps, oldest, newest, generation)
+        with self._series_lock:  # committed: what this batch recorded may be remembered
+            if generation != self._series_generation:
+                self._series_since.clear()
+                self._series_generation = generation
+            self._series_since.update(seen)
+            if refreshes != self._marked_refreshes or len(self._marked) > _MARKS_CACHED:
+                self._marked.clear()
+                self._marked_refreshes = refreshes
+            self._marked.update(marked)
+        # Minutes before this batch's newest are (mostly) complete: roll them up now,
+        # once per device-minute, outside the write so no batch waits on another's locks.
+        # The batch has committed: if this fails, the marks stay for the next write or read,
+        # and the caller must not see an error (a retry would count its rows as duplicates).
+        try:
+            self._refresh(sql.SQL("minute < %s"), [newest_minute], exclusive=False)
+        except StoreError as exc:
+            log.warning("rolling up pending minutes failed, left for later: %s", exc)
+        return inserted
+
+    def _copy_new(self, cur: psycopg.Cursor[Any], readings: list[Reading]) -> int | None:
+        """The usual batch, all new keys: one binary COPY straight into the readings, in a
+        savepoint. None when a key is already stored (or repeats within the batch): the
+        savepoint is rolled back and the caller takes the merging path."""
+        try:
+            with (
+                cur.connection.transaction(),
+                cur.copy(
+                    sql.SQL("COPY {} (" + _COLUMNS + ") FROM STDIN (FORMAT BINARY)").format(
+                        self._table("readings")
+                    )
+                ) as copy,
+            ):
+                copy.set_types(_COPY_TYPES[1:])
                 write_row = copy.write_row
-                for ord_, r in enumerate(readings):
+                for r in readings:
                     write_row(
                         (
-                            ord_,
                             r.tenant,
                             r.device,
                             r.metric,
@@ -461,38 +570,108 @@ class PostgresTimeSeriesStore:
                             r.source_msg,
                         )
                     )
-            tables = {
-                "readings": self._table("readings"),
-                "rollup": self._table("rollup_1m"),
-                "pending": self._table("rollup_pending"),
-            }
-            inserted = 0
-            if oldest < floor:
-                cur.execute(sql.SQL(_ADD_AND_MERGE).format(**tables), (floor,))
-                inserted += self._count(cur)
-            # Only the rows the INSERT really added (RETURNING) mark a minute, so a
-            # redelivered reading never touches the rollup; late data marks its minute.
-            cur.execute(sql.SQL(_ADD_AND_MARK).format(**tables), (floor,))
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            # A deadlock: another batch is adding some of these keys in another order;
+            # the merging path inserts in key order, as every writer there does.
+            return None
+        return len(readings)
+
+    def _copy_merging(self, cur: psycopg.Cursor[Any], readings: list[Reading], floor: int) -> int:
+        """Any batch: COPY into the staging table, then INSERT … ON CONFLICT DO NOTHING,
+        marking (or, below the raw floor, merging) the rollup minutes of the rows added."""
+        with cur.copy("COPY staging FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_COPY_TYPES)
+            write_row = copy.write_row
+            for ord_, r in enumerate(readings):
+                write_row(
+                    (
+                        ord_,
+                        r.tenant,
+                        r.device,
+                        r.metric,
+                        r.ts,
+                        r.value,
+                        r.unit,
+                        int(r.quality),
+                        r.seq,
+                        r.source_msg,
+                    )
+                )
+        tables = {
+            "readings": self._table("readings"),
+            "rollup": self._table("rollup_1m"),
+            "pending": self._table("rollup_pending"),
+        }
+        inserted = 0
+        if min(r.ts for r in readings) < floor:
+            cur.execute(sql.SQL(_ADD_AND_MERGE).format(**tables), (floor,))
             inserted += self._count(cur)
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} SELECT DISTINCT ON (tenant, device, metric)"
-                    " tenant, device, metric, unit, ts, value FROM staging"
-                    " ORDER BY tenant, device, metric, ts DESC, ord"
-                    " ON CONFLICT (tenant, device, metric) DO UPDATE SET unit = excluded.unit,"
-                    " last_ts = excluded.last_ts, last_value = excluded.last_value"
-                    " WHERE excluded.last_ts > {}.last_ts"
-                ).format(self._table("series"), sql.Identifier("series"))
-            )
-        # Minutes before this batch's newest are (mostly) complete: roll them up now,
-        # once per device-minute, outside the write so no batch waits on another's locks.
-        # The batch has committed: if this fails, the marks stay for the next write or read,
-        # and the caller must not see an error (a retry would count its rows as duplicates).
-        try:
-            self._refresh(sql.SQL("minute < %s"), [newest_minute], exclusive=False)
-        except StoreError as exc:
-            log.warning("rolling up pending minutes failed, left for later: %s", exc)
+        # Only the rows the INSERT really added (RETURNING) mark a minute, so a
+        # redelivered reading never touches the rollup; late data marks its minute.
+        cur.execute(sql.SQL(_ADD_AND_MARK).format(**tables), (floor,))
+        inserted += self._count(cur)
         return inserted
+
+    def _mark(
+        self,
+        cur: psycopg.Cursor[Any],
+        readings: list[Reading],
+        stamps: list[int],
+        oldest: int,
+        newest_minute: int,
+        refreshes: int,
+    ) -> set[tuple[str, str, int]]:
+        """Mark the device-minutes of a batch whose rows were all added; return the
+        marks made. Marks this process made since the last refresh (``refreshes``, read
+        under the write lock, so none can run before this batch commits) still stand."""
+        if oldest >= newest_minute:  # the usual batch: one minute of every device in it
+            marks = {(t, d, newest_minute) for t, d in set(map(_DEVICE_OF, readings))}
+        else:
+            marks = {
+                (t, d, ts - ts % ROLLUP_MS)
+                for (t, d), ts in zip(map(_DEVICE_OF, readings), stamps, strict=True)
+            }
+        with self._series_lock:
+            if refreshes == self._marked_refreshes:
+                marks.difference_update(self._marked)
+        if marks:
+            tenants, devices, minutes = (list(c) for c in zip(*sorted(marks), strict=True))
+            cur.execute(
+                sql.SQL(_MARK).format(pending=self._table("rollup_pending")),
+                (tenants, devices, minutes),
+            )
+        return marks
+
+    def _note_series(
+        self,
+        cur: psycopg.Cursor[Any],
+        readings: list[Reading],
+        stamps: list[int],
+        oldest: int,
+        newest: int,
+        generation: int,
+    ) -> dict[tuple[str, str, str], int]:
+        """Record each series of the batch, and the start of the newest day it reached,
+        where this process does not know it already; return what it now knows."""
+        with self._series_lock:
+            known = self._series_since if generation == self._series_generation else {}
+            day = newest - newest % DAY_MS
+            if oldest >= day:  # the usual batch: one day, every series known (no key kept)
+                new = [key for key in map(_SERIES_OF, readings) if known.get(key, -1) < day]
+                since = dict.fromkeys(new, day)
+            else:
+                since = {}
+                for key, ts in zip(map(_SERIES_OF, readings), stamps, strict=True):
+                    start = ts - ts % DAY_MS
+                    if start > since.get(key, -1) and start > known.get(key, -1):
+                        since[key] = start
+        if since:
+            ordered = sorted(since.items())
+            cur.execute(
+                sql.SQL(_NOTE_SERIES).format(series=self._table("series")),
+                [list(column) for column in zip(*((*k, v) for k, v in ordered), strict=True)],
+            )
+        return since
 
     @property
     def _floor_key(self) -> str:
@@ -513,20 +692,25 @@ class PostgresTimeSeriesStore:
     def _refresh(self, where: sql.Composable, params: list[object], *, exclusive: bool) -> None:
         """Recompute the rollup of the pending device-minutes matching ``where``.
 
-        Two statements: taking the marks waits for every open batch holding one, and the
-        recompute then starts with a snapshot that sees those batches. One refresher at a
-        time (others skip: the marks stay and the next write or read takes them), unless
-        ``exclusive``, when the caller already holds the retention lock.
+        When there are any, it takes the lock every write holds shared, exclusively
+        (``exclusive``: the caller already did): no batch is open while the marks are
+        taken and the minutes recomputed, so the recompute sees every batch that marked
+        them, and a write needs no row lock on a mark. Writers wait for that moment
+        (once a minute at 1 Hz) instead of every batch updating each of its marks to
+        lock it (measured: 17 ms a batch).
         """
         with self._transaction() as cur:
             if not exclusive:
                 cur.execute(
-                    "SELECT pg_try_advisory_xact_lock(hashtext(%s))",
-                    (f"trellis:{self._schema}:refresh",),
+                    sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                        self._table("rollup_pending"), where
+                    ),
+                    params,
                 )
                 row = cur.fetchone()
                 if not (row and row[0]):
                     return
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._floor_key,))
             self._refresh_in(cur, where, params)
 
     def _refresh_in(
@@ -541,6 +725,13 @@ class PostgresTimeSeriesStore:
         taken = cur.fetchall()
         if not taken:
             return
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {}.meta VALUES (%s, '1') ON CONFLICT (key) DO UPDATE"
+                " SET value = (meta.value::int8 + 1)::text"
+            ).format(self._s),
+            (_REFRESHES,),
+        )
         tenants, devices, minutes = (list(column) for column in zip(*taken, strict=True))
         cur.execute(
             sql.SQL(_REFRESH).format(
@@ -621,11 +812,16 @@ class PostgresTimeSeriesStore:
             where = sql.SQL("tenant = %s AND device = ANY(%s)")
             params.append(list(devices))
         with self._transaction(read_only=True) as cur:
+            # Per series, one backward index seek from the end of its key range, only in
+            # the partitions from its newest day on (pruned at run time on s.since).
             cur.execute(
                 sql.SQL(
-                    "SELECT device, metric, last_ts, last_value, unit FROM {} WHERE {}"
-                    " ORDER BY device, metric"
-                ).format(self._table("series"), where),
+                    "SELECT s.device, s.metric, r.ts, r.value, r.unit FROM {} s"
+                    " CROSS JOIN LATERAL (SELECT ts, value, unit FROM {} x"
+                    " WHERE x.tenant = s.tenant AND x.device = s.device AND x.metric = s.metric"
+                    " AND x.ts >= s.since ORDER BY x.ts DESC LIMIT 1) r"
+                    " WHERE {} ORDER BY s.device, s.metric"
+                ).format(self._table("series"), self._table("readings"), where),
                 params,
             )
             return [DeviceLatest(*row) for row in cur.fetchall()]
@@ -655,7 +851,6 @@ class PostgresTimeSeriesStore:
             conditions.append(sql.SQL("device = ANY(%s)"))
             params.append(list(devices))
         where = sql.SQL(" AND ").join(conditions)
-        series_where = sql.SQL(" AND ").join([sql.SQL("last_ts < %s"), *conditions[1:]])
         with self._transaction() as cur:
             if self.timescale and tenant is None:
                 cur.execute(
@@ -666,9 +861,30 @@ class PostgresTimeSeriesStore:
                 sql.SQL("DELETE FROM {} WHERE {}").format(self._table("readings"), where), params
             )
             deleted += cur.rowcount
+        # A series whose newest day is older than the cut may have no readings left. With
+        # no write open (the lock), the generation bump makes every writer record its
+        # series again, so none is left without its row.
+        series_where = sql.SQL(" AND ").join(
+            [
+                sql.SQL("since < %s"),
+                *conditions[1:],
+                sql.SQL(
+                    "NOT EXISTS (SELECT 1 FROM {} r WHERE r.tenant = s.tenant"
+                    " AND r.device = s.device AND r.metric = s.metric)"
+                ).format(self._table("readings")),
+            ]
+        )
+        with self._retention_lock() as cur:
             cur.execute(
-                sql.SQL("DELETE FROM {} WHERE {}").format(self._table("series"), series_where),
+                sql.SQL("DELETE FROM {} s WHERE {}").format(self._table("series"), series_where),
                 params,
+            )
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {}.meta VALUES (%s, '1') ON CONFLICT (key) DO UPDATE"
+                    " SET value = (meta.value::int8 + 1)::text"
+                ).format(self._s),
+                (_SERIES_GENERATION,),
             )
         return deleted
 
