@@ -44,11 +44,11 @@ rows were stored.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -57,11 +57,15 @@ from pathlib import Path
 
 from msgspec.structs import astuple
 
+from _common import Report
 from trellis.core.types import Reading
 from trellis.store import Aggregate, SQLiteTimeSeriesStore, TimeSeriesStore
 from trellis.store.sqlite import _BACKFILL_ROLLUP, _LATEST, _SERIES_RANGE
 
 BENCH = "storage"
+REPORT = Report(BENCH)
+log = REPORT.log
+emit = functools.partial(REPORT.emit, digits=3)
 TENANT = "bench"
 DEVICES = [f"dev-{i:04d}" for i in range(1000)]
 METRICS = [f"m{i}" for i in range(10)]
@@ -69,36 +73,6 @@ DAY_MS = 86_400_000
 BATCH = len(DEVICES) * len(METRICS)
 PG_ADMIN = os.environ.get("TRELLIS_BENCH_POSTGRES", "postgresql://127.0.0.1:5432/test")
 END = (int(time.time() * 1000) // 60_000) * 60_000  # the dataset ends at "now"
-
-
-def log(message: str) -> None:
-    """Progress for the human watching; stdout stays JSON only."""
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
-
-
-def emit(
-    figure: str,
-    value: float,
-    unit: str,
-    baseline: str,
-    baseline_value: float,
-    target: str,
-    n: int,
-) -> None:
-    """One figure as one JSON line on stdout, in the DESIGN.md Benchmarks format."""
-    line = {
-        "bench": BENCH,
-        "figure": figure,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": baseline,
-        "baseline_value": round(baseline_value, 3),
-        "ratio": round(value / baseline_value, 3),
-        "target": target,
-        "n": n,
-        "machine": f"{os.cpu_count()} cores",
-    }
-    print(json.dumps(line), flush=True)
 
 
 def batches(steps: int, step_ms: int = 1_000) -> Iterator[list[Reading]]:

@@ -30,6 +30,7 @@ metric" is one seek per series and table to the end of its key range, not a scan
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
 import threading
@@ -58,6 +59,8 @@ from trellis.store.base import (
 )
 
 __all__ = ["SQLiteTimeSeriesStore"]
+
+log = logging.getLogger(__name__)
 
 # Tables every version has (created when missing, so an old file gains them).
 _COMMON = """
@@ -383,6 +386,15 @@ class SQLiteTimeSeriesStore:
                     f"{_SCHEMA_VERSION}; upgrade Trellis to read it"
                 )
             if version < _SCHEMA_VERSION:
+                if version > 0:
+                    # A one-time copy of every reading: say so, or a large file looks hung.
+                    log.warning(
+                        "%s: upgrading the time-series schema from version %d to %d; every "
+                        "reading is copied once, which takes a while on a large file",
+                        self._path,
+                        version,
+                        _SCHEMA_VERSION,
+                    )
                 for statement in _statements(_COMMON):
                     connection.execute(statement)
                 connection.execute("DROP TRIGGER IF EXISTS readings_rollup_1m")
