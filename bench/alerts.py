@@ -1,7 +1,8 @@
 """Alert loop: state transitions through the REST API, and the metrics query at scale.
 
 Run ``python bench/alerts.py [--quick]``. Prints one JSON line per figure on stdout
-(DESIGN.md, Benchmarks) and progress on stderr:
+(DESIGN.md, Benchmarks: each with its baseline from the same run and the ratio to it) and
+progress on stderr:
 
 * ``transitions_per_s_api``: alert state transitions per second (acknowledge, then
   resolve, of pre-raised alerts) sustained through ``POST /api/v1/alerts/{id}/...``
