@@ -59,13 +59,7 @@ from trellis.ingest.decode import Limits, decode_telemetry, telemetry_topic
 BENCH = "contracts"
 REPORT = Report(BENCH)
 log = REPORT.log
-
-
-def emit(
-    figure: str, value: float, baseline: str, baseline_value: float, target: str, n: int
-) -> None:
-    """A figure in readings/s."""
-    REPORT.emit(figure, value, "readings/s", baseline, baseline_value, target, n)
+emit = REPORT.emit_readings
 
 
 TENANT = "default"

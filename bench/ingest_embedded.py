@@ -50,13 +50,7 @@ from trellis.store.metadata import open_metadata
 BENCH = "ingest_embedded"
 REPORT = Report(BENCH)
 log = REPORT.log
-
-
-def emit(
-    figure: str, value: float, baseline: str, baseline_value: float, target: str, n: int
-) -> None:
-    """A figure in readings/s."""
-    REPORT.emit(figure, value, "readings/s", baseline, baseline_value, target, n)
+emit = REPORT.emit_readings
 
 
 TENANT = "default"

@@ -773,5 +773,9 @@ def _alert(row: sa.RowMapping) -> Alert:
 
 
 def _returned(values: tuple[Any, ...]) -> Alert:
-    """The alert from a prepared statement's ``RETURNING`` row (every column, in order)."""
-    return msgspec.convert(dict(zip(_ACK.columns, values, strict=True)), Alert)
+    """The alert from a ``RETURNING *alerts.c`` row of a prepared statement (every column,
+    in the table's order: ``_ACK``, ``_RESOLVE`` and ``_RESOLVE_JUDGED`` all return it)."""
+    return msgspec.convert(dict(zip(_ALERT_COLUMNS, values, strict=True)), Alert)
+
+
+_ALERT_COLUMNS = tuple(str(column.key) for column in alerts.c)  # plain str: msgspec keys
