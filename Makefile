@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Reinstall when the package definition or the C decoder it compiles changes.
+INSTALL_INPUTS := pyproject.toml hatch_build.py src/trellis/contracts/_native.c
+STAMP := $(VENV)/.installed-$(shell cat $(INSTALL_INPUTS) | cksum | cut -d' ' -f1)
 ASSETS := src/trellis/ui/static/vendor/.installed-$(shell cat package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
 
 .PHONY: demo test lint typecheck pytest install assets bench clean
@@ -14,7 +16,7 @@ test: install assets lint typecheck pytest  ## ruff, mypy --strict on src/, pyte
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): $(INSTALL_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,parquet,ml]'
@@ -28,8 +30,8 @@ $(ASSETS): package.json package-lock.json scripts/copy_assets.py
 	rm -f src/trellis/ui/static/vendor/.installed-* && touch $@
 
 lint: install
-	$(BIN)/ruff check src tests bench scripts
-	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/ruff check src tests bench scripts hatch_build.py
+	$(BIN)/ruff format --check src tests bench scripts hatch_build.py
 
 typecheck: install
 	$(BIN)/mypy
@@ -47,4 +49,4 @@ bench: install  ## print benchmark figures as JSON lines (quick mode)
 	$(BIN)/python bench/contracts.py --quick
 
 clean:
-	rm -rf $(VENV) node_modules src/trellis/ui/static/vendor .trellis .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules src/trellis/ui/static/vendor src/trellis/contracts/_native*.so .trellis .mypy_cache .ruff_cache .pytest_cache

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from trellis.contracts.accelerator import NativeDecode, native_spec
 from trellis.contracts.units import canonical_unit, conversion
 from trellis.core.clock import parse_timestamp
 from trellis.core.types import Quality, Reading
@@ -65,11 +66,6 @@ class CompiledMapping(msgspec.Struct, frozen=True):
     seq: Callable[[Any], Any] | None
 
 
-#: ``decode(payload, received_ms, tenant, device, seq, message_id, oldest, newest)``:
-#: the readings of a native payload, or None; ``oldest``/``newest`` bound ``ts - received``.
-NativeDecode = Callable[[bytes, int, str, str, int | None, str, int, int], list[Reading] | None]
-
-
 class CompiledNative(msgspec.Struct, frozen=True):
     """The native JSON payload of one model, decoded and checked by generated code.
 
@@ -79,18 +75,25 @@ class CompiledNative(msgspec.Struct, frozen=True):
     taken back to the device's unit and rounded inwards, so every value the struct
     accepts normalises into the contract range as a finite float.
 
-    ``decode`` is a function written out once per contract version: the parse, the
-    timestamp, then one straight-line step per metric (normalise, build the
+    ``python_decode`` is a function written out once per contract version: the parse,
+    the timestamp, then one straight-line step per metric (normalise, build the
     ``Reading``) with no loop over metrics, no dict and no check left to run. It
     returns None for anything it does not take (including a value at the very edge
     of the range, refused by the rounding): the general path then judges the message
     and names the reason of every refusal.
+
+    ``decode`` is the same function in C (``trellis.contracts._native``, built at
+    install when a C compiler is there), given the same struct types and constants,
+    or ``python_decode`` itself when the extension is not built. Tests hold the two
+    equal, reading for reading.
     """
 
     decode: NativeDecode
+    #: The generated Python function: the reference of ``decode`` and its fallback.
+    python_decode: NativeDecode
     #: The payload struct's decoder that ``decode`` parses with.
     decoder: msgspec.json.Decoder[Any]
-    #: The generated source of ``decode``, for debugging and for the docs.
+    #: The generated source of ``python_decode``, for debugging and for the docs.
     source: str
 
 
@@ -200,17 +203,21 @@ def _compile_native(model: DeviceModel, checks: dict[str, MetricCheck]) -> Compi
     # Names, units and factors are bound as globals of the generated function, never
     # spliced into its text, so a model file cannot inject code.
     steps: list[str] = []
+    # The same, as the C decoder takes it: (field, metric, unit, scale, offset,
+    # identity, minimum, maximum) with the range None where msgspec enforces it.
+    metrics: list[tuple[str, str, str, float, float, bool, float | None, float | None]] = []
     for i, (metric, check) in enumerate(checks.items()):
         namespace[f"metric{i}"], namespace[f"unit{i}"] = metric, check.unit
         steps += [f"        v{i} = values.f{i}", f"        if v{i} is not UNSET:"]
         if not check.identity:
             namespace[f"scale{i}"], namespace[f"offset{i}"] = check.scale, check.offset
             steps.append(f"            v{i} = v{i} * scale{i} + offset{i}")
+        minimum = maximum = None
         if bounds[metric] is None:
             # No device-unit bounds for msgspec: the range is checked here, on the stored
             # value (clamped to finite bounds, so an overflow to inf fails too).
-            namespace[f"minimum{i}"] = max(check.minimum, -_FINITE)
-            namespace[f"maximum{i}"] = min(check.maximum, _FINITE)
+            minimum = namespace[f"minimum{i}"] = max(check.minimum, -_FINITE)
+            maximum = namespace[f"maximum{i}"] = min(check.maximum, _FINITE)
             steps += [
                 f"            if not minimum{i} <= v{i} <= maximum{i}:",
                 "                return None",
@@ -219,10 +226,24 @@ def _compile_native(model: DeviceModel, checks: dict[str, MetricCheck]) -> Compi
             f"            out.append(Reading(tenant, device, metric{i}, ts, v{i}, unit{i}, "
             "GOOD, seq, message_id))"
         )
+        field = (f"f{i}", metric, check.unit, check.scale, check.offset, check.identity)
+        metrics.append((*field, minimum, maximum))
     sample = _SAMPLE_TEMPLATE + "\n".join(steps)
     source = _NATIVE_TEMPLATE.replace("SAMPLE", sample)
     exec(compile(source, f"<trellis contract {model.key}>", "exec"), namespace)  # noqa: S102
-    return CompiledNative(namespace["decode"], decoder, source)
+    python_decode: NativeDecode = namespace["decode"]
+    fast = native_spec(
+        parse=decoder.decode,
+        payload_type=payload,
+        values_type=values,
+        invalid=namespace["Invalid"],
+        parse_timestamp=parse_timestamp,
+        reading_type=Reading,
+        good=Quality.GOOD,
+        unset=UNSET,
+        metrics=metrics,
+    )
+    return CompiledNative(fast or python_decode, python_decode, decoder, source)
 
 
 # One message usually holds one sample: it gets its own branch, without the loop. The

@@ -1,0 +1,170 @@
+"""The C decoder of native payloads is the generated Python decoder, reading for reading.
+
+``Contract.native.decode`` runs in C when ``trellis.contracts._native`` is built (CI
+requires it: a missing build fails there, as a missing service does); its reference is
+``python_decode``, the generated Python function. The property test feeds both the
+same random payloads (good, malformed, at the range edges, odd timestamps, lists of
+samples) and demands identical results in the same order; the others check what only
+C can get wrong: references kept or leaked, and bad arguments.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import tracemalloc
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.contracts.test_native_decoder import CONTRACT, DEVICE, LIMITS, payloads
+from tests.helpers import NOW_MS, TENANT, telemetry
+from tests.services import require
+from trellis.contracts import accelerator
+from trellis.contracts.compiled import compile_model
+from trellis.contracts.importers import parse_model
+
+
+@pytest.fixture(autouse=True)
+def _built() -> None:
+    require(
+        "the C decoder of data contracts",
+        accelerator.status() == "c",
+        f"contracts decode in {accelerator.status()}; `make install` builds it with a C compiler",
+    )
+
+
+def call_of(payload: bytes, seq: int | None = None) -> tuple[Any, ...]:
+    """The decode arguments for ``payload`` as the ingest decoder passes them."""
+    raw = telemetry(DEVICE, payload=payload)
+    return (
+        raw.payload,
+        raw.received_ms,
+        TENANT,
+        DEVICE,
+        seq,
+        raw.id,
+        -LIMITS.max_past_age_ms,
+        LIMITS.max_future_skew_ms,
+    )
+
+
+def test_the_contract_decodes_in_c() -> None:
+    assert CONTRACT.native.decode is not CONTRACT.native.python_decode
+    assert type(CONTRACT.native.decode).__module__ == "trellis.contracts._native"
+
+
+@settings(max_examples=800, deadline=None)
+@given(payload=payloads, seq=st.one_of(st.none(), st.integers(0, 100)))
+def test_c_and_python_decoders_agree_exactly(payload: Any, seq: int | None) -> None:
+    call = call_of(msgspec.json.encode(payload), seq)
+    assert CONTRACT.native.decode(*call) == CONTRACT.native.python_decode(*call)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"{",
+        b"\xff\xfe",
+        b"[]",
+        b"[1, 2]",
+        b'"text"',
+        b"null",
+        b'{"values": {}}',
+        b'{"values": {"level": 3.0}, "ts": 99999999999999999999999999}',
+        b'{"values": {"level": 3.0}, "ts": -99999999999999999999999999}',
+        b'{"values": {"level": 3.0}, "ts": 9223372036854775807}',
+        b'{"values": {"level": 3.0}, "ts": -9223372036854775808}',
+        b'{"values": {"level": 3.0}, "ts": 1e400}',
+        b'{"values": {"level": 3.0}, "ts": "not a time"}',
+        b'{"values": {"level": 3.0}, "seq": 18446744073709551616}',
+        b'{"values": {"level": 1e309}}',
+        b'{"values": {"head": 1.7976931348623157e308}}',
+        b'[{"values": {"level": 3.0}}, {"values": {}}]',
+        b'[{"values": {"level": 3.0}}, {"values": {"level": 99}}]',
+    ],
+)
+def test_malformed_and_extreme_payloads_agree(payload: bytes) -> None:
+    """Edges a random strategy rarely draws: 64-bit overflow of the timestamp, huge
+    numbers, empty and mixed lists; each decodes (or is refused) the same in C."""
+    call = call_of(payload)
+    assert CONTRACT.native.decode(*call) == CONTRACT.native.python_decode(*call)
+
+
+def test_valid_message_keeps_every_reference_it_should_and_no_more() -> None:
+    """Thousands of decodes leave the names' reference counts where they were and
+    allocate nothing that outlives the readings (a leaked reference per reading would
+    keep megabytes alive)."""
+    payload = msgspec.json.encode(
+        {"ts": NOW_MS, "seq": 7, "values": {"supply_temp": 50.0, "level": 3.5, "head": 2.0}}
+    )
+    call = call_of(payload)
+    refused = call_of(b'{"values": {"level": 99.0}}')
+    decode = CONTRACT.native.decode
+    assert decode(*call) == CONTRACT.native.python_decode(*call)
+    names = [DEVICE, TENANT, "level", "head", call[5]]
+    before = [sys.getrefcount(name) for name in names]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(20_000):
+            decode(*call)
+        for _ in range(20_000):
+            assert decode(*refused) is None
+        gc.collect()
+        grown, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [sys.getrefcount(name) for name in names] == before
+    assert grown < 64_000, f"{grown} bytes still allocated after 40,000 decodes"
+
+
+def test_bad_arguments_raise_instead_of_crashing() -> None:
+    decode = CONTRACT.native.decode
+    with pytest.raises(TypeError, match="8 positional arguments"):
+        decode(b"{}")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        decode(b"{}", "now", TENANT, DEVICE, None, "m", 0, 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("oldest", "newest"), [(-(2**70), 2**70), (2**70, -(2**70)), (-(2**63), 2**63 - 1)]
+)
+def test_limits_beyond_64_bits_agree(oldest: int, newest: int) -> None:
+    """A configured age limit too large for C's integers bounds nothing, as in Python."""
+    payload = msgspec.json.encode({"ts": NOW_MS - 10**15, "values": {"level": 3.0}})
+    call = (*call_of(payload)[:6], oldest, newest)
+    assert CONTRACT.native.decode(*call) == CONTRACT.native.python_decode(*call)
+
+
+def test_a_spec_naming_a_field_the_struct_lacks_is_refused() -> None:
+    from trellis.contracts import _native  # the extension itself (built, see the fixture)
+
+    native = CONTRACT.native
+    payload_type = type(native.decoder.decode(b'{"values": {}}'))
+    values_type = type(native.decoder.decode(b'{"values": {}}').values)
+    good = ("f0", "m", "u", 1.0, 0.0, True, None, None)
+    common = (native.decoder.decode, payload_type, values_type, (ValueError,), int, object)
+    with pytest.raises(TypeError, match="no field"):
+        _native.Spec(*common, 0, None, [("nope", "m", "u", 1.0, 0.0, True, None, None)])
+    with pytest.raises(TypeError, match="both None or both set"):
+        _native.Spec(*common, 0, None, [("f0", "m", "u", 1.0, 0.0, True, 1.0, None)])
+    with pytest.raises(TypeError, match="struct type"):
+        _native.Spec(
+            native.decoder.decode, 3, values_type, (ValueError,), int, object, 0, None, [good]
+        )
+    spec = _native.Spec(*common, 0, None, [good])
+    with pytest.raises(TypeError, match="initialised once"):
+        spec.__init__(*common, 0, None, [good])  # type: ignore[misc]
+
+
+def test_every_model_in_the_catalog_compiles_to_c() -> None:
+    model, _ = parse_model("name: tiny\nversion: 1.0.0\nproperties:\n  x: {unit: m}\n")
+    contract = compile_model(model)
+    assert type(contract.native.decode).__module__ == "trellis.contracts._native"
+    call = (b'{"values": {"x": 1}}', NOW_MS, TENANT, "d", None, "m1", -1, 1)
+    assert contract.native.decode(*call) == contract.native.python_decode(*call)
