@@ -53,7 +53,14 @@ class Report:
         print(json.dumps(line), flush=True)
 
     def emit_readings(
-        self, figure: str, value: float, baseline: str, baseline_value: float, target: str, n: int
+        self,
+        figure: str,
+        value: float,
+        baseline: str,
+        baseline_value: float,
+        target: str,
+        n: int,
+        **extra: Any,
     ) -> None:
         """A figure in readings/s (the unit of most ingest and contract figures)."""
-        self.emit(figure, value, "readings/s", baseline, baseline_value, target, n)
+        self.emit(figure, value, "readings/s", baseline, baseline_value, target, n, **extra)

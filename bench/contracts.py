@@ -17,7 +17,11 @@ payloads into dicts (no type, no checks), in the same run.
   checks the timestamp against the receive time, normalises units and builds the
   readings. This is what "validated and normalised by a compiled contract" names.
   Before timing, its readings are checked equal to :func:`decode_telemetry`'s for
-  every message.
+  every message. It runs in C when the extension is built (``decoder`` in the
+  figure says ``c``, else why it is Python).
+* ``readings_per_s_contract_python``: the same stage as the generated Python function
+  (``Contract.native.python_decode``, the fallback without a C compiler), same
+  messages, same run. Informational.
 * ``readings_per_s_decode``: the whole ingest decode, :func:`decode_telemetry`: the
   contract stage plus routing (topic parse, payload size, device lookup and status,
   the model's contract). Informational.
@@ -49,6 +53,7 @@ import jsonschema
 import msgspec
 
 from _common import Report
+from trellis.contracts.accelerator import status
 from trellis.contracts.compiled import contract_of
 from trellis.contracts.importers import parse_model
 from trellis.core.clock import now_ms
@@ -181,6 +186,7 @@ def main() -> None:
     contracts = {name: contract_of(model) for name, model in models.items()}
     structs = [contracts[kind].native.decoder.decode for kind in kinds]
     stages = [contracts[kind].native.decode for kind in kinds]
+    python_stages = [contracts[kind].native.python_decode for kind in kinds]
     addressed = [(m, *m.topic.split("/")[2:4]) for m in messages]
     oldest, newest = -limits.max_past_age_ms, limits.max_future_skew_ms
     if readings != 3 * n:
@@ -200,15 +206,18 @@ def main() -> None:
             decode(payload)
         return len(payloads)
 
-    def contract() -> int:
-        accepted = 0
-        for stage, (raw, tenant, device) in zip(stages, addressed, strict=True):
-            decoded = stage(
-                raw.payload, raw.received_ms, tenant, device, None, raw.id, oldest, newest
-            )
-            if decoded is not None:
-                accepted += 1
-        return accepted if accepted == len(messages) else -1
+    def contract_with(stages: list[Any]) -> Callable[[], int]:
+        def contract() -> int:
+            accepted = 0
+            for stage, (raw, tenant, device) in zip(stages, addressed, strict=True):
+                decoded = stage(
+                    raw.payload, raw.received_ms, tenant, device, None, raw.id, oldest, newest
+                )
+                if decoded is not None:
+                    accepted += 1
+            return accepted if accepted == len(messages) else -1
+
+        return contract
 
     def whole() -> int:
         accepted = 0
@@ -243,7 +252,8 @@ def main() -> None:
         rounds,
         {
             "bare": bare,
-            "contract": contract,
+            "contract": contract_with(stages),
+            "python": contract_with(python_stages),
             "decode": whole,
             "struct": struct_only,
             "floor": floor,
@@ -265,6 +275,15 @@ def main() -> None:
         "bare msgspec.json.decode of the same payloads (no type, no checks), same run",
         rate["bare"],
         ">= 0.5 ratio",
+        readings,
+        decoder=status(),
+    )
+    emit(
+        "readings_per_s_contract_python",
+        rate["python"],
+        "bare msgspec.json.decode of the same payloads, same run",
+        rate["bare"],
+        "informational: the contract stage as generated Python (the fallback without C)",
         readings,
     )
     emit(
