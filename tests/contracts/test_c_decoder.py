@@ -98,28 +98,44 @@ def test_malformed_and_extreme_payloads_agree(payload: bytes) -> None:
 def test_valid_message_keeps_every_reference_it_should_and_no_more() -> None:
     """Thousands of decodes leave the names' reference counts where they were and
     allocate nothing that outlives the readings (a leaked reference per reading would
-    keep megabytes alive)."""
-    payload = msgspec.json.encode(
-        {"ts": NOW_MS, "seq": 7, "values": {"supply_temp": 50.0, "level": 3.5, "head": 2.0}}
+    keep megabytes alive). Names and metrics are this test's own objects, and only
+    allocations made from this file count, so other tests' threads cannot disturb it."""
+    model, _ = parse_model(
+        "name: probe\nversion: 1.0.0\nproperties:\n"
+        "  probe_temp: {unit: degF, minimum: 0, maximum: 200}\n"
+        "  probe_level: {unit: m}\n"
+        "contract:\n  probe_temp: {unit: Cel}\n"
     )
-    call = call_of(payload)
-    refused = call_of(b'{"values": {"level": 99.0}}')
-    decode = CONTRACT.native.decode
-    assert decode(*call) == CONTRACT.native.python_decode(*call)
-    names = [DEVICE, TENANT, "level", "head", call[5]]
+    contract = compile_model(model)
+    tenant, device, message = (f"{kind}-{id(model)}" for kind in ("tenant", "device", "msg"))
+    payload = msgspec.json.encode(
+        {"ts": NOW_MS, "seq": 7, "values": {"probe_temp": 50.0, "probe_level": 1.5}}
+    )
+    call = (payload, NOW_MS, tenant, device, None, message, -1000, 1000)
+    refused = (b'{"values": {"probe_temp": 999.0}}', *call[1:])
+    decode = contract.native.decode
+    same = decode(*call) == contract.native.python_decode(*call)
+    assert same
+    assert decode(*refused) is None
+    names = [tenant, device, message, *contract.metrics]
+    gc.collect()  # compiling leaves cycles that hold names; collect them first
     before = [sys.getrefcount(name) for name in names]
-    gc.collect()
     tracemalloc.start()
     try:
+        first = tracemalloc.take_snapshot()
         for _ in range(20_000):
             decode(*call)
-        for _ in range(20_000):
-            assert decode(*refused) is None
+            decode(*refused)
         gc.collect()
-        grown, _ = tracemalloc.get_traced_memory()
+        last = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
     assert [sys.getrefcount(name) for name in names] == before
+    here = [tracemalloc.Filter(True, __file__)]
+    grown = sum(
+        stat.size_diff
+        for stat in last.filter_traces(here).compare_to(first.filter_traces(here), "filename")
+    )
     assert grown < 64_000, f"{grown} bytes still allocated after 40,000 decodes"
 
 
