@@ -411,7 +411,12 @@ native_exec(PyObject *module)
     values_attr = PyUnicode_InternFromString("values");
     if (!ts_attr || !seq_attr || !values_attr) return -1;
     if (PyType_Ready(&SpecType) < 0) return -1;
-    return PyModule_AddObjectRef(module, "Spec", (PyObject *)&SpecType);
+    if (PyModule_AddObjectRef(module, "Spec", (PyObject *)&SpecType) < 0) return -1;
+    PyObject *all = Py_BuildValue("[s]", "Spec");
+    if (all == NULL) return -1;
+    int added = PyModule_AddObjectRef(module, "__all__", all);
+    Py_DECREF(all);
+    return added;
 }
 
 static PyModuleDef_Slot native_slots[] = {

@@ -4,6 +4,8 @@ from typing import Any
 
 from trellis.core.types import Reading
 
+__all__ = ["Spec"]
+
 class Spec:
     def __init__(
         self,
