@@ -365,7 +365,8 @@ def bench_postgres(steps: int) -> None:
                 return [
                     connection.execute(
                         "SELECT ts / 60000 * 60000 AS b, avg(value) FROM bench.readings"
-                        " WHERE tenant = %s AND device = %s AND metric = %s AND ts >= %s"
+                        " WHERE series_id = (SELECT series_id FROM bench.series WHERE"
+                        " tenant = %s AND device = %s AND metric = %s) AND ts >= %s"
                         " AND ts < %s GROUP BY b ORDER BY b",
                         (TENANT, device, "m0", END - DAY_MS, END + 1),
                     ).fetchall()
@@ -376,8 +377,8 @@ def bench_postgres(steps: int) -> None:
                 return connection.execute(
                     "SELECT s.device, s.metric, r.ts, r.value, r.unit FROM bench.series s"
                     " CROSS JOIN LATERAL (SELECT ts, value, unit FROM bench.readings x"
-                    " WHERE x.tenant = s.tenant AND x.device = s.device"
-                    " AND x.metric = s.metric AND x.ts >= s.since ORDER BY x.ts DESC LIMIT 1) r"
+                    " WHERE x.series_id = s.series_id AND x.ts >= s.since"
+                    " ORDER BY x.ts DESC LIMIT 1) r"
                     " WHERE s.tenant = %s AND s.device = ANY(%s) ORDER BY 1, 2",
                     (TENANT, DEVICES),
                 ).fetchall()

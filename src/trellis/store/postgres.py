@@ -186,25 +186,30 @@ _ADD_AND_MARK = (
 )
 # A batch whose rows were all added marks its device-minutes (computed by the writer).
 _MARK = (
-    "INSERT INTO {pending} SELECT * FROM unnest(%s::text[], %s::text[], %s::int8[])"
-    " ON CONFLICT (tenant, device, minute) DO NOTHING"
+    "INSERT INTO {pending} SELECT * FROM unnest(%b::text[], %b::text[], %b::int8[])"
+    " ORDER BY 1, 2, 3 ON CONFLICT (tenant, device, minute) DO NOTHING"
 )
 # New series get their ids (in key order: concurrent writers lock them in one order)...
+# Arrays go as binary parameters (%b): half the time of text for 10,000 names. They come
+# back as arrays too: 10,000 row tuples set off a full garbage collection (measured 60 ms).
 _ADD_SERIES = (
-    "INSERT INTO {series} (tenant, device, metric, since) SELECT * FROM unnest(%s::text[],"
-    " %s::text[], %s::text[], %s::int8[]) ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING"
+    "WITH added AS (INSERT INTO {series} (tenant, device, metric, since)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::int8[]) ORDER BY 1, 2, 3"
+    " ON CONFLICT DO NOTHING RETURNING series_id, tenant, device, metric, since)"
+    " SELECT array_agg(series_id), array_agg(tenant), array_agg(device), array_agg(metric),"
+    " array_agg(since) FROM added"
 )
-# ...read back in a second statement, which also sees the ones another writer added.
+# ...and those another writer added are read in a second statement, which sees them.
 _SERIES_IDS = (
     "SELECT s.series_id, s.tenant, s.device, s.metric, s.since FROM {series} s"
-    " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(tenant, device, metric)"
+    " JOIN unnest(%b::text[], %b::text[], %b::text[]) AS k(tenant, device, metric)"
     " ON s.tenant = k.tenant AND s.device = k.device AND s.metric = k.metric"
 )
 # A series' row holds the start of the newest day it has readings in: every reading
 # newer than that lies at or after it, so "latest" seeks only there (see latest_many).
 # Written when a series first reaches a day, not per batch.
 _NOTE_SINCE = (
-    "UPDATE {series} s SET since = k.since FROM unnest(%s::int4[], %s::int8[])"
+    "UPDATE {series} s SET since = k.since FROM unnest(%b::int4[], %b::int8[])"
     " AS k(series_id, since) WHERE s.series_id = k.series_id AND s.since < k.since"
 )
 # Rows below the raw floor: the rows the INSERT really added merge into the rollup.
@@ -234,7 +239,7 @@ _REFRESH = (
     "INSERT INTO {rollup} AS r SELECT s.series_id, p.minute, count(*),"
     " sum(x.value), min(x.value), max(x.value), min(x.ts), (array_agg(x.value ORDER BY x.ts))[1],"
     " max(x.ts), (array_agg(x.value ORDER BY x.ts DESC))[1]"
-    " FROM unnest(%s::text[], %s::text[], %s::int8[]) AS p(tenant, device, minute)"
+    " FROM unnest(%b::text[], %b::text[], %b::int8[]) AS p(tenant, device, minute)"
     " JOIN {series} s ON s.tenant = p.tenant AND s.device = p.device"
     " JOIN {readings} x ON x.series_id = s.series_id"
     " AND x.ts >= p.minute AND x.ts < p.minute + 60000"
@@ -779,12 +784,19 @@ class PostgresTimeSeriesStore:
         for key, sid, ts in zip(batch.keys, known, batch.stamps, strict=True):
             if sid is None and ts - ts % DAY_MS > missing.get(key, -1):
                 missing[key] = ts - ts % DAY_MS
-        columns = [
-            list(c) for c in zip(*((*k, v) for k, v in sorted(missing.items())), strict=True)
-        ]
+        # Unsorted: the INSERT orders them (sorting 10,000 name tuples here took 40 ms).
+        columns = [list(c) for c in zip(*((*k, v) for k, v in missing.items()), strict=True)]
         cur.execute(sql.SQL(_ADD_SERIES).format(series=self._table("series")), columns)
-        cur.execute(sql.SQL(_SERIES_IDS).format(series=self._table("series")), columns[:3])
-        found = {(t, d, m): (sid, since) for sid, t, d, m, since in cur.fetchall()}
+        row = cur.fetchone()
+        found = {}
+        if row and row[0]:
+            sids, tenants, devices, metrics, since = row
+            keys = zip(tenants, devices, metrics, strict=True)
+            found = dict(zip(keys, zip(sids, since, strict=True), strict=True))
+        if len(found) < len(missing):
+            rest = [list(c) for c in zip(*(k for k in missing if k not in found), strict=True)]
+            cur.execute(sql.SQL(_SERIES_IDS).format(series=self._table("series")), rest)
+            found.update({(t, d, m): (sid, since) for sid, t, d, m, since in cur.fetchall()})
         batch.sids = [
             sid if sid is not None else found[key][0]
             for key, sid in zip(batch.keys, known, strict=True)
@@ -858,7 +870,7 @@ class PostgresTimeSeriesStore:
             if refreshes == cache.refreshes:
                 marks.difference_update(cache.marked)
         if marks:
-            tenants, devices, minutes = (list(c) for c in zip(*sorted(marks), strict=True))
+            tenants, devices, minutes = (list(c) for c in zip(*marks, strict=True))
             cur.execute(
                 sql.SQL(_MARK).format(pending=self._table("rollup_pending")),
                 (tenants, devices, minutes),
