@@ -693,12 +693,13 @@ class PostgresTimeSeriesStore:
             if self._closed:
                 raise ClosedError("the time-series store is closed")
             return WriteResult(0, rejected)
-        first_day, last_day = _day_of(min(map(_TS_OF, good))), _day_of(max(map(_TS_OF, good)))
-        days = {first_day} if first_day == last_day else {_day_of(r.ts) for r in good}
+        batch = _Batch(good)
+        first_day, last_day = _day_of(batch.oldest), _day_of(batch.newest)
+        days = {first_day} if first_day == last_day else set(map(_day_of, batch.stamps))
         for day in days:
             self.ensure_partitions(day, day)
         try:
-            inserted = self._write(good)
+            inserted = self._write(batch)
         except StoreError as exc:
             if "no partition" not in str(exc):
                 raise
@@ -707,11 +708,10 @@ class PostgresTimeSeriesStore:
                 self._partitions.clear()
             for day in days:
                 self.ensure_partitions(day, day)
-            inserted = self._write(good)
+            inserted = self._write(batch)
         return WriteResult(inserted, rejected)
 
-    def _write(self, readings: list[Reading]) -> int:
-        batch = _Batch(readings)
+    def _write(self, batch: _Batch) -> int:
         try:
             inserted = self._write_once(batch, merging=False)
         except _Duplicate:
