@@ -302,3 +302,41 @@ def test_a_version_3_schema_is_upgraded_to_integer_series_ids(schema: str) -> No
         ]
     finally:
         reopened.close()
+
+
+def test_processes_registering_the_same_new_series_at_once_agree_on_ids(schema: str) -> None:
+    """Two stores (two processes' caches) writing batches of the same new series at the
+    same moment: each series gets one id, every reading is stored once, and each store
+    reads back the other's readings under the same names."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [PostgresTimeSeriesStore(postgres_url(), schema=schema) for _ in range(2)]
+    try:
+        for round_ in range(4):
+            devices = [f"r{round_}-d{i}" for i in range(300)]
+            start = threading.Barrier(2)
+
+            def write(
+                w: int, devices: list[str] = devices, start: threading.Barrier = start
+            ) -> int:
+                batch = [Reading("acme", d, m, T0 + w, float(w)) for d in devices for m in "ab"]
+                start.wait()
+                return stores[w].write(batch).inserted
+
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                assert sum(pool.map(write, range(2))) == 2 * 600
+            for store in stores:
+                points = store.query("acme", devices[-1], "b", T0, T0 + 10)
+                assert [p.ts for p in points] == [T0, T0 + 1]
+        assert stores[0].count() == 4 * 2 * 600
+        import psycopg
+
+        with psycopg.connect(postgres.normalise_url(postgres_url())) as connection:
+            row = connection.execute(
+                f"SELECT count(*), count(DISTINCT (tenant, device, metric)) FROM {schema}.series"
+            ).fetchone()
+        assert row == (4 * 600, 4 * 600)
+    finally:
+        for store in stores:
+            store.close()
