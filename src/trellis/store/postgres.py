@@ -162,6 +162,20 @@ _ROLLUP_TABLE = (
 _ONE_SERIES = (
     "(SELECT series_id FROM {series} WHERE tenant = %(t)s AND device = %(d)s AND metric = %(m)s)"
 )
+# One series-minute's rollup figures from its readings (``x``; the query names the
+# series ``{sid}`` and the minute ``{minute}``), as a LATERAL subquery: one index range
+# seek on both key columns. As a plain join the planner searched the index on
+# series_id alone and filtered the minute out of the series' whole day (measured
+# 3× slower at 70 s of data, growing with the day). First and last are the values at
+# the smallest and largest [ts, value] pair (ts is unique in a series, exact as float8
+# below 2^53): no per-group sort, as array_agg(… ORDER BY ts) needs (20 % faster).
+_MINUTE_FIGURES = (
+    "SELECT count(*) AS count, sum(x.value) AS sum, min(x.value) AS min, max(x.value) AS max,"
+    " min(x.ts) AS first_ts, (min(ARRAY[x.ts::float8, x.value]))[2] AS first,"
+    " max(x.ts) AS last_ts, (max(ARRAY[x.ts::float8, x.value]))[2] AS last"
+    " FROM {{readings}} x WHERE x.series_id = {sid} AND x.ts >= {minute}"
+    " AND x.ts < {minute} + 60000"
+)
 # A whole-minute aggregate without writing: rollup rows where the minute is settled,
 # and the same figures computed from the readings for the device's pending minutes
 # (a few, recent, each one key-range seek), in one round trip.
@@ -172,10 +186,9 @@ _ROLLUP_READ = (
     " src AS (SELECT minute, count, sum, min, max, first_ts, first, last_ts, last"
     " FROM {rollup} r JOIN k ON r.series_id = k.series_id WHERE minute >= %(s)s"
     " AND minute < %(e)s AND minute NOT IN (SELECT minute FROM p)"
-    " UNION ALL SELECT p.minute, count(*), sum(x.value), min(x.value), max(x.value), min(x.ts),"
-    " (array_agg(x.value ORDER BY x.ts))[1], max(x.ts), (array_agg(x.value ORDER BY x.ts DESC))[1]"
-    " FROM p CROSS JOIN k JOIN {readings} x ON x.series_id = k.series_id"
-    " AND x.ts >= p.minute AND x.ts < p.minute + 60000 GROUP BY p.minute)"
+    " UNION ALL SELECT p.minute, a.* FROM p CROSS JOIN k CROSS JOIN LATERAL ("
+    + _MINUTE_FIGURES.format(sid="k.series_id", minute="p.minute")
+    + ") a WHERE a.count > 0)"
     " SELECT minute / %(b)s * %(b)s AS bucket, {expression} FROM src"
     " GROUP BY bucket ORDER BY bucket"
 )
@@ -240,18 +253,16 @@ _ADD_AND_MERGE = (
     " SELECT count(*) FROM added"
 )
 # Recomputes the rollup rows of the taken device-minutes from their readings, which are
-# complete above the raw floor: each device's series, then one key-range seek each.
+# complete above the raw floor: each device's series, then one key-range seek each
+# (_MINUTE_FIGURES).
 # Runs as its own statement after the marks were deleted, so its snapshot includes
 # every batch that held one of those marks.
 _REFRESH = (
-    "INSERT INTO {rollup} AS r SELECT s.series_id, p.minute, count(*),"
-    " sum(x.value), min(x.value), max(x.value), min(x.ts), (array_agg(x.value ORDER BY x.ts))[1],"
-    " max(x.ts), (array_agg(x.value ORDER BY x.ts DESC))[1]"
+    "INSERT INTO {rollup} AS r SELECT s.series_id, p.minute, a.*"
     " FROM unnest(%b::text[], %b::text[], %b::int8[]) AS p(tenant, device, minute)"
-    " JOIN {series} s ON s.tenant = p.tenant AND s.device = p.device"
-    " JOIN {readings} x ON x.series_id = s.series_id"
-    " AND x.ts >= p.minute AND x.ts < p.minute + 60000"
-    " GROUP BY 1, 2 ORDER BY 1, 2"
+    " JOIN {series} s ON s.tenant = p.tenant AND s.device = p.device CROSS JOIN LATERAL ("
+    + _MINUTE_FIGURES.format(sid="s.series_id", minute="p.minute")
+    + ") a WHERE a.count > 0 ORDER BY 1, 2"
     " ON CONFLICT (series_id, minute) DO UPDATE SET count = excluded.count,"
     " sum = excluded.sum, min = excluded.min, max = excluded.max, first_ts = excluded.first_ts,"
     " first = excluded.first, last_ts = excluded.last_ts, last = excluded.last"
