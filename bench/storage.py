@@ -16,7 +16,7 @@ which data ends fully merged, with current rollups: a rate the store can sustain
 one that leaves a backlog. PostgreSQL's ``write`` leaves no backlog (rows go straight
 into the table keyed by (series_id, ts); closed minutes are rolled up inside the
 call). Both stores start empty, so the first batch also registers the 10,000 series
-(on PostgreSQL about 200 ms, a quarter of a ``--quick`` run).
+(on PostgreSQL about 140 ms, a fifth of a ``--quick`` run).
 Baselines, same rows, same run:
 
 * SQLite: bare ``executemany`` of the same rows as pre-built tuples into an
