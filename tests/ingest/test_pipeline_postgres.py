@@ -44,8 +44,9 @@ def test_a_row_postgres_refuses_is_quarantined_and_the_rest_stored(
     with psycopg.connect(postgres_url(), autocommit=True) as admin:
         admin.execute(
             f"CREATE FUNCTION {schema}.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            " IF NEW.device = 'pump-0002' AND NEW.metric = 'vibration' THEN"
-            " RAISE EXCEPTION 'vibration sensor of % is recalled', NEW.device; END IF;"
+            " IF (SELECT device = 'pump-0002' AND metric = 'vibration'"
+            f" FROM {schema}.series WHERE series_id = NEW.series_id) THEN"
+            " RAISE EXCEPTION 'vibration sensor of pump-0002 is recalled'; END IF;"
             " RETURN NEW; END $$"
         )
         admin.execute(

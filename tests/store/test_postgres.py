@@ -192,3 +192,151 @@ def test_metadata_migrations_run_on_postgres() -> None:
         engine.dispose()
     again = open_metadata(url)  # a second start finds the head and changes nothing
     again.dispose()
+
+
+def _v3_schema(schema: str) -> None:
+    """A schema as version 3 left it: readings, series and the rollup keyed by names."""
+    import psycopg
+
+    day = postgres._partition_name(_day(T0))
+    with psycopg.connect(postgres.normalise_url(postgres_url()), autocommit=True) as connection:
+        for statement in (
+            f"CREATE SCHEMA {schema}",
+            f"CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text)",
+            f"INSERT INTO {schema}.meta VALUES ('version', '3'), ('layout', 'partitioned')",
+            f'CREATE TABLE {schema}.readings (tenant text COLLATE "C" NOT NULL,'
+            ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
+            " ts int8 NOT NULL, value float8 NOT NULL, unit text, quality int2 NOT NULL,"
+            " seq int8, source_msg text, PRIMARY KEY (tenant, device, metric, ts))"
+            " PARTITION BY RANGE (ts)",
+            f"CREATE TABLE {schema}.{day} PARTITION OF {schema}.readings"
+            f" FOR VALUES FROM ({T0}) TO ({T0 + DAY})",
+            f'CREATE TABLE {schema}.series (tenant text COLLATE "C" NOT NULL,'
+            ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
+            " since int8 NOT NULL, PRIMARY KEY (tenant, device, metric))",
+            f'CREATE TABLE {schema}.rollup_1m (tenant text COLLATE "C" NOT NULL,'
+            ' device text COLLATE "C" NOT NULL, metric text COLLATE "C" NOT NULL,'
+            " minute int8 NOT NULL, count int8 NOT NULL, sum float8 NOT NULL,"
+            " min float8 NOT NULL, max float8 NOT NULL, first_ts int8 NOT NULL,"
+            " first float8 NOT NULL, last_ts int8 NOT NULL, last float8 NOT NULL,"
+            " PRIMARY KEY (tenant, device, metric, minute))",
+            f'CREATE TABLE {schema}.rollup_pending (tenant text COLLATE "C" NOT NULL,'
+            ' device text COLLATE "C" NOT NULL, minute int8 NOT NULL,'
+            " PRIMARY KEY (tenant, device, minute))",
+            # Two series with readings, the first minute rolled up, the second pending.
+            f"INSERT INTO {schema}.readings VALUES ('acme', 'd''1', 'm', {T0}, 1, 'C', 0, 7,"
+            f" 'msg-1'), ('acme', 'd''1', 'm', {T0 + 30_000}, 3, 'C', 0, 8, NULL),"
+            f" ('acme', 'd''1', 'm', {T0 + 60_000}, 5, 'C', 1, 9, NULL),"
+            f" ('beta', 'd2', 'x', {T0 + 60_000}, 9, NULL, 0, NULL, NULL)",
+            f"INSERT INTO {schema}.series VALUES ('acme', 'd''1', 'm', {T0}),"
+            f" ('beta', 'd2', 'x', {T0})",
+            f"INSERT INTO {schema}.rollup_1m VALUES ('acme', 'd''1', 'm', {T0}, 2, 4, 1, 3,"
+            f" {T0}, 1, {T0 + 30_000}, 3),"
+            # a series whose raw readings retention already dropped: only its rollup is left
+            f" ('acme', 'old', 'm', {T0 - DAY}, 1, 6, 6, 6, {T0 - DAY}, 6, {T0 - DAY}, 6)",
+            f"INSERT INTO {schema}.rollup_pending VALUES ('acme', 'd''1', {T0 + 60_000}),"
+            f" ('beta', 'd2', {T0 + 60_000})",
+        ):
+            connection.execute(statement)
+
+
+def test_a_version_3_schema_is_upgraded_to_integer_series_ids(schema: str) -> None:
+    """A store keyed by names is rewritten once, in place, to integer series ids: every
+    reading, rollup row (even of a series with no raw readings left) and pending minute
+    reads back the same, redelivered readings stay duplicates, and new ones go on."""
+    import psycopg
+
+    from trellis.core.types import Quality
+    from trellis.store import Aggregate, Bucket, Point
+
+    _v3_schema(schema)
+    store = PostgresTimeSeriesStore(postgres_url(), schema=schema)
+    try:
+        assert store.count() == 4
+        assert store.count("beta") == 1
+        assert store.query("acme", "d'1", "m", T0, T0 + DAY) == [
+            Point(T0, 1.0),
+            Point(T0 + 30_000, 3.0),
+            Point(T0 + 60_000, 5.0),
+        ]
+        count = (T0 - DAY, T0 + 120_000, 60_000, Aggregate.COUNT)
+        assert store.aggregate("acme", "d'1", "m", *count) == [
+            Bucket(T0, 2.0),
+            Bucket(T0 + 60_000, 1.0),  # still pending: computed from the readings
+        ]
+        assert store.aggregate("acme", "old", "m", *count) == [Bucket(T0 - DAY, 1.0)]
+        assert [(d.device, d.metric, d.ts, d.value) for d in store.latest_many("acme")] == [
+            ("d'1", "m", T0 + 60_000, 5.0)
+        ]
+        again = store.write(
+            [
+                Reading("acme", "d'1", "m", T0 + 60_000, 5.0, "C", Quality.UNCERTAIN, 9),
+                Reading("acme", "d'1", "m", T0 + 90_000, 6.0, "C"),
+                Reading("beta", "d2", "x", T0 + 61_000, 10.0),
+            ]
+        )
+        assert again.inserted == 2
+        assert store.count() == 6
+    finally:
+        store.close()
+    with psycopg.connect(postgres.normalise_url(postgres_url()), autocommit=True) as connection:
+        version = connection.execute(f"SELECT value FROM {schema}.meta WHERE key = 'version'")
+        assert version.fetchone() == (str(postgres._SCHEMA_VERSION),)
+        leftovers = connection.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname LIKE 'v3%%'",
+            (schema,),
+        )
+        assert leftovers.fetchone() == (0,)
+        row = connection.execute(
+            f"SELECT unit, quality, seq, source_msg FROM {schema}.readings WHERE ts = %s",
+            (T0,),
+        ).fetchone()
+        assert row == ("C", 0, 7, "msg-1")
+    reopened = PostgresTimeSeriesStore(postgres_url(), schema=schema)  # once: nothing to redo
+    try:
+        assert reopened.count() == 6
+        assert reopened.aggregate("acme", "d'1", "m", T0, T0 + 120_000, 60_000) == [
+            Bucket(T0, 2.0),
+            Bucket(T0 + 60_000, 5.5),
+        ]
+    finally:
+        reopened.close()
+
+
+def test_processes_registering_the_same_new_series_at_once_agree_on_ids(schema: str) -> None:
+    """Two stores (two processes' caches) writing batches of the same new series at the
+    same moment: each series gets one id, every reading is stored once, and each store
+    reads back the other's readings under the same names."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [PostgresTimeSeriesStore(postgres_url(), schema=schema) for _ in range(2)]
+    try:
+        for round_ in range(4):
+            devices = [f"r{round_}-d{i}" for i in range(300)]
+            start = threading.Barrier(2)
+
+            def write(
+                w: int, devices: list[str] = devices, start: threading.Barrier = start
+            ) -> int:
+                batch = [Reading("acme", d, m, T0 + w, float(w)) for d in devices for m in "ab"]
+                start.wait()
+                return stores[w].write(batch).inserted
+
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                assert sum(pool.map(write, range(2))) == 2 * 600
+            for store in stores:
+                points = store.query("acme", devices[-1], "b", T0, T0 + 10)
+                assert [p.ts for p in points] == [T0, T0 + 1]
+        assert stores[0].count() == 4 * 2 * 600
+        import psycopg
+
+        with psycopg.connect(postgres.normalise_url(postgres_url())) as connection:
+            row = connection.execute(
+                f"SELECT count(*), count(DISTINCT (tenant, device, metric)) FROM {schema}.series"
+            ).fetchone()
+        assert row == (4 * 600, 4 * 600)
+    finally:
+        for store in stores:
+            store.close()
