@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from trellis.core.types import Reading
+from trellis.core.types import Quality, Reading
 from trellis.store import Aggregate, Bucket, Latest, SQLiteTimeSeriesStore
 
 T0 = 1_764_000_000_000  # a whole minute
@@ -102,3 +102,43 @@ def test_a_replay_after_another_handle_merged_is_not_stored_twice(tmp_path: Path
     finally:
         first.close()
         second.close()
+
+
+def test_every_column_is_stored_as_written_in_each_batch_shape(tmp_path: Path) -> None:
+    """Landing's optional columns become literals when a batch shares them (all None, one
+    quality) and parameters otherwise: every shape stores each reading's own unit,
+    quality, seq and source message, through both insert paths (fresh and checked)."""
+    batches = [
+        [Reading("acme", "d", "m", T0 + i, float(i)) for i in range(3)],  # all defaults
+        [
+            Reading("acme", "d", "m", T0 + 10 + i, 1.5, unit, quality, seq, source)
+            for i, (unit, quality, seq, source) in enumerate(
+                [
+                    ("Cel", Quality.GOOD, 7, "msg-1"),
+                    (None, Quality.BAD, None, None),
+                    ("K", Quality.UNCERTAIN, 0, "msg-'2'"),
+                ]
+            )
+        ],
+        [Reading("acme", "e", "m", T0, 2.0, "bar", Quality.UNCERTAIN, 3, "x")] * 2,
+        [Reading("acme", "e", "n", T0, 2.0, None, 2)],  # a plain int quality
+    ]
+    expected = {}
+    for merge_rows in (1, 1_000):  # merged at every write, and never
+        store = SQLiteTimeSeriesStore(tmp_path / f"{merge_rows}.db", merge_rows=merge_rows)
+        try:
+            for batch in batches:
+                store.write(batch)
+                store.write(batch[::-1])  # a replay: the checked path once merged
+                for r in batch:
+                    expected[r.device, r.metric, r.ts] = (r.value, r.unit, int(r.quality), r.seq)
+                    expected[r.device, r.metric, r.ts] += (r.source_msg,)
+        finally:
+            store.close()
+        connection = sqlite3.connect(tmp_path / f"{merge_rows}.db")
+        rows = connection.execute(
+            "SELECT device, metric, ts, value, unit, quality, seq, source_msg FROM readings"
+        ).fetchall()
+        connection.close()
+        assert {(d, m, ts): tuple(rest) for d, m, ts, *rest in rows} == expected
+        assert len(rows) == len(expected)
