@@ -177,37 +177,38 @@ ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET
 _MARK_PENDING = "INSERT OR IGNORE INTO rollup_pending VALUES (?, ?, ?)"
 # Recomputes the rollup rows of pending device-minutes from the readings, which are
 # complete there (see _RAW_FLOOR): set-based, one seek per series and minute, and a
-# replayed or late reading is counted exactly as often as it is stored, once. Going
-# through ``series`` keeps every points lookup on its key prefix; CROSS JOIN fixes
-# that order (the planner otherwise prefers scanning points).
+# replayed or late reading is counted exactly as often as it is stored, once. The join
+# runs in rollup_pending's key order and then series' (tenant, device, metric) index,
+# so each branch's rows arrive grouped and GROUP BY needs no sort of the raw readings
+# (grouping by series_id did: a temp B-tree of every reading, 20 % of the statement);
+# CROSS JOIN fixes that order (the planner otherwise prefers scanning points).
 _REFRESH_ROLLUP = """
-WITH p AS MATERIALIZED (SELECT tenant, device, minute FROM rollup_pending WHERE {where}),
-ps AS MATERIALIZED (
-    SELECT s.series_id, s.tenant, s.device, s.metric, p.minute FROM p
-    CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
-),
-parts AS (
-    SELECT ps.series_id, ps.minute, count(*) AS n, sum(x.value) AS s, min(x.value) AS lo,
-           max(x.value) AS hi, min(x.ts) AS fts, max(x.ts) AS lts
-    FROM ps CROSS JOIN points x ON x.series_id = ps.series_id
-        AND x.ts >= ps.minute AND x.ts < ps.minute + 60000
-    GROUP BY ps.series_id, ps.minute
+WITH parts AS (
+    SELECT p.tenant, p.device, p.minute, s.metric, s.series_id, count(*) AS n,
+           sum(x.value) AS s, min(x.value) AS lo, max(x.value) AS hi, min(x.ts) AS fts,
+           max(x.ts) AS lts
+    FROM rollup_pending p CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
+    CROSS JOIN points x ON x.series_id = s.series_id
+        AND x.ts >= p.minute AND x.ts < p.minute + 60000
+    WHERE {where}
+    GROUP BY p.tenant, p.device, p.minute, s.metric
     UNION ALL
-    SELECT ps.series_id, ps.minute, count(*), sum(x.value), min(x.value), max(x.value),
-           min(x.ts), max(x.ts)
-    FROM ps CROSS JOIN landing x ON x.series_id = ps.series_id
-        AND x.ts >= ps.minute AND x.ts < ps.minute + 60000
-    GROUP BY ps.series_id, ps.minute
+    SELECT p.tenant, p.device, p.minute, s.metric, s.series_id, count(*), sum(x.value),
+           min(x.value), max(x.value), min(x.ts), max(x.ts)
+    FROM rollup_pending p CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
+    CROSS JOIN landing x ON x.series_id = s.series_id
+        AND x.ts >= p.minute AND x.ts < p.minute + 60000
+    WHERE {where}
+    GROUP BY p.tenant, p.device, p.minute, s.metric
 ),
 m AS (
-    SELECT series_id, minute, sum(n) AS n, sum(s) AS s, min(lo) AS lo, max(hi) AS hi,
-           min(fts) AS fts, max(lts) AS lts
-    FROM parts GROUP BY series_id, minute
+    SELECT tenant, device, metric, minute, series_id, sum(n) AS n, sum(s) AS s,
+           min(lo) AS lo, max(hi) AS hi, min(fts) AS fts, max(lts) AS lts
+    FROM parts GROUP BY tenant, device, metric, minute
 )
 INSERT OR REPLACE INTO rollup_1m
-SELECT s.tenant, s.device, s.metric, m.minute, m.n, m.s, m.lo, m.hi,
-    m.fts, {value_at_fts}, m.lts, {value_at_lts}
-FROM m JOIN series s ON s.series_id = m.series_id
+SELECT tenant, device, metric, minute, n, s, lo, hi, fts, {value_at_fts}, lts, {value_at_lts}
+FROM m
 """
 # The value of a series (``m.series_id``) at a timestamp, from whichever table holds it.
 _VALUE_AT = (
@@ -526,7 +527,7 @@ class SQLiteTimeSeriesStore:
                     self._set_meta(connection, _LANDING_ROWS, landed)
                 # Minutes before this batch's newest are (mostly) complete: roll them up
                 # now, once per device-minute rather than once per reading.
-                self._refresh_rollup(connection, "minute < ?", [newest_minute])
+                self._refresh_rollup(connection, "minute < ?1", [newest_minute])
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
@@ -660,8 +661,8 @@ class SQLiteTimeSeriesStore:
 
     @staticmethod
     def _refresh_rollup(connection: sqlite3.Connection, where: str, params: list[object]) -> None:
-        """Recompute the rollup of the pending device-minutes matching ``where``; in the
-        caller's write transaction."""
+        """Recompute the rollup of the pending device-minutes matching ``where`` (numbered
+        parameters: it appears in both branches); in the caller's write transaction."""
         connection.execute(_REFRESH_ROLLUP.format(where=where), params)
         connection.execute(f"DELETE FROM rollup_pending WHERE {where}", params)
 
