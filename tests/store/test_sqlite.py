@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from trellis.core.types import Quality, Reading
 from trellis.store import Aggregate, Bucket, Latest, SQLiteTimeSeriesStore
 
@@ -59,7 +61,7 @@ def test_version_2_file_is_upgraded_in_place(tmp_path: Path) -> None:
     connection = sqlite3.connect(path)
     triggers = connection.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     assert triggers.fetchall() == []
-    assert connection.execute("PRAGMA user_version").fetchone() == (4,)
+    assert connection.execute("PRAGMA user_version").fetchone() == (5,)
     connection.close()
 
 
@@ -142,3 +144,57 @@ def test_every_column_is_stored_as_written_in_each_batch_shape(tmp_path: Path) -
         connection.close()
         assert {(d, m, ts): tuple(rest) for d, m, ts, *rest in rows} == expected
         assert len(rows) == len(expected)
+
+
+@pytest.mark.parametrize("refresher", ["same handle", "another handle"])
+def test_a_minute_written_again_after_its_rollup_was_refreshed_is_rolled_up_again(
+    tmp_path: Path, refresher: str
+) -> None:
+    """Writers remember the rollup_pending marks they made and skip them for the rest of
+    the minute; a refresh (here compact()) by this handle or another removes the marks,
+    and the next write into that minute must mark it again or its rollup goes stale."""
+    path = tmp_path / "timeseries.db"
+    writer = SQLiteTimeSeriesStore(path)
+    other = writer if refresher == "same handle" else SQLiteTimeSeriesStore(path)
+    total = ("acme", "p", "t", T0, T0 + 60_000, 60_000, Aggregate.SUM)
+    try:
+        writer.write([Reading("acme", "p", "t", T0 + 1_000, 1.0)])
+        writer.write([Reading("acme", "p", "t", T0 + 2_000, 2.0)])  # marks remembered
+        other.compact()  # rolls the minute up, removes its marks
+        writer.write([Reading("acme", "p", "t", T0 + 3_000, 4.0)])
+        other.compact()
+        for store in (writer, other):
+            assert store.aggregate(*total) == [Bucket(T0, 7.0)]
+        connection = sqlite3.connect(path)
+        rollup = connection.execute("SELECT count, sum FROM rollup_1m").fetchall()
+        connection.close()
+        assert rollup == [(3, 7.0)]
+    finally:
+        writer.close()
+        other.close()
+
+
+def test_version_4_file_becomes_version_5_with_its_pending_minutes(tmp_path: Path) -> None:
+    """Version 5 changes no table, only what writers may cache: a version-4 file keeps
+    its landed rows and pending marks, and its open minute still rolls up in full."""
+    path = tmp_path / "timeseries.db"
+    store = SQLiteTimeSeriesStore(path)
+    store.write([Reading("acme", "p", "t", T0 + i * 1_000, float(i)) for i in range(3)])
+    store.close()
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA user_version = 4")
+    connection.commit()
+    connection.close()
+    store = SQLiteTimeSeriesStore(path)
+    try:
+        store.write([Reading("acme", "p", "t", T0 + 3_000, 3.0)])
+        store.compact()
+        total = ("acme", "p", "t", T0, T0 + 60_000, 60_000, Aggregate.SUM)
+        assert store.aggregate(*total) == [Bucket(T0, 6.0)]
+        assert store.count() == 4
+    finally:
+        store.close()
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA user_version").fetchone() == (5,)
+    assert connection.execute("SELECT count, sum FROM rollup_1m").fetchall() == [(4, 6.0)]
+    connection.close()

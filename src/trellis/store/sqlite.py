@@ -225,6 +225,11 @@ _RAW_FLOOR = "raw_floor"
 # Bumped by every merge and every delete that may remove series, so each process's
 # caches (series ids, newest merged timestamps) are dropped in time.
 _SERIES_GENERATION = "series_generation"
+# Bumped by every refresh that removes rollup_pending marks, so each process's cache of
+# the marks it made is dropped in time.
+_ROLLUP_REFRESHES = "rollup_refreshes"
+#: Minutes whose marks a process caches at most (a batch usually holds one).
+_MARKED_MINUTES = 4
 # Rows in landing (counted by the writes), so a write knows when to merge.
 _LANDING_ROWS = "landing_rows"
 # The id of the series a query names, as a scalar subquery: one index seek.
@@ -333,8 +338,10 @@ _LATEST = (
 # A device list travels as one JSON parameter, so there is no bound-parameter limit.
 _DEVICES = "device IN (SELECT value FROM json_each(?))"
 # 2: rollup_1m and its trigger; 3: the rollup refreshed per batch from rollup_pending;
-# 4: readings keyed by series id (points), names in series
-_SCHEMA_VERSION = 4
+# 4: readings keyed by series id (points), names in series; 5: the same tables, and
+# writers that cache their rollup_pending marks (meta.rollup_refreshes tells them when a
+# refresh removed marks; a version-4 writer would not, so it must not write the file)
+_SCHEMA_VERSION = 5
 _SERIES_OF, _TS_OF = attrgetter("tenant", "device", "metric"), attrgetter("ts")
 _DEVICE_OF = attrgetter("tenant", "device")
 _VALUE_OF = attrgetter("value")
@@ -409,6 +416,10 @@ class SQLiteTimeSeriesStore:
         self._merged_max = -1  # the newest of those
         self._generation = -1
         self._names_ok: set[tuple[str, str, str, str | None]] = set()
+        # rollup_pending marks this process made: series ids by minute, valid while the
+        # file's _ROLLUP_REFRESHES count stays at _marked_refreshes.
+        self._marked: dict[int, set[int]] = {}
+        self._marked_refreshes = -1
         connection = self._connection()
         try:
             self._upgrade(connection)
@@ -427,16 +438,16 @@ class SQLiteTimeSeriesStore:
                     f"{self._path} has time-series schema version {version}, newer than "
                     f"{_SCHEMA_VERSION}; upgrade Trellis to read it"
                 )
-            if version < _SCHEMA_VERSION:
-                if version > 0:
-                    # A one-time copy of every reading: say so, or a large file looks hung.
-                    log.warning(
-                        "%s: upgrading the time-series schema from version %d to %d; every "
-                        "reading is copied once, which takes a while on a large file",
-                        self._path,
-                        version,
-                        _SCHEMA_VERSION,
-                    )
+            if 0 < version < 4:
+                # A one-time copy of every reading: say so, or a large file looks hung.
+                log.warning(
+                    "%s: upgrading the time-series schema from version %d to %d; every "
+                    "reading is copied once, which takes a while on a large file",
+                    self._path,
+                    version,
+                    _SCHEMA_VERSION,
+                )
+            if version < 4:
                 for statement in _statements(_COMMON):
                     connection.execute(statement)
                 connection.execute("DROP TRIGGER IF EXISTS readings_rollup_1m")
@@ -445,6 +456,7 @@ class SQLiteTimeSeriesStore:
                     connection.execute(statement)
                 if version == 1:
                     connection.execute(_BACKFILL_ROLLUP)
+            if version < _SCHEMA_VERSION:  # 4 to 5 changes no table
                 connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -478,10 +490,7 @@ class SQLiteTimeSeriesStore:
         stamps = list(map(_TS_OF, readings))
         oldest, newest = min(stamps), max(stamps)
         newest_minute = newest - newest % ROLLUP_MS
-        if oldest >= newest_minute:  # the usual batch: one minute of every device in it
-            minutes = {(t, d, newest_minute) for t, d in set(map(_DEVICE_OF, readings))}
-        else:
-            minutes = {(r.tenant, r.device, r.ts - r.ts % ROLLUP_MS) for r in readings}
+        one_minute = oldest >= newest_minute  # the usual batch: one minute of each device
         connection = self._connection()
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -503,6 +512,9 @@ class SQLiteTimeSeriesStore:
                 )
                 landing = zip(series_ids, stamps, *rest, strict=True)
                 floor = self._meta(connection, _RAW_FLOOR, MIN_TS)
+                minutes, refreshes = self._marks_to_make(
+                    connection, readings, series_ids, newest_minute if one_minute else None
+                )
                 # rowcount sums sqlite3_changes() per row: the rows really inserted.
                 if oldest > max(self._merged_max, floor - 1):  # live data, the usual batch
                     inserted = connection.executemany(land, landing).rowcount
@@ -515,6 +527,7 @@ class SQLiteTimeSeriesStore:
                         )
                         rows = [row for row in rows if row[1] >= floor]
                         minutes = {m for m in minutes if m[2] >= floor}
+                        one_minute = one_minute and newest_minute >= floor
                     newest_of = self._merged_newest.get
                     fresh = [row for row in rows if row[1] > newest_of(row[0], -1)]
                     older = [row for row in rows if row[1] <= newest_of(row[0], -1)]
@@ -533,6 +546,8 @@ class SQLiteTimeSeriesStore:
                 raise
             connection.execute("COMMIT")
             self._remember(generation, new_ids, merged)
+            if one_minute:
+                self._remember_marks(refreshes, newest_minute, series_ids)
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:  # a constraint or trigger
             raise WriteRefusedError(f"{self._path} refused a reading: {exc}") from exc
         except sqlite3.Error as exc:
@@ -562,6 +577,41 @@ class SQLiteTimeSeriesStore:
             self._remember(generation, {}, merged)
         except sqlite3.Error as exc:
             raise StoreError(f"compacting {self._path} failed: {exc}") from exc
+
+    def _marks_to_make(
+        self,
+        connection: sqlite3.Connection,
+        readings: Sequence[Reading],
+        series_ids: list[int],
+        minute: int | None,
+    ) -> tuple[set[tuple[str, str, int]], int]:
+        """The (tenant, device, minute) marks this batch must add to ``rollup_pending``,
+        and the file's refresh count they go with. ``minute`` is the batch's only
+        minute, or None when it spans several. No marks when this process has marked
+        that minute of each of the batch's series since the last refresh (the usual
+        batch: 59 of 60 at 1 Hz); else every device-minute the batch holds. In the
+        caller's write transaction."""
+        refreshes = self._meta(connection, _ROLLUP_REFRESHES, 0)
+        with self._lock:
+            if refreshes != self._marked_refreshes:  # a refresh removed marks: forget ours
+                self._marked.clear()
+                self._marked_refreshes = refreshes
+            marked = self._marked.get(minute) if minute is not None else None
+            if marked is not None and marked.issuperset(series_ids):
+                return set(), refreshes
+        if minute is not None:
+            return {(t, d, minute) for t, d in set(map(_DEVICE_OF, readings))}, refreshes
+        return {(r.tenant, r.device, r.ts - r.ts % ROLLUP_MS) for r in readings}, refreshes
+
+    def _remember_marks(self, refreshes: int, minute: int, series_ids: list[int]) -> None:
+        """After a commit: the batch's series have their ``minute`` marked, as long as no
+        refresh has run since ``refreshes`` was read (it may have removed the marks)."""
+        with self._lock:
+            if refreshes != self._marked_refreshes:
+                return
+            if minute not in self._marked and len(self._marked) >= _MARKED_MINUTES:
+                self._marked.clear()
+            self._marked.setdefault(minute, set()).update(series_ids)
 
     def _cached_generation(self, connection: sqlite3.Connection) -> int:
         """The file's cache generation; the caches are reloaded first if it moved (another
@@ -664,7 +714,10 @@ class SQLiteTimeSeriesStore:
         """Recompute the rollup of the pending device-minutes matching ``where`` (numbered
         parameters: it appears in both branches); in the caller's write transaction."""
         connection.execute(_REFRESH_ROLLUP.format(where=where), params)
-        connection.execute(f"DELETE FROM rollup_pending WHERE {where}", params)
+        if connection.execute(f"DELETE FROM rollup_pending WHERE {where}", params).rowcount:
+            # Writers cache the marks they made (see _marks_to_make): tell them.
+            refreshes = SQLiteTimeSeriesStore._meta(connection, _ROLLUP_REFRESHES, 0)
+            SQLiteTimeSeriesStore._set_meta(connection, _ROLLUP_REFRESHES, refreshes + 1)
 
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
