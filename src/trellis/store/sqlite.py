@@ -418,7 +418,7 @@ class SQLiteTimeSeriesStore:
         self._names_ok: set[tuple[str, str, str, str | None]] = set()
         # rollup_pending marks this process made: series ids by minute, valid while the
         # file's _ROLLUP_REFRESHES count stays at _marked_refreshes.
-        self._marked: dict[int, set[int]] = {}
+        self._marked: dict[int, set[int | None]] = {}
         self._marked_refreshes = -1
         connection = self._connection()
         try:
@@ -582,7 +582,7 @@ class SQLiteTimeSeriesStore:
         self,
         connection: sqlite3.Connection,
         readings: Sequence[Reading],
-        series_ids: list[int],
+        series_ids: list[int | None],
         minute: int | None,
     ) -> tuple[set[tuple[str, str, int]], int]:
         """The (tenant, device, minute) marks this batch must add to ``rollup_pending``,
@@ -603,7 +603,7 @@ class SQLiteTimeSeriesStore:
             return {(t, d, minute) for t, d in set(map(_DEVICE_OF, readings))}, refreshes
         return {(r.tenant, r.device, r.ts - r.ts % ROLLUP_MS) for r in readings}, refreshes
 
-    def _remember_marks(self, refreshes: int, minute: int, series_ids: list[int]) -> None:
+    def _remember_marks(self, refreshes: int, minute: int, series_ids: list[int | None]) -> None:
         """After a commit: the batch's series have their ``minute`` marked, as long as no
         refresh has run since ``refreshes`` was read (it may have removed the marks)."""
         with self._lock:
