@@ -45,6 +45,7 @@ __all__ = [
     "check_buckets",
     "check_reading",
     "fill_gaps",
+    "numbers_in_range",
     "split_valid",
     "uses_rollup",
 ]
@@ -214,15 +215,21 @@ _VALUES = list[Annotated[float, msgspec.Meta(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE
 _STAMPS = list[Annotated[int, msgspec.Meta(ge=MIN_TS, lt=MAX_TS)]]
 
 
-def _all_valid(
+def _names_known(
     readings: Sequence[Reading], names_ok: set[tuple[str, str, str, str | None]]
 ) -> bool:
-    """Whether every reading of the batch is storable, decided by passes in C: its names
-    all known good, its values and timestamps all within the limits. False may be wrong
-    (a value msgspec will not take as a float but :func:`check_reading` does); the
-    caller then checks reading by reading."""
-    if not names_ok.issuperset(map(_NAMES_OF, readings)):
+    """Whether every reading's (tenant, device, metric, unit) is in ``names_ok``; False
+    for a name that cannot be hashed (a list, say), which check_reading then refuses."""
+    try:
+        return names_ok.issuperset(map(_NAMES_OF, readings))
+    except TypeError:
         return False
+
+
+def numbers_in_range(readings: Sequence[Reading]) -> bool:
+    """Whether every value and timestamp of the batch is storable, by two passes in C.
+    False may be wrong (a number type msgspec does not take as a float but
+    :func:`check_reading` does): the caller then checks reading by reading."""
     try:
         msgspec.convert(list(map(_VALUE_OF, readings)), _VALUES)
         msgspec.convert(list(map(_TS_OF, readings)), _STAMPS)
@@ -246,7 +253,7 @@ def split_valid(
         names_ok = set()
     elif len(names_ok) > _NAMES_CACHE_MAX:
         names_ok.clear()
-    elif _all_valid(readings, names_ok):
+    elif _names_known(readings, names_ok) and numbers_in_range(readings):
         return list(readings), []
     good: list[Reading] = []
     bad: list[RejectedReading] = []
@@ -255,13 +262,17 @@ def split_valid(
     for index, reading in enumerate(readings):
         value, ts = reading.value, reading.ts
         names = _NAMES_OF(reading)
-        if (
-            (type(value) is float or type(value) is int)
-            and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
-            and type(ts) is int
-            and MIN_TS <= ts < MAX_TS
-            and names in names_ok
-        ):
+        try:
+            cheap = (
+                (type(value) is float or type(value) is int)
+                and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
+                and type(ts) is int
+                and MIN_TS <= ts < MAX_TS
+                and names in names_ok
+            )
+        except TypeError:  # a name that cannot be hashed: check_reading refuses it
+            cheap = False
+        if cheap:
             good.append(reading)
             continue
         problem = check_reading(reading)

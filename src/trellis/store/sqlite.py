@@ -49,11 +49,13 @@ from trellis.store.base import (
     Fill,
     Latest,
     Point,
+    RejectedReading,
     StorageUsage,
     TenantUsage,
     WriteResult,
     check_buckets,
     fill_gaps,
+    numbers_in_range,
     split_valid,
     uses_rollup,
 )
@@ -344,6 +346,9 @@ _DEVICES = "device IN (SELECT value FROM json_each(?))"
 _SCHEMA_VERSION = 5
 _SERIES_OF, _TS_OF = attrgetter("tenant", "device", "metric"), attrgetter("ts")
 _DEVICE_OF = attrgetter("tenant", "device")
+_NAMES_OF = attrgetter("tenant", "device", "metric", "unit")
+#: Most (names, unit) keys a store remembers series ids for before it starts afresh.
+_NAMES_IDS_MAX = 100_000
 _VALUE_OF = attrgetter("value")
 # landing's columns after value, in order.
 _OPTIONAL_OF = tuple((name, attrgetter(name)) for name in ("unit", "quality", "seq", "source_msg"))
@@ -420,6 +425,10 @@ class SQLiteTimeSeriesStore:
         # file's _ROLLUP_REFRESHES count stays at _marked_refreshes.
         self._marked: dict[int, set[int | None]] = {}
         self._marked_refreshes = -1
+        # Series ids by checked (tenant, device, metric, unit), and how often the caches
+        # were reloaded (the ids then may be stale).
+        self._names_ids: dict[tuple[str, str, str, str | None], int | None] = {}
+        self._reloads = 0
         connection = self._connection()
         try:
             self._upgrade(connection)
@@ -480,7 +489,19 @@ class SQLiteTimeSeriesStore:
         return connection
 
     def write(self, readings: Sequence[Reading]) -> WriteResult:
-        readings, rejected = split_valid(readings, self._names_ok)
+        # The usual batch: every reading's names (unit included) were checked before and
+        # have a series id, and its numbers are in range; one pass each, in C, instead of
+        # split_valid's name check and a second lookup by name (2.5 ms a batch of 10,000).
+        reloads = self._reloads
+        series_ids: list[int | None] | None
+        try:
+            series_ids = list(map(self._names_ids.get, map(_NAMES_OF, readings)))
+        except TypeError:  # a name that cannot be hashed: split_valid refuses it
+            series_ids = [None]
+        rejected: list[RejectedReading] = []
+        if None in series_ids or not numbers_in_range(readings):
+            readings, rejected = split_valid(readings, self._names_ok)
+            series_ids = None
         if not readings:
             self._connection()  # a closed store raises even for an empty batch
             return WriteResult(0, rejected)
@@ -496,14 +517,18 @@ class SQLiteTimeSeriesStore:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 generation = self._cached_generation(connection)
-                ids = self._series_ids
-                series_ids = list(map(ids.get, map(_SERIES_OF, readings)))
                 new_ids: dict[tuple[str, str, str], int] = {}
-                if None in series_ids:
-                    missing = set(map(_SERIES_OF, readings)).difference(ids)
-                    new_ids = self._add_series(connection, missing)
-                    ids = {**ids, **new_ids}
-                    series_ids = list(map(ids.__getitem__, map(_SERIES_OF, readings)))
+                learn = series_ids is None or reloads != self._reloads  # (ids may be stale)
+                if learn:
+                    reloads = self._reloads
+                    ids = self._series_ids
+                    series_ids = list(map(ids.get, map(_SERIES_OF, readings)))
+                    if None in series_ids:
+                        missing = set(map(_SERIES_OF, readings)).difference(ids)
+                        new_ids = self._add_series(connection, missing)
+                        ids = {**ids, **new_ids}
+                        series_ids = list(map(ids.__getitem__, map(_SERIES_OF, readings)))
+                assert series_ids is not None
                 # The columns of landing, in order; zip hands executemany one tuple at a time.
                 values, rest = _landing_columns(readings)
                 land, land_checked = (
@@ -546,6 +571,8 @@ class SQLiteTimeSeriesStore:
                 raise
             connection.execute("COMMIT")
             self._remember(generation, new_ids, merged)
+            if learn:
+                self._remember_names(reloads, readings, series_ids)
             if one_minute:
                 self._remember_marks(refreshes, newest_minute, series_ids)
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:  # a constraint or trigger
@@ -603,6 +630,18 @@ class SQLiteTimeSeriesStore:
             return {(t, d, minute) for t, d in set(map(_DEVICE_OF, readings))}, refreshes
         return {(r.tenant, r.device, r.ts - r.ts % ROLLUP_MS) for r in readings}, refreshes
 
+    def _remember_names(
+        self, reloads: int, readings: Sequence[Reading], series_ids: list[int | None]
+    ) -> None:
+        """After a commit: the checked names of these readings, unit included, name the
+        series ids they were written under, until the caches are next reloaded."""
+        with self._lock:
+            if reloads != self._reloads:
+                return
+            if len(self._names_ids) > _NAMES_IDS_MAX:
+                self._names_ids.clear()
+            self._names_ids.update(zip(map(_NAMES_OF, readings), series_ids, strict=True))
+
     def _remember_marks(self, refreshes: int, minute: int, series_ids: list[int | None]) -> None:
         """After a commit: the batch's series have their ``minute`` marked, as long as no
         refresh has run since ``refreshes`` was read (it may have removed the marks)."""
@@ -628,6 +667,8 @@ class SQLiteTimeSeriesStore:
                 self._series_ids, self._merged_newest = ids, newest
                 self._merged_max = max(newest.values(), default=-1)
                 self._generation = generation
+                self._names_ids = {}
+                self._reloads += 1
         return generation
 
     def _merge(self, connection: sqlite3.Connection, generation: int) -> dict[int, int] | None:
@@ -692,7 +733,7 @@ class SQLiteTimeSeriesStore:
     def _insert_below_floor(
         connection: sqlite3.Connection,
         land_checked: str,
-        readings: list[Reading],
+        readings: Sequence[Reading],
         rows: list[tuple[object, ...]],
         floor: int,
     ) -> int:
