@@ -7,7 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
+from trellis.core.errors import StoreError
 from trellis.core.types import Quality, Reading
 from trellis.store import Aggregate, Bucket, Latest, SQLiteTimeSeriesStore
 
@@ -198,3 +200,18 @@ def test_version_4_file_becomes_version_5_with_its_pending_minutes(tmp_path: Pat
     assert connection.execute("PRAGMA user_version").fetchone() == (5,)
     assert connection.execute("SELECT count, sum FROM rollup_1m").fetchall() == [(4, 6.0)]
     connection.close()
+
+
+def test_an_optional_column_sqlite_cannot_store_is_a_store_error(tmp_path: Path) -> None:
+    """An unhashable quality or seq (nothing upstream builds one) fails the write as a
+    StoreError, as any other value sqlite3 cannot bind, and stores nothing."""
+    store = SQLiteTimeSeriesStore(tmp_path / "ts.db")
+    try:
+        for bad in ({"quality": ["good"]}, {"seq": [1]}):
+            batch = [Reading("acme", "p", "t", T0, 1.0), Reading("acme", "p", "u", T0, 2.0)]
+            batch[1] = replace(batch[1], **bad)  # type: ignore[arg-type]
+            with pytest.raises(StoreError):
+                store.write(batch)
+        assert store.count() == 0
+    finally:
+        store.close()

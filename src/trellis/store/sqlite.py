@@ -393,7 +393,11 @@ def _landing_columns(readings: Sequence[Reading]) -> tuple[str, list[Iterable[ob
         values.append(f"?{len(columns) + 2}")
 
     for name, get in _OPTIONAL_OF:
-        found = set(map(get, readings))
+        try:
+            found = set(map(get, readings))
+        except TypeError:  # unhashable: bound as it is, and sqlite3 refuses it
+            bind(map(get, readings))
+            continue
         if name != "quality":
             if found == _ONLY_NONE:
                 values.append("NULL")
