@@ -178,7 +178,7 @@ ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET
 """
 _MARK_PENDING = "INSERT OR IGNORE INTO rollup_pending VALUES (?, ?, ?)"
 # Recomputes the rollup rows of pending device-minutes from the readings, which are
-# complete there (see _RAW_FLOOR): set-based, one seek per series and minute, and a
+# complete there (see _RAW_FLOOR): set-based, a few seeks per series and minute, and a
 # replayed or late reading is counted exactly as often as it is stored, once. The join
 # runs in rollup_pending's key order and then series' (tenant, device, metric) index,
 # so each branch's rows arrive grouped and GROUP BY needs no sort of the raw readings
