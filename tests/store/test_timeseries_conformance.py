@@ -490,6 +490,7 @@ SQL_NAMES = [
     "$1",
     "?",
     "ünïcødé 温度",
+    "🌡 beyond the BMP\ttab",
     "line\nbreak",
 ]
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from operator import attrgetter
+from typing import Annotated, Protocol, runtime_checkable
 
 import msgspec
 
@@ -44,6 +45,7 @@ __all__ = [
     "check_buckets",
     "check_reading",
     "fill_gaps",
+    "numbers_in_range",
     "split_valid",
     "uses_rollup",
 ]
@@ -187,7 +189,8 @@ def check_reading(reading: Reading) -> str | None:
     value: object = reading.value
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"value of {reading.metric!r} must be a number, got {type(value).__name__}"
-    if not math.isfinite(value):
+    # An int is always finite (and may be too large for math.isfinite to convert).
+    if isinstance(value, float) and not math.isfinite(value):
         return f"value of {reading.metric!r} is {value}, not a finite number"
     if abs(value) > MAX_ABS_VALUE:
         return (
@@ -204,6 +207,35 @@ def check_reading(reading: Reading) -> str | None:
 
 #: Most name tuples a :func:`split_valid` cache holds before it starts afresh.
 _NAMES_CACHE_MAX = 100_000
+_NAMES_OF = attrgetter("tenant", "device", "metric", "unit")
+_VALUE_OF, _TS_OF = attrgetter("value"), attrgetter("ts")
+# What a clean batch's values and timestamps convert to without a ValidationError:
+# msgspec refuses bools, strings, NaN (it fails every comparison) and the infinities.
+_VALUES = list[Annotated[float, msgspec.Meta(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]]
+_STAMPS = list[Annotated[int, msgspec.Meta(ge=MIN_TS, lt=MAX_TS)]]
+
+
+def _names_known(
+    readings: Sequence[Reading], names_ok: set[tuple[str, str, str, str | None]]
+) -> bool:
+    """Whether every reading's (tenant, device, metric, unit) is in ``names_ok``; False
+    for a name that cannot be hashed (a list, say), which check_reading then refuses."""
+    try:
+        return names_ok.issuperset(map(_NAMES_OF, readings))
+    except TypeError:
+        return False
+
+
+def numbers_in_range(readings: Sequence[Reading]) -> bool:
+    """Whether every value and timestamp of the batch is storable, by two passes in C.
+    False may be wrong (a number type msgspec does not take as a float but
+    :func:`check_reading` does): the caller then checks reading by reading."""
+    try:
+        msgspec.convert(list(map(_VALUE_OF, readings)), _VALUES)
+        msgspec.convert(list(map(_TS_OF, readings)), _STAMPS)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 def split_valid(
@@ -214,25 +246,33 @@ def split_valid(
     ``names_ok`` caches (tenant, device, metric, unit) tuples already found valid; a
     store passes the same set to every call so each series' names are checked once.
     """
-    good: list[Reading] = []
-    bad: list[RejectedReading] = []
-    # The full check cost as much as the database insert. Names repeat from batch to
-    # batch, so they are checked once; plain numbers in range take the comparisons
-    # below (NaN and the infinities fail them and get the full check).
+    # The full check cost as much as the database insert, and even the loop below 2-3 ms
+    # a batch of 10,000: a batch whose names are all known and whose numbers pass
+    # msgspec's checks (in C) is taken whole, in about 1.5 ms.
     if names_ok is None:
         names_ok = set()
     elif len(names_ok) > _NAMES_CACHE_MAX:
         names_ok.clear()
+    elif _names_known(readings, names_ok) and numbers_in_range(readings):
+        return list(readings), []
+    good: list[Reading] = []
+    bad: list[RejectedReading] = []
+    # Otherwise names are checked once each, and plain numbers in range take the
+    # comparisons below (NaN and the infinities fail them and get the full check).
     for index, reading in enumerate(readings):
         value, ts = reading.value, reading.ts
-        names = (reading.tenant, reading.device, reading.metric, reading.unit)
-        if (
-            (type(value) is float or type(value) is int)
-            and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
-            and type(ts) is int
-            and MIN_TS <= ts < MAX_TS
-            and names in names_ok
-        ):
+        names = _NAMES_OF(reading)
+        try:
+            cheap = (
+                (type(value) is float or type(value) is int)
+                and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
+                and type(ts) is int
+                and MIN_TS <= ts < MAX_TS
+                and names in names_ok
+            )
+        except TypeError:  # a name that cannot be hashed: check_reading refuses it
+            cheap = False
+        if cheap:
             good.append(reading)
             continue
         problem = check_reading(reading)

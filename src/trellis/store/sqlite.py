@@ -34,12 +34,12 @@ import logging
 import shutil
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from pathlib import Path
 
 from trellis.core.errors import ClosedError, SchemaError, StoreError, WriteRefusedError
-from trellis.core.types import Reading
+from trellis.core.types import Quality, Reading
 from trellis.store.base import (
     MIN_TS,
     ROLLUP_MS,
@@ -49,11 +49,13 @@ from trellis.store.base import (
     Fill,
     Latest,
     Point,
+    RejectedReading,
     StorageUsage,
     TenantUsage,
     WriteResult,
     check_buckets,
     fill_gaps,
+    numbers_in_range,
     split_valid,
     uses_rollup,
 )
@@ -138,11 +140,12 @@ INSERT INTO points
 DROP TABLE readings_v3
 """.format(create=_SERIES_AND_POINTS.replace(";", ";\n"))
 
-# A row newer than everything merged for its series cannot be in points.
-_LAND = "INSERT OR IGNORE INTO landing VALUES (?, ?, ?, ?, ?, ?, ?)"
-# Any other row lands only if points does not hold its key (replays, late data).
+# A row newer than everything merged for its series cannot be in points: it takes
+# _LAND. Any other row lands only if points does not hold its key (replays, late data):
+# _LAND_CHECKED. ``{values}`` is landing's columns as _landing_columns makes them.
+_LAND = "INSERT OR IGNORE INTO landing VALUES ({values})"
 _LAND_CHECKED = (
-    "INSERT OR IGNORE INTO landing SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7"
+    "INSERT OR IGNORE INTO landing SELECT {values}"
     " WHERE NOT EXISTS (SELECT 1 FROM points WHERE series_id = ?1 AND ts = ?2)"
 )
 #: Rows ``landing`` takes before a write merges it into ``points``. Measured: 100,000
@@ -155,7 +158,11 @@ _MERGED_NEWEST = (
     "SELECT s.series_id, s.tenant, s.device, s.metric,"
     " (SELECT max(ts) FROM points p WHERE p.series_id = s.series_id) FROM series s"
 )
-_SERIES_ID = "SELECT series_id FROM series WHERE tenant = ? AND device = ? AND metric = ?"
+# The ids of the series a JSON array of [tenant, device, metric] names.
+_SERIES_IDS = (
+    "SELECT s.series_id, s.tenant, s.device, s.metric FROM json_each(?) k CROSS JOIN series s"
+    " ON s.tenant = k.value ->> 0 AND s.device = k.value ->> 1 AND s.metric = k.value ->> 2"
+)
 # Rows older than the raw floor (see _RAW_FLOOR) merge into the rollup one by one.
 _MERGE_ROLLUP = """
 INSERT INTO rollup_1m VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)
@@ -171,39 +178,52 @@ ON CONFLICT (tenant, device, metric, minute) DO UPDATE SET
 """
 _MARK_PENDING = "INSERT OR IGNORE INTO rollup_pending VALUES (?, ?, ?)"
 # Recomputes the rollup rows of pending device-minutes from the readings, which are
-# complete there (see _RAW_FLOOR): set-based, one seek per series and minute, and a
-# replayed or late reading is counted exactly as often as it is stored, once. Going
-# through ``series`` keeps every points lookup on its key prefix; CROSS JOIN fixes
-# that order (the planner otherwise prefers scanning points).
+# complete there (see _RAW_FLOOR): set-based, a few seeks per series and minute, and a
+# replayed or late reading is counted exactly as often as it is stored, once. The join
+# runs in rollup_pending's key order and then series' (tenant, device, metric) index,
+# so each branch's rows arrive grouped and GROUP BY needs no sort of the raw readings
+# (grouping by series_id did: a temp B-tree of every reading, 20 % of the statement);
+# CROSS JOIN fixes that order (the planner otherwise prefers scanning points).
 _REFRESH_ROLLUP = """
-WITH p AS MATERIALIZED (SELECT tenant, device, minute FROM rollup_pending WHERE {where}),
-ps AS MATERIALIZED (
-    SELECT s.series_id, s.tenant, s.device, s.metric, p.minute FROM p
-    CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
-),
-parts AS (
-    SELECT ps.series_id, ps.minute, count(*) AS n, sum(x.value) AS s, min(x.value) AS lo,
-           max(x.value) AS hi, min(x.ts) AS fts, max(x.ts) AS lts
-    FROM ps CROSS JOIN points x ON x.series_id = ps.series_id
-        AND x.ts >= ps.minute AND x.ts < ps.minute + 60000
-    GROUP BY ps.series_id, ps.minute
+WITH parts AS (
+    SELECT p.tenant, p.device, p.minute, s.metric, s.series_id, count(*) AS n,
+           sum(x.value) AS s, min(x.value) AS lo, max(x.value) AS hi,
+           {edges_in_points}
+    FROM rollup_pending p CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
+    CROSS JOIN points x ON x.series_id = s.series_id
+        AND x.ts >= p.minute AND x.ts < p.minute + 60000
+    WHERE {where}
+    GROUP BY p.tenant, p.device, p.minute, s.metric
     UNION ALL
-    SELECT ps.series_id, ps.minute, count(*), sum(x.value), min(x.value), max(x.value),
-           min(x.ts), max(x.ts)
-    FROM ps CROSS JOIN landing x ON x.series_id = ps.series_id
-        AND x.ts >= ps.minute AND x.ts < ps.minute + 60000
-    GROUP BY ps.series_id, ps.minute
+    SELECT p.tenant, p.device, p.minute, s.metric, s.series_id, count(*), sum(x.value),
+           min(x.value), max(x.value), {edges_in_landing}
+    FROM rollup_pending p CROSS JOIN series s ON s.tenant = p.tenant AND s.device = p.device
+    CROSS JOIN landing x ON x.series_id = s.series_id
+        AND x.ts >= p.minute AND x.ts < p.minute + 60000
+    WHERE {where}
+    GROUP BY p.tenant, p.device, p.minute, s.metric
 ),
 m AS (
-    SELECT series_id, minute, sum(n) AS n, sum(s) AS s, min(lo) AS lo, max(hi) AS hi,
-           min(fts) AS fts, max(lts) AS lts
-    FROM parts GROUP BY series_id, minute
+    SELECT tenant, device, metric, minute, series_id, sum(n) AS n, sum(s) AS s,
+           min(lo) AS lo, max(hi) AS hi, min(fts) AS fts, max(lts) AS lts
+    FROM parts GROUP BY tenant, device, metric, minute
 )
 INSERT OR REPLACE INTO rollup_1m
-SELECT s.tenant, s.device, s.metric, m.minute, m.n, m.s, m.lo, m.hi,
-    m.fts, {value_at_fts}, m.lts, {value_at_lts}
-FROM m JOIN series s ON s.series_id = m.series_id
+SELECT tenant, device, metric, minute, n, s, lo, hi, fts, {value_at_fts}, lts, {value_at_lts}
+FROM m
 """
+# A group's first and last timestamps, each one seek to an end of its key range
+# (SQLite's min/max optimisation) instead of two more aggregates over every reading:
+# 10-20 % of the refresh, measured on a 600,000-reading minute.
+_EDGES = (
+    "(SELECT min(ts) FROM {table} y WHERE y.series_id = s.series_id AND y.ts >= p.minute"
+    " AND y.ts < p.minute + 60000) AS fts,"
+    " (SELECT max(ts) FROM {table} y WHERE y.series_id = s.series_id AND y.ts >= p.minute"
+    " AND y.ts < p.minute + 60000) AS lts"
+)
+_REFRESH_ROLLUP = _REFRESH_ROLLUP.replace(
+    "{edges_in_points}", _EDGES.format(table="points")
+).replace("{edges_in_landing}", _EDGES.format(table="landing"))
 # The value of a series (``m.series_id``) at a timestamp, from whichever table holds it.
 _VALUE_AT = (
     "coalesce((SELECT value FROM points WHERE series_id = m.series_id AND ts = m.{ts}),"
@@ -219,6 +239,11 @@ _RAW_FLOOR = "raw_floor"
 # Bumped by every merge and every delete that may remove series, so each process's
 # caches (series ids, newest merged timestamps) are dropped in time.
 _SERIES_GENERATION = "series_generation"
+# Bumped by every refresh that removes rollup_pending marks, so each process's cache of
+# the marks it made is dropped in time.
+_ROLLUP_REFRESHES = "rollup_refreshes"
+#: Minutes whose marks a process caches at most (a batch usually holds one).
+_MARKED_MINUTES = 4
 # Rows in landing (counted by the writes), so a write knows when to merge.
 _LANDING_ROWS = "landing_rows"
 # The id of the series a query names, as a scalar subquery: one index seek.
@@ -327,11 +352,19 @@ _LATEST = (
 # A device list travels as one JSON parameter, so there is no bound-parameter limit.
 _DEVICES = "device IN (SELECT value FROM json_each(?))"
 # 2: rollup_1m and its trigger; 3: the rollup refreshed per batch from rollup_pending;
-# 4: readings keyed by series id (points), names in series
-_SCHEMA_VERSION = 4
+# 4: readings keyed by series id (points), names in series; 5: the same tables, and
+# writers that cache their rollup_pending marks (meta.rollup_refreshes tells them when a
+# refresh removed marks; a version-4 writer would not, so it must not write the file)
+_SCHEMA_VERSION = 5
 _SERIES_OF, _TS_OF = attrgetter("tenant", "device", "metric"), attrgetter("ts")
 _DEVICE_OF = attrgetter("tenant", "device")
-_REST_OF = tuple(attrgetter(name) for name in ("value", "unit", "quality", "seq", "source_msg"))
+_NAMES_OF = attrgetter("tenant", "device", "metric", "unit")
+#: Most (names, unit) keys a store remembers series ids for before it starts afresh.
+_NAMES_IDS_MAX = 100_000
+_VALUE_OF = attrgetter("value")
+# landing's columns after value, in order.
+_OPTIONAL_OF = tuple((name, attrgetter(name)) for name in ("unit", "quality", "seq", "source_msg"))
+_QUALITIES, _ONLY_NONE = set(Quality), {None}
 #: Pages of new files: 16 KiB pages doubled key-ordered inserts of 10,000 series
 #: arriving time-major (fewer, fuller leaves to split), measured in bench/storage.py.
 _PAGE_SIZE = 16_384
@@ -340,6 +373,43 @@ _PAGE_SIZE = 16_384
 def _statements(script: str) -> list[str]:
     """The statements of a script without triggers (``;`` ends each one)."""
     return [s for s in script.split(";") if s.strip()]
+
+
+def _landing_columns(readings: Sequence[Reading]) -> tuple[str, list[Iterable[object]]]:
+    """Landing's values for this batch (numbered parameters and literals, in column
+    order), and the columns of the parameters after (series_id, ts).
+
+    sqlite3 binds int, float and str straight away but sends every other object (None,
+    the ``Quality`` enum) through its adapter lookup, which cost 12 of the 30 ms that
+    inserting a batch of 10,000 took (measured, bench workload). So a column that is None
+    in every reading of the batch is a ``NULL`` literal, a quality the whole batch shares
+    is an integer literal, and mixed qualities are bound as plain ints.
+    """
+    values = ["?1", "?2", "?3"]
+    columns: list[Iterable[object]] = [map(_VALUE_OF, readings)]
+
+    def bind(column: Iterable[object]) -> None:
+        columns.append(column)
+        values.append(f"?{len(columns) + 2}")
+
+    for name, get in _OPTIONAL_OF:
+        try:
+            found = set(map(get, readings))
+        except TypeError:  # unhashable: bound as it is, and sqlite3 refuses it
+            bind(map(get, readings))
+            continue
+        if name != "quality":
+            if found == _ONLY_NONE:
+                values.append("NULL")
+            else:
+                bind(map(get, readings))
+        elif not found <= _QUALITIES:  # not a Quality: bound as it is (nothing checks it)
+            bind(map(get, readings))
+        elif len(found) == 1:
+            values.append(str(int(found.pop())))
+        else:
+            bind(map(int, map(get, readings)))
+    return ", ".join(values), columns
 
 
 class SQLiteTimeSeriesStore:
@@ -367,6 +437,14 @@ class SQLiteTimeSeriesStore:
         self._merged_max = -1  # the newest of those
         self._generation = -1
         self._names_ok: set[tuple[str, str, str, str | None]] = set()
+        # rollup_pending marks this process made: series ids by minute, valid while the
+        # file's _ROLLUP_REFRESHES count stays at _marked_refreshes.
+        self._marked: dict[int, set[int | None]] = {}
+        self._marked_refreshes = -1
+        # Series ids by checked (tenant, device, metric, unit), and how often the caches
+        # were reloaded (the ids then may be stale).
+        self._names_ids: dict[tuple[str, str, str, str | None], int | None] = {}
+        self._reloads = 0
         connection = self._connection()
         try:
             self._upgrade(connection)
@@ -385,16 +463,16 @@ class SQLiteTimeSeriesStore:
                     f"{self._path} has time-series schema version {version}, newer than "
                     f"{_SCHEMA_VERSION}; upgrade Trellis to read it"
                 )
-            if version < _SCHEMA_VERSION:
-                if version > 0:
-                    # A one-time copy of every reading: say so, or a large file looks hung.
-                    log.warning(
-                        "%s: upgrading the time-series schema from version %d to %d; every "
-                        "reading is copied once, which takes a while on a large file",
-                        self._path,
-                        version,
-                        _SCHEMA_VERSION,
-                    )
+            if 0 < version < 4:
+                # A one-time copy of every reading: say so, or a large file looks hung.
+                log.warning(
+                    "%s: upgrading the time-series schema from version %d to %d; every "
+                    "reading is copied once, which takes a while on a large file",
+                    self._path,
+                    version,
+                    _SCHEMA_VERSION,
+                )
+            if version < 4:
                 for statement in _statements(_COMMON):
                     connection.execute(statement)
                 connection.execute("DROP TRIGGER IF EXISTS readings_rollup_1m")
@@ -403,6 +481,7 @@ class SQLiteTimeSeriesStore:
                     connection.execute(statement)
                 if version == 1:
                     connection.execute(_BACKFILL_ROLLUP)
+            if version < _SCHEMA_VERSION:  # 4 to 5 changes no table
                 connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -426,7 +505,19 @@ class SQLiteTimeSeriesStore:
         return connection
 
     def write(self, readings: Sequence[Reading]) -> WriteResult:
-        readings, rejected = split_valid(readings, self._names_ok)
+        # The usual batch: every reading's names (unit included) were checked before and
+        # have a series id, and its numbers are in range; one pass each, in C, instead of
+        # split_valid's name check and a second lookup by name (2.5 ms a batch of 10,000).
+        reloads = self._reloads
+        series_ids: list[int | None] | None
+        try:
+            series_ids = list(map(self._names_ids.get, map(_NAMES_OF, readings)))
+        except TypeError:  # a name that cannot be hashed: split_valid refuses it
+            series_ids = [None]
+        rejected: list[RejectedReading] = []
+        if None in series_ids or not numbers_in_range(readings):
+            readings, rejected = split_valid(readings, self._names_ok)
+            series_ids = None
         if not readings:
             self._connection()  # a closed store raises even for an empty batch
             return WriteResult(0, rejected)
@@ -436,42 +527,53 @@ class SQLiteTimeSeriesStore:
         stamps = list(map(_TS_OF, readings))
         oldest, newest = min(stamps), max(stamps)
         newest_minute = newest - newest % ROLLUP_MS
-        if oldest >= newest_minute:  # the usual batch: one minute of every device in it
-            minutes = {(t, d, newest_minute) for t, d in set(map(_DEVICE_OF, readings))}
-        else:
-            minutes = {(r.tenant, r.device, r.ts - r.ts % ROLLUP_MS) for r in readings}
+        one_minute = oldest >= newest_minute  # the usual batch: one minute of each device
         connection = self._connection()
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 generation = self._cached_generation(connection)
-                ids = self._series_ids
-                series_ids = list(map(ids.get, map(_SERIES_OF, readings)))
                 new_ids: dict[tuple[str, str, str], int] = {}
-                if None in series_ids:
-                    missing = set(map(_SERIES_OF, readings)).difference(ids)
-                    new_ids = self._add_series(connection, missing)
-                    ids = {**ids, **new_ids}
-                    series_ids = list(map(ids.__getitem__, map(_SERIES_OF, readings)))
+                learn = series_ids is None or reloads != self._reloads  # (ids may be stale)
+                if learn:
+                    reloads = self._reloads
+                    ids = self._series_ids
+                    series_ids = list(map(ids.get, map(_SERIES_OF, readings)))
+                    if None in series_ids:
+                        missing = set(map(_SERIES_OF, readings)).difference(ids)
+                        new_ids = self._add_series(connection, missing)
+                        ids = {**ids, **new_ids}
+                        series_ids = list(map(ids.__getitem__, map(_SERIES_OF, readings)))
+                assert series_ids is not None
                 # The columns of landing, in order; zip hands executemany one tuple at a time.
-                rest = (map(get, readings) for get in _REST_OF)
+                values, rest = _landing_columns(readings)
+                land, land_checked = (
+                    _LAND.format(values=values),
+                    _LAND_CHECKED.format(values=values),
+                )
                 landing = zip(series_ids, stamps, *rest, strict=True)
                 floor = self._meta(connection, _RAW_FLOOR, MIN_TS)
+                minutes, refreshes = self._marks_to_make(
+                    connection, readings, series_ids, newest_minute if one_minute else None
+                )
                 # rowcount sums sqlite3_changes() per row: the rows really inserted.
                 if oldest > max(self._merged_max, floor - 1):  # live data, the usual batch
-                    inserted = connection.executemany(_LAND, landing).rowcount
+                    inserted = connection.executemany(land, landing).rowcount
                 else:
                     rows = list(landing)
                     inserted = 0
                     if oldest < floor:
-                        inserted += self._insert_below_floor(connection, readings, rows, floor)
+                        inserted += self._insert_below_floor(
+                            connection, land_checked, readings, rows, floor
+                        )
                         rows = [row for row in rows if row[1] >= floor]
                         minutes = {m for m in minutes if m[2] >= floor}
+                        one_minute = one_minute and newest_minute >= floor
                     newest_of = self._merged_newest.get
                     fresh = [row for row in rows if row[1] > newest_of(row[0], -1)]
                     older = [row for row in rows if row[1] <= newest_of(row[0], -1)]
-                    inserted += connection.executemany(_LAND, fresh).rowcount
-                    inserted += connection.executemany(_LAND_CHECKED, older).rowcount
+                    inserted += connection.executemany(land, fresh).rowcount
+                    inserted += connection.executemany(land_checked, older).rowcount
                 connection.executemany(_MARK_PENDING, sorted(minutes))
                 landed = self._meta(connection, _LANDING_ROWS, 0) + inserted
                 merged = self._merge(connection, generation) if landed >= self._merge_rows else None
@@ -479,12 +581,16 @@ class SQLiteTimeSeriesStore:
                     self._set_meta(connection, _LANDING_ROWS, landed)
                 # Minutes before this batch's newest are (mostly) complete: roll them up
                 # now, once per device-minute rather than once per reading.
-                self._refresh_rollup(connection, "minute < ?", [newest_minute])
+                self._refresh_rollup(connection, "minute < ?1", [newest_minute])
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
             self._remember(generation, new_ids, merged)
+            if learn:
+                self._remember_names(reloads, readings, series_ids)
+            if one_minute:
+                self._remember_marks(refreshes, newest_minute, series_ids)
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:  # a constraint or trigger
             raise WriteRefusedError(f"{self._path} refused a reading: {exc}") from exc
         except sqlite3.Error as exc:
@@ -515,6 +621,53 @@ class SQLiteTimeSeriesStore:
         except sqlite3.Error as exc:
             raise StoreError(f"compacting {self._path} failed: {exc}") from exc
 
+    def _marks_to_make(
+        self,
+        connection: sqlite3.Connection,
+        readings: Sequence[Reading],
+        series_ids: list[int | None],
+        minute: int | None,
+    ) -> tuple[set[tuple[str, str, int]], int]:
+        """The (tenant, device, minute) marks this batch must add to ``rollup_pending``,
+        and the file's refresh count they go with. ``minute`` is the batch's only
+        minute, or None when it spans several. No marks when this process has marked
+        that minute of each of the batch's series since the last refresh (the usual
+        batch: 59 of 60 at 1 Hz); else every device-minute the batch holds. In the
+        caller's write transaction."""
+        refreshes = self._meta(connection, _ROLLUP_REFRESHES, 0)
+        with self._lock:
+            if refreshes != self._marked_refreshes:  # a refresh removed marks: forget ours
+                self._marked.clear()
+                self._marked_refreshes = refreshes
+            marked = self._marked.get(minute) if minute is not None else None
+            if marked is not None and marked.issuperset(series_ids):
+                return set(), refreshes
+        if minute is not None:
+            return {(t, d, minute) for t, d in set(map(_DEVICE_OF, readings))}, refreshes
+        return {(r.tenant, r.device, r.ts - r.ts % ROLLUP_MS) for r in readings}, refreshes
+
+    def _remember_names(
+        self, reloads: int, readings: Sequence[Reading], series_ids: list[int | None]
+    ) -> None:
+        """After a commit: the checked names of these readings, unit included, name the
+        series ids they were written under, until the caches are next reloaded."""
+        with self._lock:
+            if reloads != self._reloads:
+                return
+            if len(self._names_ids) > _NAMES_IDS_MAX:
+                self._names_ids.clear()
+            self._names_ids.update(zip(map(_NAMES_OF, readings), series_ids, strict=True))
+
+    def _remember_marks(self, refreshes: int, minute: int, series_ids: list[int | None]) -> None:
+        """After a commit: the batch's series have their ``minute`` marked, as long as no
+        refresh has run since ``refreshes`` was read (it may have removed the marks)."""
+        with self._lock:
+            if refreshes != self._marked_refreshes:
+                return
+            if minute not in self._marked and len(self._marked) >= _MARKED_MINUTES:
+                self._marked.clear()
+            self._marked.setdefault(minute, set()).update(series_ids)
+
     def _cached_generation(self, connection: sqlite3.Connection) -> int:
         """The file's cache generation; the caches are reloaded first if it moved (another
         handle merged or deleted). In the caller's write transaction."""
@@ -530,6 +683,8 @@ class SQLiteTimeSeriesStore:
                 self._series_ids, self._merged_newest = ids, newest
                 self._merged_max = max(newest.values(), default=-1)
                 self._generation = generation
+                self._names_ids = {}
+                self._reloads += 1
         return generation
 
     def _merge(self, connection: sqlite3.Connection, generation: int) -> dict[int, int] | None:
@@ -572,13 +727,14 @@ class SQLiteTimeSeriesStore:
     ) -> dict[tuple[str, str, str], int]:
         """The ids of series this process has not cached, creating the new ones; in the
         caller's write transaction."""
-        found: dict[tuple[str, str, str], int] = {}
-        for key in sorted(keys):
-            connection.execute(
-                "INSERT OR IGNORE INTO series (tenant, device, metric) VALUES (?, ?, ?)", key
-            )
-            found[key] = connection.execute(_SERIES_ID, key).fetchone()[0]
-        return found
+        # Set-based: one executemany, then one join against the keys as a JSON array
+        # (a statement pair per series took 58 ms for a fleet's 10,000, measured).
+        ordered = sorted(keys)
+        connection.executemany(
+            "INSERT OR IGNORE INTO series (tenant, device, metric) VALUES (?, ?, ?)", ordered
+        )
+        cursor = connection.execute(_SERIES_IDS, (json.dumps(ordered),))
+        return {(tenant, device, metric): sid for sid, tenant, device, metric in cursor}
 
     @staticmethod
     def _meta(connection: sqlite3.Connection, key: str, default: int) -> int:
@@ -592,7 +748,8 @@ class SQLiteTimeSeriesStore:
     @staticmethod
     def _insert_below_floor(
         connection: sqlite3.Connection,
-        readings: list[Reading],
+        land_checked: str,
+        readings: Sequence[Reading],
         rows: list[tuple[object, ...]],
         floor: int,
     ) -> int:
@@ -601,7 +758,7 @@ class SQLiteTimeSeriesStore:
         inserted = 0
         for reading, row in zip(readings, rows, strict=True):
             ts, value = reading.ts, reading.value
-            if ts >= floor or connection.execute(_LAND_CHECKED, row).rowcount == 0:
+            if ts >= floor or connection.execute(land_checked, row).rowcount == 0:
                 continue
             inserted += 1
             minute = ts - ts % ROLLUP_MS
@@ -611,10 +768,13 @@ class SQLiteTimeSeriesStore:
 
     @staticmethod
     def _refresh_rollup(connection: sqlite3.Connection, where: str, params: list[object]) -> None:
-        """Recompute the rollup of the pending device-minutes matching ``where``; in the
-        caller's write transaction."""
+        """Recompute the rollup of the pending device-minutes matching ``where`` (numbered
+        parameters: it appears in both branches); in the caller's write transaction."""
         connection.execute(_REFRESH_ROLLUP.format(where=where), params)
-        connection.execute(f"DELETE FROM rollup_pending WHERE {where}", params)
+        if connection.execute(f"DELETE FROM rollup_pending WHERE {where}", params).rowcount:
+            # Writers cache the marks they made (see _marks_to_make): tell them.
+            refreshes = SQLiteTimeSeriesStore._meta(connection, _ROLLUP_REFRESHES, 0)
+            SQLiteTimeSeriesStore._set_meta(connection, _ROLLUP_REFRESHES, refreshes + 1)
 
     def query(
         self, tenant: str, device: str, metric: str, start: int, end: int, limit: int = 10_000
