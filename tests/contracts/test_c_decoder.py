@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.contracts.test_native_decoder import CONTRACT, DEVICE, LIMITS, payloads
+from tests.contracts.test_native_decoder import CONTRACT, DEVICE, decode_args, payloads
 from tests.helpers import NOW_MS, TENANT, telemetry
 from tests.services import require
 from trellis.contracts import accelerator
@@ -38,18 +38,8 @@ def _built() -> None:
 
 
 def call_of(payload: bytes, seq: int | None = None) -> tuple[Any, ...]:
-    """The decode arguments for ``payload`` as the ingest decoder passes them."""
-    raw = telemetry(DEVICE, payload=payload)
-    return (
-        raw.payload,
-        raw.received_ms,
-        TENANT,
-        DEVICE,
-        seq,
-        raw.id,
-        -LIMITS.max_past_age_ms,
-        LIMITS.max_future_skew_ms,
-    )
+    """The decode arguments for ``payload`` from the test device."""
+    return decode_args(telemetry(DEVICE, payload=payload), seq)
 
 
 def test_the_contract_decodes_in_c() -> None:

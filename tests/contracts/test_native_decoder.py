@@ -50,9 +50,11 @@ def reference(raw: RawMessage, seq: int | None) -> list[Reading] | Rejection:
     return _checked(samples, raw, CONTRACT, TENANT, DEVICE, LIMITS)
 
 
-def native(raw: RawMessage, seq: int | None) -> list[Reading] | None:
-    """What the generated decoder makes of ``raw``."""
-    return CONTRACT.native.decode(
+def decode_args(
+    raw: RawMessage, seq: int | None
+) -> tuple[bytes, int, str, str, int | None, str, int, int]:
+    """The native decoder's arguments for ``raw``, as the ingest decoder passes them."""
+    return (
         raw.payload,
         raw.received_ms,
         TENANT,
@@ -62,6 +64,11 @@ def native(raw: RawMessage, seq: int | None) -> list[Reading] | None:
         -LIMITS.max_past_age_ms,
         LIMITS.max_future_skew_ms,
     )
+
+
+def native(raw: RawMessage, seq: int | None) -> list[Reading] | None:
+    """What the native decoder makes of ``raw``."""
+    return CONTRACT.native.decode(*decode_args(raw, seq))
 
 
 def same(got: list[Reading], expected: list[Reading]) -> bool:
