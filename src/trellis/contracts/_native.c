@@ -29,7 +29,6 @@ typedef struct {
     Py_ssize_t ts_at, seq_at, values_at; /* slot offsets in a payload struct */
     PyObject *invalid;         /* tuple of exception types meaning "not ours": return None */
     PyObject *parse_timestamp; /* trellis.core.clock.parse_timestamp */
-    PyObject *value_error;     /* ValueError, what parse_timestamp raises on bad input */
     PyObject *reading_type;    /* trellis.core.types.Reading */
     PyObject *good;            /* Quality.GOOD */
     PyObject *unset;           /* msgspec.UNSET */
@@ -76,7 +75,6 @@ Spec_dealloc(Spec *self)
     Py_XDECREF(self->values_type);
     Py_XDECREF(self->invalid);
     Py_XDECREF(self->parse_timestamp);
-    Py_XDECREF(self->value_error);
     Py_XDECREF(self->reading_type);
     Py_XDECREF(self->good);
     Py_XDECREF(self->unset);
@@ -207,7 +205,6 @@ Spec_init(Spec *self, PyObject *args, PyObject *kwds)
     self->values_at = values_at;
     self->invalid = Py_NewRef(invalid);
     self->parse_timestamp = Py_NewRef(parse_timestamp);
-    self->value_error = Py_NewRef(PyExc_ValueError);
     self->reading_type = Py_NewRef(reading_type);
     self->good = Py_NewRef(good);
     self->unset = Py_NewRef(unset);
@@ -218,11 +215,12 @@ fail:
     return -1;
 }
 
-/* The sample's timestamp as a new reference and its value in *out; NULL without an error
- * set when the sample is refused, NULL with an error set on an unexpected failure. */
+/* The sample's timestamp as a new reference once checked against the receive time; NULL
+ * without an error set when the sample is refused, NULL with an error set on an
+ * unexpected failure. */
 static PyObject *
 sample_ts(Spec *spec, PyObject *sample, PyObject *received, long long received_ms,
-          long long oldest, long long newest, long long *out)
+          long long oldest, long long newest)
 {
     PyObject *ts = slot(sample, spec->ts_at);
     if (ts == NULL) return NULL;
@@ -234,7 +232,8 @@ sample_ts(Spec *spec, PyObject *sample, PyObject *received, long long received_m
         PyObject *parsed = PyObject_CallOneArg(spec->parse_timestamp, ts);
         Py_DECREF(ts);
         if (parsed == NULL) {
-            if (PyErr_ExceptionMatches(spec->value_error)) PyErr_Clear();
+            /* its ValueError means a bad timestamp: the sample is refused */
+            if (PyErr_ExceptionMatches(PyExc_ValueError)) PyErr_Clear();
             return NULL;
         }
         ts = parsed;
@@ -257,7 +256,6 @@ sample_ts(Spec *spec, PyObject *sample, PyObject *received, long long received_m
         Py_DECREF(ts);
         return NULL;
     }
-    *out = value;
     return ts;
 }
 
@@ -268,8 +266,7 @@ add_sample(Spec *spec, PyObject *sample, PyObject *out, PyObject *const *args,
            long long received_ms, long long oldest, long long newest)
 {
     /* args: payload, received, tenant, device, given_seq, message_id, oldest, newest */
-    long long ts_value;
-    PyObject *ts = sample_ts(spec, sample, args[1], received_ms, oldest, newest, &ts_value);
+    PyObject *ts = sample_ts(spec, sample, args[1], received_ms, oldest, newest);
     if (ts == NULL) return PyErr_Occurred() ? -1 : 0;
     int result = 0;
     PyObject *seq = slot(sample, spec->seq_at);

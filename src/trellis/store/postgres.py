@@ -516,15 +516,19 @@ class PostgresTimeSeriesStore:
         if timescale:
             self._make_hypertable(cur)
 
+    def _has_column(self, cur: psycopg.Cursor[Any], table: str, column: str) -> bool:
+        """Whether this schema's ``table`` has ``column`` (what tells an old layout)."""
+        cur.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = %s AND column_name = %s",
+            (self._schema, table, column),
+        )
+        return cur.fetchone() is not None
+
     def _series_since_day(self, cur: psycopg.Cursor[Any]) -> None:
         """Version 2 kept each series' newest value, rewritten by every batch (a third of
         the write time); version 3 keeps the start of its newest day."""
-        cur.execute(
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
-            " AND table_name = 'series' AND column_name = 'last_ts'",
-            (self._schema,),
-        )
-        if cur.fetchone() is None:
+        if not self._has_column(cur, "series", "last_ts"):
             return
         series = self._table("series")
         cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN since int8").format(series))
@@ -545,12 +549,7 @@ class PostgresTimeSeriesStore:
         ``series`` gains the ids; the old tables and their indexes are renamed out of the
         way (``v3_…``), new ones created with the same daily partitions, the rows copied
         across in key order, and the old tables dropped, in the caller's transaction."""
-        cur.execute(
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
-            " AND table_name = 'readings' AND column_name = 'tenant'",
-            (self._schema,),
-        )
-        if cur.fetchone() is None:
+        if not self._has_column(cur, "readings", "tenant"):
             return
         log.warning(
             "upgrading time-series schema %r to integer series ids: every reading is copied"
